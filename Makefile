@@ -1,0 +1,58 @@
+# brainage companion: `make reproduce` renders every notebook; `make test` runs the tests.
+# The first target that needs Python creates .venv (torch 2.13.0, then this package) and
+# registers its `python3` Jupyter kernel.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= auto
+DATA_DIR ?=
+OUTPUT_DIR ?=
+ARGS ?=
+NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
+RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) $(ARGS)
+
+.PHONY: help venv reproduce smoke test bench clean distclean $(NOTEBOOKS)
+
+help:
+	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
+	@echo "make test           unit tests + notebook smoke runs"
+	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
+	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
+	@echo "make bench          throughput benchmarks into bench/results.json"
+	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
+	@echo "make distclean      also remove simulated data and .venv"
+	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (brainage)" >/dev/null
+	@touch $@
+
+reproduce: $(STAMP)
+	$(PY) -m brainage_lib.cli run all --profile $(PROFILE) $(RUN_OPTS)
+
+$(NOTEBOOKS): $(STAMP)
+	$(PY) -m brainage_lib.cli run $@ --profile $(PROFILE) $(RUN_OPTS)
+
+smoke: $(STAMP)
+	$(PY) -m brainage_lib.cli run all --profile smoke --output-dir build/smoke $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m brainage_lib.cli bench
+
+clean:
+	find results figures rendered -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true
+	rm -rf cache build bench
+
+distclean: clean
+	rm -rf data $(VENV)

@@ -1,0 +1,61 @@
+"""Throughput benchmarks (``make bench``): simulator, cache building and data loading.
+
+Each measurement runs on a fresh temporary cohort and reports items per second on
+whatever device is present; results go to ``bench/results.json``.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from brainage_lib import paths
+from brainage_lib.cache import cached_array
+from brainage_lib.cohort import load_cohort
+from brainage_lib.datasets import CachedArrayDataset
+from brainage_lib.provenance import provenance
+from brainage_lib.simulate import simulate_cohort
+from brainage_lib.transforms import get_transform, load_volume
+
+
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds, 2) if seconds > 0 else float("inf")
+
+
+def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
+    """Measure and print throughput; return the numbers."""
+    res: dict = {"provenance": provenance(), "n": n, "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        simulate_cohort("abide_like", tmp / "cohort", n=n, seed=0, progress=False)
+        res["results"]["simulate_abide_like_2mm_subjects_per_s"] = _rate(n, time.perf_counter() - t0)
+        cohort = load_cohort(tmp / "cohort")
+        for name in ("tgb", "diff", "lstm"):
+            tr = get_transform(name)
+            t0 = time.perf_counter()
+            arr = cached_array(cohort, tr, root=tmp / "cache", progress=False)
+            res["results"][f"cache_build_{name}_images_per_s"] = _rate(n, time.perf_counter() - t0)
+            loader = DataLoader(CachedArrayDataset(arr, cohort.ages, channel=name != "lstm"), batch_size=4, shuffle=True)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                for _x, _y in loader:
+                    pass
+            res["results"][f"load_cached_{name}_samples_per_s"] = _rate(3 * n, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for p in cohort.paths[: min(n, 10)]:
+                tr(load_volume(p))
+            res["results"][f"load_nifti_{name}_samples_per_s"] = _rate(min(n, 10), time.perf_counter() - t0)
+    width = max(map(len, res["results"]))
+    print(f"device: {res['provenance']['device']}")
+    for k, v in res["results"].items():
+        print(f"  {k:<{width}}  {v:>10}")
+    target = Path(out) if out else paths.project_root() / "bench" / "results.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {target}")
+    return res

@@ -1,0 +1,139 @@
+"""The ``brainage`` command: simulate, validate, presets, run, cache, bench."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from brainage_lib.errors import BrainAgeError
+
+
+def _shape_arg(values: list[int] | None) -> tuple[int, int, int] | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return (values[0],) * 3
+    if len(values) == 3:
+        return tuple(values)  # type: ignore[return-value]
+    raise BrainAgeError(f"--shape takes one size (cube) or three sizes, got {values}.")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from brainage_lib.simulate import simulate_cohort
+
+    t0 = time.time()
+    out = simulate_cohort(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
+                          voxel_size=args.voxel_size, effect_region=args.effect_region, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    print(f"Wrote {out} in {time.time() - t0:.1f} s. Check it with: brainage validate {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from brainage_lib.cohort import validate_cohort
+
+    report = validate_cohort(args.dir, allow_unlabelled=args.allow_unlabelled, check_data=not args.headers_only,
+                             progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from brainage_lib.presets import PRESETS
+
+    for p in PRESETS.values():
+        print(f"{p.name:15s} n={p.n:<5d} {p.mirrors}; sites={p.n_sites}, {p.field_strength}, {p.grade}, "
+              f"effect region={p.effect_region}" + (f", disease region={p.disease_region}" if p.disease_region else ""))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from brainage_lib.runner import notebook_names, parse_assignments, run_notebook
+
+    names = notebook_names() if args.notebook == "all" else [args.notebook]
+    params = parse_assignments(args.param)
+    for name in names:
+        t0 = time.time()
+        out = run_notebook(name, profile=args.profile, params=params, output_dir=args.output_dir, progress=not args.quiet)
+        print(f"{name}: rendered {out} and {out.with_suffix('.html')} in {time.time() - t0:.0f} s")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from brainage_lib.cache import cached_array
+    from brainage_lib.cohort import load_cohort
+    from brainage_lib.transforms import get_transform
+
+    cohort = load_cohort(args.dir, allow_unlabelled=True)
+    arr = cached_array(cohort, get_transform(args.transform), progress=not args.quiet)
+    print(f"{args.transform}: {arr.shape} {arr.dtype} at {Path(arr.filename)}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from brainage_lib.bench import run_benchmarks
+
+    run_benchmarks(n=args.n, out=args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="brainage", description="Brain-age companion: simulated cohorts, validation, notebooks.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated cohort (participants.tsv, sub-*/anat/*_T1w.nii.gz, ground_truth/)")
+    s.add_argument("--preset", required=True, help="abide_like | lifespan_train | clinical_test | als_like | nihpd_like | mghbch_like")
+    s.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    s.add_argument("--n", type=int, default=None, help="number of subjects (default: the preset's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", type=int, nargs="+", default=None, help="grid size: one number (cube) or X Y Z; default 99 117 95 (2 mm MNI)")
+    s.add_argument("--voxel-size", type=float, default=None, help="isotropic voxel size in mm instead of --shape")
+    s.add_argument("--effect-region", default=None,
+                   help="region whose ageing is amplified: frontal, parietal, occipital, temporal, motor, cerebellum, "
+                        "medial_temporal, sphere:x,y,z,r (MNI mm), or several joined by '+'")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing simulated cohort at --out")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_simulate)
+
+    v = sub.add_parser("validate", help="check a cohort folder; exit 1 on any problem (read-only)")
+    v.add_argument("dir")
+    v.add_argument("--allow-unlabelled", action="store_true", help="accept age 'n/a' (semi-supervised cohorts)")
+    v.add_argument("--headers-only", action="store_true", help="skip reading voxel data (faster; misses truncation and NaNs)")
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    sub.add_parser("presets", help="list the simulator's presets").set_defaults(func=cmd_presets)
+
+    r = sub.add_parser("run", help="execute a notebook headlessly into rendered/")
+    r.add_argument("notebook", help="e.g. 00_cohorts, or 'all'")
+    r.add_argument("--profile", default="auto", help="smoke | quick | paper | auto (paper with CUDA, else quick)")
+    r.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
+    r.add_argument("--output-dir", default=None, help="where results/, figures/ and rendered/ go (default: the project root)")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("cache", help="build the preprocessed-array cache of a cohort for one transform")
+    c.add_argument("dir")
+    c.add_argument("--transform", required=True, choices=["tgb", "diff", "lstm"])
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_cache)
+
+    b = sub.add_parser("bench", help="measure simulator, cache and loader throughput (and models, where present)")
+    b.add_argument("--n", type=int, default=40, help="subjects per measurement")
+    b.add_argument("--out", default=None, help="JSON file for the numbers (default bench/results.json)")
+    b.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrainAgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

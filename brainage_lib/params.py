@@ -1,0 +1,95 @@
+"""Profile parameters: ``notebooks/params/<notebook>.<profile>.yaml``.
+
+A notebook's ``parameters`` cell holds the core parameters (PROFILE, DATA_DIR, SEED,
+DEVICE, OUTPUT_DIR) and one entry per tunable parameter whose default ``None`` means
+"take the profile's value". ``resolve_params`` merges the two and remembers where
+each value came from, so the rendered notebook can print it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from brainage_lib import paths
+from brainage_lib.errors import BrainAgeError
+
+PROFILES = ("smoke", "quick", "paper")
+CORE = ("PROFILE", "DATA_DIR", "SEED", "DEVICE", "OUTPUT_DIR")
+
+
+def resolve_profile(profile: str) -> str:
+    """``auto`` becomes ``paper`` where CUDA is available, else ``quick``; anything else must be a known profile."""
+    if profile == "auto":
+        return "paper" if torch.cuda.is_available() else "quick"
+    if profile not in PROFILES:
+        raise BrainAgeError(f"Unknown profile '{profile}'. Choose one of: {', '.join(PROFILES)} (or auto).")
+    return profile
+
+
+def profile_file(notebook: str, profile: str):
+    return paths.params_dir() / f"{notebook}.{profile}.yaml"
+
+
+def load_profile(notebook: str, profile: str) -> dict[str, Any]:
+    """The profile's parameter values for a notebook."""
+    profile = resolve_profile(profile)
+    f = profile_file(notebook, profile)
+    if not f.is_file():
+        have = sorted(p.name for p in paths.params_dir().glob(f"{notebook}.*.yaml"))
+        raise BrainAgeError(f"No parameter file {f}. Found: {', '.join(have) or 'none'}.")
+    data = yaml.safe_load(f.read_text()) or {}
+    if not isinstance(data, dict):
+        raise BrainAgeError(f"{f}: expected a mapping of PARAMETER: value.")
+    return data
+
+
+@dataclass
+class Params:
+    """Resolved parameters with attribute access and the source of each value."""
+
+    notebook: str
+    profile: str
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"value": [repr(v) for v in self.values.values()],
+                             "source": [self.sources.get(k, "") for k in self.values]}, index=list(self.values))
+
+    def banner(self) -> str:
+        if self.profile == "paper":
+            return f"PROFILE = paper: the papers' sizes, architectures and schedules ({self.notebook})."
+        return (f"PROFILE = {self.profile}: a REDUCED run (fewer subjects, smaller images, fewer epochs). "
+                "Numbers are not comparable with the papers' beyond direction and order of magnitude.")
+
+
+def resolve_params(notebook: str, profile: str, **overrides: Any) -> Params:
+    """Merge a profile file with the notebook's non-None overrides; unknown names are an error."""
+    prof = resolve_profile(profile)
+    base = load_profile(notebook, prof)
+    unknown = set(overrides) - set(base)
+    if unknown:
+        raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for notebook {notebook}; known: {sorted(base)}.")
+    values, sources = {}, {}
+    for k, v in base.items():
+        if overrides.get(k) is not None:
+            values[k], sources[k] = overrides[k], "override"
+        else:
+            values[k], sources[k] = v, f"profile {prof}"
+    return Params(notebook, prof, values, sources)

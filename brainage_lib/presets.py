@@ -1,0 +1,145 @@
+"""Cohort presets mirroring the papers' cohorts (SPEC §1), and their demographics.
+
+A preset fixes who is in a cohort (ages, sexes, sites, groups), how far brain age
+strays from chronological age, the region whose ageing is amplified, and how the
+images are acquired. ``sample_demographics`` draws one cohort from a preset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from brainage_lib.errors import BrainAgeError
+
+# ABIDE-like counts per 1-year bin [5, 6) ... [23, 24) for one sex: few at 5-6 and
+# 18-24, many at 9-12 (TGB paper: 6 images at 5-6, 86 at 9-10 after sex balancing).
+ABIDE_BIN_WEIGHTS = np.array([3, 22, 30, 36, 43, 42, 40, 36, 32, 28, 24, 20, 17, 14, 12, 10, 8, 5, 3], float)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything the simulator needs to know about one kind of cohort."""
+
+    name: str
+    mirrors: str
+    n: int
+    id_prefix: str
+    age_model: tuple  # ("bins", start, weights) | ("truncnorm", mean, sd, lo, hi) | ("uniform_mix", ...)
+    n_sites: int
+    field_strength: str  # "1.5T" | "3T" | "mixed"
+    grade: str = "research"  # "research" | "clinical"
+    female_fraction: float = 0.5
+    sex_paired_bins: bool = False  # abide_like: a male partner in the same 1-y bin for every female
+    gap_mean: float = 0.0
+    gap_sd: float = 4.0  # years
+    gap_sd_per_year: float = 0.0  # extra sd per year of age (children)
+    unlabelled_fraction: float = 0.0
+    group: str = "control"
+    effect_region: str = "frontal"
+    effect_gain: float = 3.0  # the region's GM change is (1 + gain) x the global change
+    disease_region: str | None = None
+    disease_strength: float = 0.0  # max extra GM loss in the disease region
+    deform_mm: float = 1.0  # residual individual deformation after registration (sd, mm)
+    reference_ages: tuple[float, float] = (8.0, 20.0)  # ages of ground_truth/expected_change
+    site_offset: int = 0  # first site number: distinct presets get distinct sites
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("abide_like", "TGB (ABIDE I+II, 6-24 y)", 1150, "abide", ("bins", 5.0, tuple(ABIDE_BIN_WEIGHTS)),
+               n_sites=17, field_strength="mixed", female_fraction=431 / 1150, sex_paired_bins=True,
+               gap_sd=0.8, effect_region="frontal", reference_ages=(8.0, 20.0)),
+        Preset("lifespan_train", "DIFF training (8 research datasets)", 4600, "life", ("truncnorm", 56.0, 20.9, 18.0, 95.0),
+               n_sites=8, field_strength="mixed", gap_sd=5.0, unlabelled_fraction=0.2,
+               effect_region="medial_temporal+frontal", reference_ages=(30.0, 80.0), site_offset=30),
+        Preset("clinical_test", "DIFF test (clinical grade)", 470, "clin", ("truncnorm", 68.0, 10.0, 35.0, 95.0),
+               n_sites=2, field_strength="1.5T", grade="clinical", gap_sd=5.0,
+               effect_region="medial_temporal+frontal", reference_ages=(55.0, 80.0), site_offset=40),
+        Preset("als_like", "DIFF ALS cohort", 72, "als", ("truncnorm", 61.0, 10.9, 30.0, 85.0),
+               n_sites=1, field_strength="3T", grade="clinical", gap_mean=3.0, gap_sd=5.0, group="ALS",
+               effect_region="medial_temporal+frontal", disease_region="motor+frontal+temporal",
+               disease_strength=0.15, reference_ages=(50.0, 75.0), site_offset=45),
+        Preset("nihpd_like", "LSTM discovery (NIH-PD, 0-22 y, 1.5T)", 1200, "nihpd", ("uniform_mix", 0.0, 22.0, 0.25, 4.5),
+               n_sites=12, field_strength="1.5T", gap_sd=0.2, gap_sd_per_year=0.08,
+               effect_region="frontal+parietal", reference_ages=(2.0, 18.0), site_offset=50),
+        Preset("mghbch_like", "LSTM replication (MGHBCH, 0-6 y, 3T MPRAGE)", 430, "mgh", ("uniform_mix", 0.0, 6.0, 0.0, 6.0),
+               n_sites=1, field_strength="3T", gap_sd=0.1, gap_sd_per_year=0.08,
+               effect_region="frontal+parietal", reference_ages=(0.5, 5.5), site_offset=70),
+    ]
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """Look a preset up by name, optionally replacing some of its fields."""
+    if name not in PRESETS:
+        raise BrainAgeError(f"Unknown preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
+    preset = PRESETS[name]
+    unknown = set(overrides) - set(preset.__dataclass_fields__)
+    if unknown:
+        raise BrainAgeError(f"Unknown preset field(s) {sorted(unknown)} for '{name}'.")
+    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _sample_ages(preset: Preset, n: int, rng: np.random.Generator) -> np.ndarray:
+    kind = preset.age_model[0]
+    if kind == "bins":
+        start, weights = preset.age_model[1], np.asarray(preset.age_model[2])
+        bins = rng.choice(len(weights), size=n, p=weights / weights.sum())
+        return start + bins + rng.uniform(0, 1, n)
+    if kind == "truncnorm":
+        mean, sd, lo, hi = preset.age_model[1:]
+        out = rng.normal(mean, sd, n * 4)
+        out = out[(out >= lo) & (out <= hi)]
+        while out.size < n:  # pragma: no cover - only for extreme truncation
+            more = rng.normal(mean, sd, n * 4)
+            out = np.concatenate([out, more[(more >= lo) & (more <= hi)]])
+        return out[:n]
+    if kind == "uniform_mix":
+        # uniform over [lo, hi] with extra density over [dense_lo, dense_hi] (infant scans)
+        lo, hi, dense_lo, dense_hi = preset.age_model[1:]
+        dense = rng.uniform(0, 1, n) < 0.3
+        return np.where(dense, rng.uniform(dense_lo, dense_hi, n), rng.uniform(lo, hi, n))
+    raise BrainAgeError(f"Preset '{preset.name}' has an unknown age model '{kind}'.")
+
+
+def sample_demographics(preset: Preset, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Draw ages, sexes, sites, groups and hidden brain-age gaps for ``n`` subjects."""
+    if n < 1:
+        raise BrainAgeError(f"Number of subjects must be at least 1, got {n}.")
+    if preset.sex_paired_bins:
+        # Every female gets a male partner in the same 1-y bin; remaining subjects are male.
+        # Balancing by sex per 1-y bin then keeps exactly 2 x n_female subjects (TGB: 862 of 1150).
+        n_f = int(round(n * preset.female_fraction))
+        n_f = min(n_f, n // 2)
+        age_f = _sample_ages(preset, n_f, rng)
+        age_pair = np.floor(age_f) + rng.uniform(0, 1, n_f)
+        age_extra = _sample_ages(preset, n - 2 * n_f, rng)
+        ages = np.concatenate([age_f, age_pair, age_extra])
+        sex = np.array(["F"] * n_f + ["M"] * (n - n_f))
+        order = rng.permutation(n)
+        ages, sex = ages[order], sex[order]
+    else:
+        ages = _sample_ages(preset, n, rng)
+        sex = np.where(rng.uniform(0, 1, n) < preset.female_fraction, "F", "M")
+    ages = np.round(ages, 2)
+    site_weights = rng.dirichlet(np.full(preset.n_sites, 4.0))
+    site_idx = rng.choice(preset.n_sites, size=n, p=site_weights)
+    sites = np.array([f"site{preset.site_offset + i + 1:02d}" for i in site_idx])
+    gap_sd = preset.gap_sd + preset.gap_sd_per_year * ages
+    gaps = preset.gap_mean + rng.standard_normal(n) * gap_sd
+    brain_age = np.maximum(ages + gaps, 0.0)
+    labelled = rng.uniform(0, 1, n) >= preset.unlabelled_fraction
+    return pd.DataFrame({
+        "participant_id": [f"sub-{preset.id_prefix}{i + 1:04d}" for i in range(n)],
+        "age": ages,
+        "sex": sex,
+        "site": sites,
+        "group": preset.group,
+        "brain_age": brain_age,
+        "gap": brain_age - ages,
+        "labelled": labelled,
+    })

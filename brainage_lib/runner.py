@@ -1,0 +1,95 @@
+"""Execute a notebook headlessly: jupytext source -> papermill -> rendered .ipynb and .html.
+
+The executed notebook is written under a temporary name and moved to
+``rendered/<notebook>.ipynb`` only on success; a failed run leaves the previous
+rendering untouched and keeps the failed one as ``rendered/<notebook>.failed.ipynb``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from brainage_lib import paths
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.params import CORE, load_profile, resolve_profile
+
+
+def notebook_names() -> list[str]:
+    return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.py"))
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["N=5", "NAME=abc"]`` -> ``{"N": 5, "NAME": "abc"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BrainAgeError(f"Parameter '{item}' must be written KEY=VALUE, e.g. N_SUBJECTS=40.")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None = None,
+                 output_dir: str | os.PathLike | None = None, kernel: str = "python3", html: bool = True,
+                 progress: bool = True) -> Path:
+    """Run ``notebooks/<name>.py`` with papermill and render it; returns the rendered ``.ipynb``."""
+    import jupytext
+    import papermill as pm
+
+    src = paths.notebooks_dir() / f"{name}.py"
+    if not src.is_file():
+        raise BrainAgeError(f"No notebook '{name}'. Available: {', '.join(notebook_names())}.")
+    prof = resolve_profile(profile)
+    params = dict(params or {})
+    allowed = set(CORE) | set(load_profile(name, prof))
+    unknown = set(params) - allowed
+    if unknown:
+        raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(allowed)}.")
+    params["PROFILE"] = prof
+    out_root = paths.output_root(output_dir)
+    params.setdefault("OUTPUT_DIR", str(out_root))
+    rendered = paths.rendered_dir(output_dir)
+    rendered.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        source_nb = Path(tmp) / f"{name}.ipynb"
+        jupytext.write(nb, source_nb)
+        running = rendered / f".{name}.running.ipynb"
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name=kernel,
+                                cwd=str(paths.notebooks_dir()), progress_bar=progress)
+        except pm.PapermillExecutionError as exc:
+            failed = rendered / f"{name}.failed.ipynb"
+            os.replace(running, failed)
+            raise BrainAgeError(f"Notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                                f"The executed copy is at {failed}; earlier results and renderings are unchanged.") from None
+        wall = time.time() - t0
+    final = rendered / f"{name}.ipynb"
+    os.replace(running, final)
+    (rendered / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    if html:
+        export_html(final, rendered / f"{name}.html")
+    run_info = {"notebook": name, "profile": prof, "params": {k: v for k, v in params.items()}, "wall_time_s": round(wall, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (rendered / f"{name}.run.json").write_text(json.dumps(run_info, indent=1, default=str) + "\n")
+    return final
+
+
+def export_html(ipynb: Path, html_path: Path) -> Path:
+    """Self-contained HTML (figures embedded) from an executed notebook."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
+    tmp = html_path.with_name(f".{html_path.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html_path)
+    return html_path

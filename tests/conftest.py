@@ -1,0 +1,82 @@
+"""Shared fixtures: isolated data/cache folders, tiny simulated cohorts, a cohort writer, figure clean-up."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from brainage_lib.simulate import simulate_cohort  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Simulated data, caches and outputs of a test never touch the project's folders."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("BRAINAGE_DATA", str(base / "data"))
+    monkeypatch.setenv("BRAINAGE_CACHE", str(base / "cache"))
+    monkeypatch.setenv("BRAINAGE_OUTPUT_DIR", str(base / "outputs"))
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_abide(tmp_path_factory) -> Path:
+    """12 abide_like subjects on a 24^3 grid."""
+    return simulate_cohort("abide_like", tmp_path_factory.mktemp("sim") / "abide", n=12, seed=3, shape=(24, 24, 24), progress=False)
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine), str(path))
+    return path
+
+
+def make_cohort(root: Path, rows: list[dict], images: dict[str, np.ndarray] | None = None, tsv: str | None = None) -> Path:
+    """Write a cohort folder: ``rows`` as participants.tsv (or raw ``tsv`` text) and an image per participant.
+
+    ``images`` maps participant_id to an array; rows without an entry get a random 20^3 volume.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    images = images or {}
+    if tsv is None:
+        cols = list(rows[0]) if rows else ["participant_id", "age", "sex", "site"]
+        lines = ["\t".join(cols)] + ["\t".join(str(r.get(c, "")) for c in cols) for r in rows]
+        tsv = "\n".join(lines) + "\n"
+    (root / "participants.tsv").write_text(tsv)
+    gen = np.random.default_rng(1)
+    for r in rows:
+        pid = r["participant_id"]
+        arr = images.get(pid, gen.random((20, 20, 20)).astype(np.float32))
+        if arr is not None:
+            write_nifti(root / pid / "anat" / f"{pid}_T1w.nii.gz", arr)
+    return root
+
+
+@pytest.fixture
+def cohort_writer():
+    return make_cohort
+
+
+def tree_digest(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``root`` with size, mtime and content (to prove a function only reads)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns, p.read_bytes())
+    return out
+
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
