@@ -1,0 +1,100 @@
+"""Notebook machinery: profiles, recorded results, figures, seeding, provenance, runner errors."""
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from brainage_lib import paths
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.figures import save_figure
+from brainage_lib.params import PROFILES, resolve_params, resolve_profile
+from brainage_lib.provenance import provenance
+from brainage_lib.results import Recorder, load_results, to_jsonable
+from brainage_lib.runner import notebook_names, parse_assignments, run_notebook
+from brainage_lib.seeding import seed_everything
+
+
+def test_every_notebook_has_all_profiles_with_the_same_keys():
+    names = notebook_names()
+    assert "00_cohorts" in names
+    for nb in names:
+        keys = [set(yaml.safe_load((paths.params_dir() / f"{nb}.{p}.yaml").read_text())) for p in PROFILES]
+        assert keys[0] == keys[1] == keys[2], nb
+
+
+def test_resolve_params_overrides_and_errors():
+    cfg = resolve_params("00_cohorts", "smoke", N_SUBJECTS=7, SHAPE=None)
+    assert cfg.N_SUBJECTS == 7 and cfg.sources["N_SUBJECTS"] == "override"
+    assert cfg.SHAPE == 32 and cfg.sources["SHAPE"] == "profile smoke"
+    assert "REDUCED" in cfg.banner()
+    with pytest.raises(BrainAgeError, match="Unknown parameter"):
+        resolve_params("00_cohorts", "smoke", EPOCHS=3)
+    with pytest.raises(BrainAgeError, match="Unknown profile 'fast'"):
+        resolve_params("00_cohorts", "fast")
+    assert resolve_profile("auto") == ("paper" if torch.cuda.is_available() else "quick")
+
+
+def test_recorder_keeps_previous_results_until_finalize(tmp_path):
+    rec = Recorder("nbx", "smoke", "simulated", output_dir=tmp_path)
+    rec.record("table.mae", np.float32(1.5), paper=1.32, unit="years")
+    rec.finalize()
+    first = load_results("nbx", output_dir=tmp_path)
+    assert first["records"]["table.mae"] == {"value": 1.5, "paper": 1.32, "unit": "years"}
+    assert first["provenance"]["git"] and "torch" in first["provenance"]["packages"]
+    rec2 = Recorder("nbx", "smoke", "simulated", output_dir=tmp_path)
+    rec2.record("table.mae", float("nan"))  # a run that dies before finalize()
+    assert load_results("nbx", output_dir=tmp_path)["records"]["table.mae"]["value"] == 1.5
+    partial = json.loads((tmp_path / "results" / "nbx.partial.json").read_text())
+    assert partial["records"]["table.mae"]["value"] is None
+    t = rec.table("table")
+    assert list(t.columns[:3]) == ["quantity", "paper", "this run"] and t.iloc[0]["paper"] == 1.32
+
+
+def test_to_jsonable_rejects_objects():
+    assert to_jsonable({"a": np.arange(3), "b": np.bool_(True), "c": np.inf}) == {"a": [0, 1, 2], "b": True, "c": None}
+    with pytest.raises(BrainAgeError):
+        to_jsonable(object())
+    with pytest.raises(BrainAgeError, match="No results for nope"):
+        load_results("nope")
+
+
+def test_save_figure_writes_png_pdf_and_sidecar(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = save_figure(fig, "nbx", "line", params={"N": 3}, output_dir=tmp_path, caption="a line")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (png.with_suffix(".pdf")).read_bytes()[:4] == b"%PDF"
+    side = json.loads(png.with_suffix(".json").read_text())
+    assert side["params"] == {"N": 3} and side["caption"] == "a line" and "git" in side["provenance"]
+
+
+def test_seeding_repeats_random_streams():
+    seed_everything(5)
+    a = (np.random.rand(3), torch.rand(3))
+    seed_everything(5)
+    b = (np.random.rand(3), torch.rand(3))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert torch.equal(a[1], b[1])
+
+
+def test_provenance_fields():
+    p = provenance()
+    assert set(p) >= {"git", "python", "platform", "device", "packages"}
+    assert p["packages"]["torch"].startswith(torch.__version__.split("+")[0])
+
+
+def test_runner_rejects_unknown_notebook_and_parameters():
+    with pytest.raises(BrainAgeError, match="No notebook 'nb_missing'"):
+        run_notebook("nb_missing", profile="smoke")
+    with pytest.raises(BrainAgeError, match=r"Unknown parameter\(s\) \['EPOCHS'\]"):
+        run_notebook("00_cohorts", profile="smoke", params={"EPOCHS": 3})
+    with pytest.raises(BrainAgeError, match="Unknown profile"):
+        run_notebook("00_cohorts", profile="huge")
+    assert parse_assignments(["N_SUBJECTS=40", "PRESETS=a,b", "X=1.5"]) == {"N_SUBJECTS": 40, "PRESETS": "a,b", "X": 1.5}
+    with pytest.raises(BrainAgeError, match="KEY=VALUE"):
+        parse_assignments(["N_SUBJECTS"])
