@@ -34,6 +34,16 @@ def wm_relative(age: np.ndarray | float) -> np.ndarray:
     return 1.0 - 0.25 * np.exp(-b / 2.0) - 0.15 * np.exp(-b / 12.0) - 0.005 * np.maximum(b - 50.0, 0.0)
 
 
+def wm_boundary_shift_mm(age: np.ndarray | float) -> np.ndarray:
+    """Outward shift (mm) of the WM/GM boundary relative to the template: negative while WM is
+    still growing (about -3 mm at birth, -0.6 mm at 8 y) and again as WM atrophies after 50.
+
+    This is the shape side of WM growth and loss: the boundary moves and the cortical
+    ribbon above it narrows or widens, a pattern change and not only a change in amount.
+    """
+    return 8.0 * (wm_relative(age) - 1.0)
+
+
 def myelination(age: np.ndarray | float) -> np.ndarray:
     """Fraction of adult T1 WM/GM contrast: 0 at birth, ~0.87 at 2 y, ~0.99 by 20 y."""
     b = np.asarray(age, dtype=np.float64)

@@ -1,10 +1,11 @@
-"""Throughput benchmarks (``make bench``): simulator, cache building and data loading.
+"""Throughput benchmarks (``make bench``): simulator, cache building, data loading and model training.
 
 Each measurement runs on a fresh temporary cohort and reports items per second on
 whatever device is present; results go to ``bench/results.json``.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import tempfile
 import time
@@ -18,6 +19,7 @@ from brainage_lib.cache import cached_array
 from brainage_lib.cohort import load_cohort
 from brainage_lib.datasets import CachedArrayDataset
 from brainage_lib.provenance import provenance
+from brainage_lib.seeding import resolve_device
 from brainage_lib.simulate import simulate_cohort
 from brainage_lib.transforms import get_transform, load_volume
 
@@ -50,6 +52,14 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
             for p in cohort.paths[: min(n, 10)]:
                 tr(load_volume(p))
             res["results"][f"load_nifti_{name}_samples_per_s"] = _rate(min(n, 10), time.perf_counter() - t0)
+    device = resolve_device("auto")
+    for module, fn in (("brainage_lib.lstm", "bench_lstm"), ("brainage_lib.bench_tgb", "bench_tgb"),
+                       ("brainage_lib.bench_diff", "bench_diff")):
+        try:
+            bench = getattr(importlib.import_module(module), fn)
+        except (ImportError, AttributeError):
+            continue
+        res["results"].update(bench(device))
     width = max(map(len, res["results"]))
     print(f"device: {res['provenance']['device']}")
     for k, v in res["results"].items():

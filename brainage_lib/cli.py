@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="build the preprocessed-array cache of a cohort for one transform")
     c.add_argument("dir")
-    c.add_argument("--transform", required=True, choices=["tgb", "diff", "lstm"])
+    c.add_argument("--transform", required=True, choices=["tgb", "diff", "lstm", "atlas"])
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_cache)
 

@@ -119,6 +119,13 @@ def _lesion_map(rng: np.random.Generator, age: float, grid: Grid, candidates: np
     return out, n
 
 
+def _grid_sample_coords(q: torch.Tensor) -> torch.Tensor:
+    """MNI positions (3, X, Y, Z) in mm to a ``grid_sample`` grid (1, X, Y, Z, 3) ordered (z, y, x)."""
+    origin = torch.tensor(MNI_ORIGIN, dtype=torch.float32)[:, None, None, None]
+    extent = torch.tensor(MNI_EXTENT, dtype=torch.float32)[:, None, None, None]
+    return (2 * (q - origin) / extent - 1).flip(0).permute(1, 2, 3, 0)[None]
+
+
 class Renderer:
     """Holds a cohort's template-space maps on one grid and renders subjects."""
 
@@ -137,6 +144,12 @@ class Renderer:
         near = np.linalg.norm(xyz - self.vent_centre[:, None, None, None], axis=0) < 30
         cand = np.argwhere((maps["wm"] > 0.85) & near)
         self.lesion_candidates = cand if len(cand) else np.argwhere(maps["wm"] > 0.5)
+        # unit vectors pointing into WM, weighted towards the WM boundary: moving the sampling
+        # along them shifts the WM/GM boundary (WM growth and atrophy as a change of shape)
+        grad = np.stack(np.gradient(ndimage.gaussian_filter(maps["wm"], 2.0 / grid.voxel_size), *grid.voxel_size))
+        mag = np.linalg.norm(grad, axis=0)
+        weight = np.clip(mag / max(np.percentile(mag, 99.5), 1e-6), 0.0, 1.0)
+        self.wm_inward = torch.from_numpy((grad / np.maximum(mag, 1e-6) * weight).astype(np.float32))  # (3, X, Y, Z)
 
     def _sampling_grid(self, rng: np.random.Generator, age: float) -> tuple[torch.Tensor, float]:
         shape = self.grid.shape
@@ -147,11 +160,8 @@ class Renderer:
             r = self.xyz - torch.from_numpy(self.vent_centre)[:, None, None, None]
             fall = torch.exp(-(r**2).sum(0) / (2 * VENTRICLE_RADIUS_MM**2))
             disp = disp + v * r / VENTRICLE_RADIUS_MM * fall
-        q = self.xyz / scale - disp  # where each output voxel samples the input, mm
-        origin = torch.tensor(MNI_ORIGIN, dtype=torch.float32)[:, None, None, None]
-        extent = torch.tensor(MNI_EXTENT, dtype=torch.float32)[:, None, None, None]
-        norm = 2 * (q - origin) / extent - 1  # (3, X, Y, Z) as (x, y, z)
-        return norm.flip(0).permute(1, 2, 3, 0)[None], scale  # (1, X, Y, Z, 3) as (z, y, x)
+        disp = disp - float(ageing.wm_boundary_shift_mm(age)) * self.wm_inward
+        return _grid_sample_coords(self.xyz / scale - disp), scale
 
     def render(self, age: float, site: Site, rng: np.random.Generator, severity: float = 0.0) -> tuple[np.ndarray, dict]:
         """One subject's T1w image (int16, background 0) and what went into it."""
@@ -185,7 +195,11 @@ class Renderer:
     def expected_image(self, age: float, contrast: tuple[float, float, float]) -> np.ndarray:
         """Population-mean image at ``age``: template anatomy, no deformation, lesions or noise."""
         t = tissues_at_age(self.anat, age, self.effect, self.preset.effect_gain)
-        return t1_intensity(t, age, contrast).numpy()
+        shift = float(ageing.wm_boundary_shift_mm(age)) * self.wm_inward
+        grid = _grid_sample_coords(self.xyz + shift)
+        stack = torch.stack([t["gm"], t["wm"], t["csf"]])[None]
+        w = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        return t1_intensity({"gm": w[0], "wm": w[1], "csf": w[2]}, age, contrast).numpy()
 
 
 def _survival_months(rng: np.random.Generator, severity: np.ndarray, gap: np.ndarray) -> np.ndarray:

@@ -110,7 +110,7 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(y)
+            total += loss.item() * len(y)
             count += len(y)
         lr = opt.param_groups[0]["lr"]
         sched.step()

@@ -3,7 +3,8 @@
 - TGB: 96^3 volume, zero-mean then min-max to [0, 1].
 - DIFF: mid-axial slice resized to 128x128, min-max to [0, 1].
 - LSTM: volume in a 128x160x112 atlas space, each axial slice resized to 50x50,
-  z-scored per subject; shape (112, 50, 50).
+  z-scored per subject; shape (112, 50, 50). Its 3D baseline takes the atlas-space
+  volume itself, z-scored (``AtlasVolume``).
 """
 from __future__ import annotations
 
@@ -128,7 +129,23 @@ class LSTMSlices(Transform):
         return ((s - s.mean()) / (sd if sd > 0 else 1.0)).astype(np.float32)
 
 
-TRANSFORMS = {"tgb": TGBVolume, "diff": DIFFSlice, "lstm": LSTMSlices}
+@dataclass(frozen=True)
+class AtlasVolume(Transform):
+    """LSTM paper's 3D baseline input: the volume on the 128x160x112 atlas grid, z-scored per subject."""
+
+    atlas_shape: tuple[int, int, int] = (128, 160, 112)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.atlas_shape)
+
+    def __call__(self, volume: np.ndarray) -> np.ndarray:
+        x = resize(volume, tuple(self.atlas_shape))
+        sd = float(x.std())
+        return ((x - x.mean()) / (sd if sd > 0 else 1.0)).astype(np.float32)
+
+
+TRANSFORMS = {"tgb": TGBVolume, "diff": DIFFSlice, "lstm": LSTMSlices, "atlas": AtlasVolume}
 
 
 def get_transform(name: str, **params) -> Transform:

@@ -28,16 +28,18 @@
 # `als_like`), LSTM (`nihpd_like`, `mghbch_like`); see the README.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a cohort folder, or a folder with one sub-folder per preset name
 SEED: int = 0  # seeds the simulator and the baseline's cross-validation folds
 DEVICE: str = "auto"  # no training here; kept so every notebook takes the same core parameters
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
-PRESETS: str | None = None  # comma-separated presets to show; None: the profile's list
-N_SUBJECTS: int | None = None  # subjects per simulated preset; None: profile (0 = the preset's full size)
-SHAPE: int | None = None  # cubic simulation grid; None: profile (0 = the 2 mm MNI grid, 99x117x95)
-BASELINE_SHAPE: int | None = None  # volumes are down-sampled to this cube for the ridge baseline
-EFFECT_REGION: str | None = None  # override every preset's effect region, e.g. "occipital" or "sphere:0,-60,10,25"
+PRESETS: Optional[str] = None  # comma-separated presets to show; None: the profile's list
+N_SUBJECTS: Optional[int] = None  # subjects per simulated preset; None: profile (0 = the preset's full size)
+SHAPE: Optional[int] = None  # cubic simulation grid; None: profile (0 = the 2 mm MNI grid, 99x117x95)
+BASELINE_SHAPE: Optional[int] = None  # volumes are down-sampled to this cube for the ridge baseline
+EFFECT_REGION: Optional[str] = None  # override every preset's effect region, e.g. "occipital" or "sphere:0,-60,10,25"
 
 # %%
 import time

@@ -60,9 +60,9 @@ class ResNetLSTMConfig:
     n_slices: int = 112  # axial slices of the 128x160x112 SRI24 grid
     slice_size: int = 50  # each slice resized to 50x50 (Sec. 3)
     # Pooling window k. The paper says "In the experiments, we set k = ..." but the
-    # value is lost in our text copy (its equations did not survive extraction) and we
-    # could not recover it. 4 is OUR CHOICE, not the paper's: it divides 112, giving
-    # 28 LSTM steps with no dropped slice. Check it against the paper's PDF.
+    # value is missing from the paper's text (its equations did not survive extraction).
+    # 4 is this project's choice, not the paper's: it divides 112, giving 28 LSTM steps
+    # with no dropped slice.
     pool_k: int = 4
     lstm_hidden: int = 64  # "Bidirectional LSTM with the hidden dimension size of 64"
     block_layers: tuple[int, int, int, int] = (2, 2, 2, 2)  # ResNet18

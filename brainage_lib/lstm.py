@@ -1,0 +1,105 @@
+"""LSTM paper (He et al., ISBI 2020): models from parameters, paper tables, and claim verdicts."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
+from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+from brainage_lib.scores import mae_by_group
+
+LSTM_NAME, CNN3D_NAME = "2D-ResNet18+LSTM", "3D-ResNet18"
+MODELS = (CNN3D_NAME, LSTM_NAME)
+
+# Paper tables: MAE (years) per group, last entry the average over all test subjects.
+PAPER_TABLE1 = {CNN3D_NAME: [0.30, 1.12, 1.19, 1.85, 1.07], LSTM_NAME: [0.32, 0.92, 1.02, 1.79, 0.96]}
+PAPER_TABLE2 = {CNN3D_NAME: [2.57, 2.43, 2.80, 2.64, 2.85, 2.75, 2.64], LSTM_NAME: [0.83, 1.65, 1.40, 1.36, 1.21, 0.83, 1.14]}
+PAPER_TABLE3 = {CNN3D_NAME: [0.66, 0.48, 0.43, 0.75, 1.26, 2.10, 0.79], LSTM_NAME: [0.24, 1.34, 1.43, 1.25, 0.69, 0.92, 0.78]}
+PAPER_TRAIN_HOURS_K80 = {LSTM_NAME: 3.0, CNN3D_NAME: 7.0}
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"128x160x112"`` -> (128, 160, 112)."""
+    try:
+        shape = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise BrainAgeError(f"ATLAS_SHAPE '{text}' must look like 128x160x112.") from None
+    if len(shape) != 3:
+        raise BrainAgeError(f"ATLAS_SHAPE '{text}' must have three sizes, e.g. 128x160x112.")
+    return shape  # type: ignore[return-value]
+
+
+def build_models(atlas_shape: tuple[int, int, int], slice_size: int, pool_k: int, width: float,
+                 hidden: int = 64) -> dict[str, torch.nn.Module]:
+    """Both networks at the given input sizes; ``width`` scales every ResNet stage (1.0 = paper)."""
+    lstm = ResNetLSTM(ResNetLSTMConfig(n_slices=atlas_shape[2], slice_size=slice_size, pool_k=pool_k,
+                                       lstm_hidden=hidden, widen_factor=width))
+    cnn = ResNet3D(ResNet3DConfig(input_shape=atlas_shape, widen_factor=width))
+    return {CNN3D_NAME: cnn, LSTM_NAME: lstm}
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def group_table(ages: np.ndarray, preds: dict[str, np.ndarray], edges, labels, paper: dict[str, list[float]]) -> pd.DataFrame:
+    """Paper vs this run's MAE per age group and overall ("Average"), one row per model."""
+    rows = []
+    for model, pred in preds.items():
+        g = mae_by_group(ages, np.abs(pred - ages), edges, labels, include_all=True)
+        values = list(g["mae"])
+        counts = list(g["n"])
+        for label, v, n, p in zip(list(labels) + ["Average"], values, counts, paper[model]):
+            rows.append({"model": model, "group": label, "n": int(n), "paper MAE": p, "this run MAE": v})
+    return pd.DataFrame(rows)
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Group table with models as rows and 'paper / this run' per group as columns."""
+    t = table.assign(cell=[f"{p:.2f} / {r:.2f}" if np.isfinite(r) else f"{p:.2f} / -" for p, r in
+                           zip(table["paper MAE"], table["this run MAE"])])
+    order = list(dict.fromkeys(table["group"]))
+    return t.pivot(index="model", columns="group", values="cell")[order]
+
+
+def time_epoch(model: torch.nn.Module, x: torch.Tensor, steps: int = 3) -> float:
+    """Seconds per training step (forward + backward + Adam) on batch ``x``."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    y = torch.zeros(x.shape[0], device=x.device)
+    for i in range(steps + 1):
+        if i == 1:
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        loss = (model(x).reshape(-1) - y).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def bench_lstm(device: torch.device, steps: int = 3) -> dict[str, float]:
+    """Training samples/s of both models, batch 1 (the paper's), fp32 and (CUDA) bf16 autocast.
+
+    Paper input sizes on CUDA; on CPU a reduced size (atlas 64x80x56, 36^2 slices, width 0.5) said in the keys.
+    """
+    if device.type == "cuda":
+        atlas, size, width, tag = (128, 160, 112), 50, 1.0, "paper"
+    else:
+        atlas, size, width, tag = (64, 80, 56), 36, 0.5, "cpu-reduced"
+    out = {}
+    for name, model in build_models(atlas, size, 4, width).items():
+        model.to(device)
+        x = (torch.randn(1, atlas[2], size, size) if name == LSTM_NAME else torch.randn(1, 1, *atlas)).to(device)
+        key = f"lstm_{tag}_{'lstm2d' if name == LSTM_NAME else 'resnet3d'}"
+        out[f"{key}_fp32_train_samples_per_s"] = round(1 / time_epoch(model, x, steps), 2)
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out[f"{key}_bf16_train_samples_per_s"] = round(1 / time_epoch(model, x, steps), 2)
+    return out

@@ -1,0 +1,56 @@
+"""Notebook 03_lstm executed with PROFILE=smoke, asserting on its recorded results."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from brainage_lib.lstm import CNN3D_NAME, LSTM_NAME
+from brainage_lib.results import load_results
+from brainage_lib.runner import run_notebook
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nb03")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINAGE_DATA", str(out / "data"))
+    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
+    try:
+        run_notebook("03_lstm", profile="smoke", output_dir=out, progress=False)
+    finally:
+        mp.undo()
+    return out, load_results("03_lstm", output_dir=out)
+
+
+def test_03_lstm_tables_are_complete_and_finite(lstm_run):
+    _, res = lstm_run
+    rec = res["records"]
+    assert res["profile"] == "smoke"
+    for model in (CNN3D_NAME, LSTM_NAME):
+        for g in ("0-5", "6-10", "11-15", "16-22", "Average"):
+            e = rec[f"table1.{model}.{g}"]
+            assert "paper" in e
+            assert e["value"] is None or math.isfinite(e["value"])  # a group may be empty in a 60-subject smoke cohort
+        for table in ("table2", "table3"):
+            assert math.isfinite(rec[f"{table}.{model}.Average"]["value"])
+            assert rec[f"{table}_n.{model}.Average"]["value"] == 24
+        assert rec[f"train_time_s.0-22.{model}"]["value"] > 0
+    assert rec["table1.2D-ResNet18+LSTM.Average"]["paper"] == 0.96
+    assert rec["data.n.discovery test"]["value"] == 12 and rec["data.n.discovery train (0-22 y)"]["value"] == 48
+    assert 0 <= rec["wilcoxon.replication.trained_0-22.p"]["value"] <= 1
+    assert sum(1 for k in rec if k.startswith("claims.")) == 6
+
+
+def test_03_lstm_figures_and_checkpoints(lstm_run):
+    out, _ = lstm_run
+    for name in ("age_distributions", "training_curves", "cumulative_scores", "predicted_vs_true"):
+        assert (out / "figures" / "03_lstm" / f"{name}.png").is_file()
+    ckpts = sorted((out / "checkpoints" / "03_lstm").glob("*.pt"))
+    assert len(ckpts) == 4
+    import torch
+
+    blob = torch.load(ckpts[0], map_location="cpu", weights_only=True)
+    assert blob["config"]["params"]["EPOCHS"] == 2 and "git" in blob["provenance"]
