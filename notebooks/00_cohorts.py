@@ -36,8 +36,8 @@ SEED: int = 0  # seeds the simulator and the baseline's cross-validation folds
 DEVICE: str = "auto"  # no training here; kept so every notebook takes the same core parameters
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 PRESETS: Optional[str] = None  # comma-separated presets to show; None: the profile's list
-N_SUBJECTS: Optional[int] = None  # subjects per simulated preset; None: profile (0 = the preset's full size)
-SHAPE: Optional[int] = None  # cubic simulation grid; None: profile (0 = the 2 mm MNI grid, 99x117x95)
+N_SUBJECTS: Optional[int] = None  # subjects per simulated preset; None: profile (0 means the preset's full size)
+SHAPE: Optional[int] = None  # cubic simulation grid; None: profile (0 means the 2 mm MNI grid, 99x117x95)
 BASELINE_SHAPE: Optional[int] = None  # volumes are down-sampled to this cube for the ridge baseline
 EFFECT_REGION: Optional[str] = None  # override every preset's effect region, e.g. "occipital" or "sphere:0,-60,10,25"
 

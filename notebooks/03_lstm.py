@@ -35,9 +35,9 @@ DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ a
 SEED: int = 0  # seeds the simulator, the split, initialisation and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
-N_DISCOVERY: Optional[int] = None  # nihpd_like subjects (0 = the preset's 1200)
-N_REPLICATION: Optional[int] = None  # mghbch_like subjects (0 = the preset's 430)
-SHAPE: Optional[int] = None  # cubic simulation grid (0 = the 2 mm MNI grid)
+N_DISCOVERY: Optional[int] = None  # nihpd_like subjects (0 means the preset's 1200)
+N_REPLICATION: Optional[int] = None  # mghbch_like subjects (0 means the preset's 430)
+SHAPE: Optional[int] = None  # cubic simulation grid (0 means the 2 mm MNI grid)
 ATLAS_SHAPE: Optional[str] = None  # atlas grid of the volumes, paper 128x160x112
 SLICE_SIZE: Optional[int] = None  # each axial slice resized to this square, paper 50
 POOL_K: Optional[int] = None  # slices averaged per LSTM step; the value of k is missing from the paper text, 4 divides 112
