@@ -1,0 +1,251 @@
+"""Unit tests for the DIFF training loop (brainage_lib.diff) and its tables (brainage_lib.diff_eval)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from torch.utils.data import TensorDataset
+
+from brainage_lib import diff
+from brainage_lib.datasets import SliceDataset
+from brainage_lib.diff import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts, parse_widths,
+                               predict_diffae, recalibrate_head_bn, save_diffae, split_training_cohort, train_diffae)
+from brainage_lib.diff_eval import claims, evaluate, record_evaluation, wide_table
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
+from brainage_lib.results import Recorder
+
+torch.set_num_threads(1)
+TINY = DiffAEConfig(image_size=16, channels=(8, 16), num_res_blocks=1, norm_groups=8, mid_attention_blocks=1,
+                    z_dim=16, head_hidden=(16, 8), ddim_steps=5)
+CPU = torch.device("cpu")
+NAN = float("nan")
+
+
+def blob_slices(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Discs whose radius and brightness follow age: (n, size, size) in [0, 1] and ages 20-80."""
+    rng = np.random.default_rng(seed)
+    ages = rng.uniform(20, 80, n)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    r = np.hypot(yy, xx)
+    radius = 2 + 5 * (ages - 20) / 60
+    imgs = np.exp(-(r[None] / radius[:, None, None]) ** 2) * (0.4 + 0.6 * (ages[:, None, None] - 20) / 60)
+    return np.clip(imgs + rng.normal(0, 0.02, imgs.shape), 0, 1).astype(np.float32), ages
+
+
+# ---- semi-supervised training --------------------------------------------------
+
+def test_training_loop_feeds_unlabelled_images_with_nan_ages(monkeypatch) -> None:
+    imgs, ages = blob_slices(24, seed=0)
+    ages[[1, 5, 9, 13, 17, 21]] = NAN  # a quarter unlabelled
+    seen: list[tuple[int, int]] = []
+
+    def spy(model, x, age, scheduler, generator=None):
+        seen.append((x.shape[0], int(torch.isnan(age).sum())))
+        return diffae_loss(model, x, age, scheduler, generator)
+
+    monkeypatch.setattr(diff, "diffae_loss", spy)
+    train = SliceDataset(imgs, ages, np.arange(20))
+    val = SliceDataset(imgs, ages, np.array([20, 22, 23]))
+    res = train_diffae(TINY, train, val, DiffTrainConfig(epochs=2, batch_size=6, lr=1e-3), CPU, progress=False)
+    n_unlabelled = int(np.isnan(ages[:20]).sum())
+    # drop_last: 3 full batches of 6 per epoch, every image passes through the loss unfiltered
+    assert [b for b, _ in seen] == [6] * 6
+    assert sum(u for _, u in seen) == res.history["unlabelled"].sum() > 0
+    assert any(0 < u < 6 for _, u in seen)  # batches mix labelled and unlabelled slices
+    assert (res.history["labelled"] + res.history["unlabelled"] == 18).all()
+    assert res.history["unlabelled"].sum() <= 2 * n_unlabelled
+    labelled = ages[:20][~np.isnan(ages[:20])]
+    assert res.model.config.age_offset == pytest.approx(labelled.mean())  # standardised on labelled rows only
+    assert res.model.config.age_scale == pytest.approx(labelled.std())
+
+
+def test_age_gradient_ignores_unlabelled_pixels() -> None:
+    """Unlabelled images reach the weights only through the diffusion loss."""
+    torch.manual_seed(0)
+    model = DiffAE(TINY).train()
+    imgs, ages = blob_slices(6, seed=1)
+    x = torch.from_numpy(imgs)[:, None]
+    age = torch.tensor(ages, dtype=torch.float32)
+    age[[1, 4]] = NAN
+    x_other = x.clone()
+    x_other[[1, 4]] = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+
+    def grads(inputs: torch.Tensor, part: str) -> list[torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(3)  # same dropout masks
+        out = diffae_loss(model, inputs, age, make_scheduler(TINY), torch.Generator().manual_seed(9))
+        getattr(out, part).backward()
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+    for a, b in zip(grads(x, "age_mse"), grads(x_other, "age_mse")):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    diffusion = [(a - b).abs().max().item() for a, b in zip(grads(x, "noise_mse"), grads(x_other, "noise_mse"))]
+    assert max(diffusion) > 1e-6
+
+
+def test_tiny_training_run_learns() -> None:
+    imgs, ages = blob_slices(48, seed=2)
+    ages_semi = ages.copy()
+    ages_semi[::6] = NAN
+    train = SliceDataset(imgs, ages_semi, np.arange(40))
+    val = SliceDataset(imgs, ages, np.arange(40, 48))
+    res = train_diffae(TINY, train, val, DiffTrainConfig(epochs=12, batch_size=8, lr=2e-3, seed=1), CPU, progress=False)
+    h = res.history
+    assert h["noise_mse"].iloc[-3:].mean() < 0.5 * h["noise_mse"].iloc[0]
+    assert h["age_mse"].iloc[-3:].mean() < h["age_mse"].iloc[0]
+    mae_mean = np.abs(ages[40:] - np.nanmean(ages_semi[:40])).mean()  # predicting the training mean
+    pred = predict_diffae(res.model, val, CPU)
+    assert np.abs(pred - ages[40:]).mean() == pytest.approx(h["val_mae"].min(), rel=1e-4)  # kept the best epoch
+    assert h["val_mae"].min() < 0.8 * mae_mean
+    assert res.best_epoch == int(h["val_mae"].idxmin())
+
+
+def test_recalibrated_batchnorm_matches_hand_statistics() -> None:
+    torch.manual_seed(0)
+    model = DiffAE(TINY)
+    imgs, ages = blob_slices(10, seed=3)
+    ds = SliceDataset(imgs, ages)
+    recalibrate_head_bn(model, ds, CPU, batch_size=4)
+    with torch.no_grad():
+        z = model.encode(torch.from_numpy(imgs)[:, None])
+        a = torch.relu(model.age_head[0](z))  # input of the first BatchNorm
+    bn = model.age_head[2]
+    torch.testing.assert_close(bn.running_mean, a.mean(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, a.var(0, unbiased=True), rtol=1e-4, atol=1e-6)
+    assert not model.training and bn.momentum == 0.1
+
+
+def test_checkpoint_roundtrip(tmp_path) -> None:
+    imgs, ages = blob_slices(12, seed=4)
+    train, val = SliceDataset(imgs, ages, np.arange(9)), SliceDataset(imgs, ages, np.arange(9, 12))
+    tcfg = DiffTrainConfig(epochs=1, batch_size=4)
+    res = train_diffae(TINY, train, val, tcfg, CPU, progress=False)
+    path = save_diffae(tmp_path / "m.pt", res, tcfg, extra={"profile": "unit"})
+    blob = torch.load(path, weights_only=True)
+    assert blob["config"]["train"]["batch_size"] == 4 and "git" in blob["provenance"]
+    model, meta = load_diffae(path)
+    assert model.config == res.model.config and meta["extra"]["profile"] == "unit"
+    np.testing.assert_allclose(predict_diffae(model, val, CPU), predict_diffae(res.model, val, CPU), rtol=1e-6)
+
+
+def test_config_and_input_errors(tmp_path) -> None:
+    with pytest.raises(BrainAgeError, match="batch_size"):
+        DiffTrainConfig(batch_size=1)
+    assert parse_widths(" 32, 64,96 ") == (32, 64, 96)
+    with pytest.raises(BrainAgeError, match="comma"):
+        parse_widths("32;64")
+    (tmp_path / "lifespan_train").mkdir()
+    (tmp_path / "lifespan_train" / "participants.tsv").write_text("participant_id\tage\n")
+    with pytest.raises(BrainAgeError, match="clinical_test/participants.tsv, als_like/participants.tsv"):
+        open_diff_cohorts(str(tmp_path))
+    with pytest.raises(BrainAgeError, match="train_diffae"):
+        train_diffae(TINY, TensorDataset(torch.rand(2, 1, 16, 16), torch.full((2,), NAN)),
+                     TensorDataset(torch.rand(1, 1, 16, 16), torch.ones(1)), DiffTrainConfig(epochs=1), CPU)
+
+
+def test_als_survival_requires_the_column(cohort_writer, tmp_path) -> None:
+    from brainage_lib.cohort import load_cohort
+
+    rows = [{"participant_id": f"sub-{i}", "age": 50 + i, "sex": "F", "site": "A"} for i in range(3)]
+    with pytest.raises(BrainAgeError, match="survival_months"):
+        als_survival(load_cohort(cohort_writer(tmp_path / "c", rows)))
+    rows = [{**r, "survival_months": 10.0 * (i + 1)} for i, r in enumerate(rows)]
+    np.testing.assert_array_equal(als_survival(load_cohort(cohort_writer(tmp_path / "d", rows))), [10.0, 20.0, 30.0])
+
+
+def test_split_training_cohort() -> None:
+    ages = np.random.default_rng(0).uniform(18, 95, 200)
+    ages[::5] = NAN
+    s = split_training_cohort(ages, 0.1, 0.15, seed=1)
+    allidx = np.concatenate([s.train, s.val, s.heldout])
+    assert sorted(allidx.tolist()) == list(range(200))  # disjoint and complete
+    assert np.isnan(ages[s.train]).sum() == 40 and not np.isnan(ages[np.r_[s.val, s.heldout]]).any()
+    assert (len(s.val), len(s.heldout)) == (16, 24)  # of 160 labelled
+    assert abs(np.mean(ages[s.heldout]) - np.nanmean(ages)) < 6  # stratified by age
+    with pytest.raises(BrainAgeError, match="at least 3"):
+        split_training_cohort(ages[:12], 0.1, 0.1)
+    with pytest.raises(BrainAgeError, match="sum to less than 1"):
+        split_training_cohort(ages, 0.5, 0.5)
+
+
+# ---- tables --------------------------------------------------------------------
+
+AGE_T = np.array([50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0, 85.0])
+AGE_A = np.array([45.0, 52.0, 58.0, 61.0, 66.0, 70.0, 77.0])
+SURV = np.array([30.0, 12.0, 40.0, 22.0, 18.0, 35.0, 9.0])
+AGE_H = np.array([20.0, 35.0, 50.0, 65.0, 80.0])
+
+
+@pytest.fixture
+def tables(tmp_path):
+    gen = np.random.default_rng(0)
+    noise = {m: gen.normal(0, 3, AGE_A.size) for m in ("diffae", "densenet121")}
+    test_pred = {"diffae": AGE_T + 5.0, "densenet121": 0.5 * AGE_T + 30.0}
+    als_pred = {m: AGE_A + noise[m] for m in test_pred}
+    als_pred["diffae"] = als_pred["diffae"] - 0.6 * (SURV - SURV.mean())  # PAD falls with survival
+    held_pred = {"diffae": 10.0 + 0.8 * AGE_H, "densenet121": 0.5 * AGE_H + 30.0}
+    ev = evaluate(AGE_T, test_pred, AGE_A, als_pred, SURV, AGE_H, held_pred,
+                  test_gap=np.linspace(-3, 3, AGE_T.size), als_gap=np.linspace(2, -2, AGE_A.size))
+    rec = Recorder("unit_diff", "smoke", "simulated", output_dir=tmp_path)
+    record_evaluation(rec, ev)
+    return ev, rec, test_pred, als_pred
+
+
+def test_evaluate_hand_worked(tables) -> None:
+    ev, _, test_pred, als_pred = tables
+    ours = ev["diffae"]
+    assert ours["test_mae"] == pytest.approx(5.0) and ours["test_r"] == pytest.approx(1.0)
+    ss_tot = ((AGE_T - AGE_T.mean()) ** 2).sum()
+    assert ours["test_r2"] == pytest.approx(1 - AGE_T.size * 25.0 / ss_tot)
+    pad = als_pred["diffae"] - AGE_A
+    assert ours["pad_mean"] == pytest.approx(pad.mean()) and ours["pad_sd"] == pytest.approx(pad.std(ddof=1))
+    assert ours["survival_r"] == pytest.approx(np.corrcoef(pad, SURV)[0, 1])
+    # held-out predictions 10 + 0.8 age exactly: the corrected PAD subtracts that line
+    assert (ours["bias_slope"], ours["bias_intercept"]) == pytest.approx((0.8, 10.0))
+    pad_c = als_pred["diffae"] - (0.8 * AGE_A + 10.0)
+    assert ours["pad_mean_corrected"] == pytest.approx(pad_c.mean())
+    assert ours["survival_r_corrected"] == pytest.approx(np.corrcoef(pad_c, SURV)[0, 1])
+    assert ours["test_mae_corrected"] == pytest.approx(np.abs(test_pred["diffae"] - 0.8 * AGE_T - 10.0).mean())
+    # the baseline's bias is exactly linear: corrected test PAD is 0 everywhere
+    assert ev["densenet121"]["test_mae_corrected"] == pytest.approx(0.0, abs=1e-9)
+    pad_d = als_pred["densenet121"] - AGE_A
+    grid = np.concatenate([pad, pad_d])
+    d = max(abs((pad <= g).mean() - (pad_d <= g).mean()) for g in grid)
+    assert ev["densenet121"]["ks"] == pytest.approx(d) and 0 <= ev["densenet121"]["ks_p"] <= 1
+    assert "ks" not in ours
+    assert np.isnan(ours["truth_test_r_gap"])  # a constant PAD has no correlation
+    gap_a = np.linspace(2, -2, AGE_A.size)
+    assert ours["truth_als_r_gap"] == pytest.approx(sps.pearsonr(pad, gap_a).statistic)
+    assert ours["truth_als_r_gap_corrected"] == pytest.approx(sps.pearsonr(pad_c, gap_a).statistic)
+
+
+def test_recorded_tables_and_claims(tables) -> None:
+    ev, rec, _, _ = tables
+    t1 = wide_table(rec, "table1")
+    assert t1.loc["test_mae", ("Ours (DiffAE)", "this run")] == pytest.approx(5.0)
+    assert t1.loc["test_mae", ("Ours (DiffAE)", "paper")] == 5.0
+    assert t1.loc["survival_p", ("DenseNet121", "paper")] == 0.61
+    t2 = wide_table(rec, "table2")
+    assert t2.loc["ks", ("DenseNet121", "paper")] == 0.32
+    assert rec.doc["records"]["pad.diffae.pad_mean_corrected"]["value"] == pytest.approx(ev["diffae"]["pad_mean_corrected"])
+    found = {k: ok for k, ok, _ in claims(rec, simulated=True)}
+    assert found["ours_lowest_mae"] is (ev["diffae"]["test_mae"] < ev["densenet121"]["test_mae"])
+    assert found["ours_joint_highest_r"] is True  # r = 1 for both
+    assert found["ours_survival_positive_significant"] is False  # built to fall with survival
+    sr, sp = ev["diffae"]["survival_r"], ev["diffae"]["survival_p"]
+    assert found["sim_survival_sign"] is bool(sr < 0 and sp < 0.05)
+    assert found["ours_largest_pad_spread"] is (ev["diffae"]["pad_sd"] > ev["densenet121"]["pad_sd"])
+    # fig. 3: predicted ages running from old to young on an old -> young row count as monotone
+    for row, (rho, first, last) in {"row1": (1.0, 25.0, 75.0), "row2": (-0.9, 90.0, 40.0)}.items():
+        for k, v in (("age_spearman", rho), ("true_age_first", first), ("true_age_last", last)):
+            rec.record(f"fig3.{row}.{k}", v)
+    rec.record("fig3.z_sem_share", 0.123)
+    rec.record("fig4.recon_mse", 0.001)
+    rec.record("fig4.other_image_mse", 0.01)
+    found = {k: (ok, text) for k, ok, text in claims(rec, simulated=False)}
+    assert found["interpolation_ages_monotone"][0] is True and "12.3 %" in found["interpolation_ages_monotone"][1]
+    assert found["reconstructions_faithful"][0] is True and "sim_survival_sign" not in found
+    rec.record("fig3.row2.age_spearman", 0.9)  # moving towards the older end: wrong direction
+    assert dict((k, ok) for k, ok, _ in claims(rec, simulated=False))["interpolation_ages_monotone"] is False
