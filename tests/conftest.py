@@ -80,3 +80,21 @@ def tree_digest(root: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
+    """Execute notebook ``name`` with PROFILE=smoke into a fresh output folder with its own data and cache.
+
+    Returns the output folder and the rendered notebook.
+    """
+    from brainage_lib.runner import run_notebook
+
+    out = tmp_path_factory.mktemp(f"nb_{name}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINAGE_DATA", str(out / "data"))
+    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
+    try:
+        rendered = run_notebook(name, profile="smoke", output_dir=out, progress=False)
+    finally:
+        mp.undo()
+    return out, rendered

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_smoke_notebook
 from scipy import stats as sps
 
 from brainage_lib.diff import load_diffae
 from brainage_lib.diff_eval import MODELS
 from brainage_lib.results import load_results
-from brainage_lib.runner import run_notebook
 
 pytestmark = pytest.mark.notebook
 BASELINES = [m for m in MODELS if m != "diffae"]
@@ -20,14 +20,7 @@ BASELINES = [m for m in MODELS if m != "diffae"]
 
 @pytest.fixture(scope="module")
 def diff_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("nb02")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(out / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
-    try:
-        rendered = run_notebook("02_diff", profile="smoke", output_dir=out, progress=False)
-    finally:
-        mp.undo()
+    out, rendered = run_smoke_notebook("02_diff", tmp_path_factory)
     res = load_results("02_diff", output_dir=out)
     return out, rendered, res, {k: v["value"] for k, v in res["records"].items()}
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import run_smoke_notebook
 
 from brainage_lib.lstm import CNN3D_NAME, LSTM_NAME
 from brainage_lib.results import load_results
-from brainage_lib.runner import run_notebook
 
 pytestmark = pytest.mark.notebook
 
 
 @pytest.fixture(scope="module")
 def lstm_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("nb03")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(out / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
-    try:
-        run_notebook("03_lstm", profile="smoke", output_dir=out, progress=False)
-    finally:
-        mp.undo()
+    out, _ = run_smoke_notebook("03_lstm", tmp_path_factory)
     return out, load_results("03_lstm", output_dir=out)
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+from conftest import run_smoke_notebook
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.results import load_results
@@ -16,15 +17,7 @@ PRESETS = ["abide_like", "lifespan_train", "clinical_test", "als_like", "nihpd_l
 
 @pytest.fixture(scope="module")
 def cohorts_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("nb00")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(out / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
-    try:
-        rendered = run_notebook("00_cohorts", profile="smoke", output_dir=out, progress=False)
-    finally:
-        mp.undo()
-    return out, rendered
+    return run_smoke_notebook("00_cohorts", tmp_path_factory)
 
 
 def test_00_cohorts_records_every_cohort_and_baseline(cohorts_run):
