@@ -13,16 +13,20 @@ from brainage_lib.anatomy import make_grid
 from brainage_lib.cohort import Cohort, load_cohort
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.presets import get_preset
-from brainage_lib.simulate import simulate_cohort
+from brainage_lib.simulate import SIMULATOR_VERSION, simulate_cohort
 
 
 def simulated_cohort_dir(preset: str, n: int | None = None, seed: int = 0, shape: int | tuple | None = None,
                          effect_region: str | None = None, root: Path | None = None) -> Path:
-    """Folder of a simulated cohort, generating it on first use (re-used afterwards)."""
+    """Folder of a simulated cohort, generating it on first use (re-used afterwards).
+
+    The folder name holds the simulator version and every argument, so a changed
+    simulator or setting never re-uses a stale cohort.
+    """
     p = get_preset(preset)
     grid = make_grid(_shape(shape))
     region = effect_region or p.effect_region
-    tag = f"{preset}-n{n or p.n}-seed{seed}-{'x'.join(map(str, grid.shape))}-{region.replace(':', '_').replace(',', '_')}"
+    tag = f"v{SIMULATOR_VERSION}-{preset}-n{n or p.n}-seed{seed}-{'x'.join(map(str, grid.shape))}-{region.replace(':', '_').replace(',', '_')}"
     target = (root or paths.data_dir() / "simulated") / tag
     if (target / "ground_truth" / "simulation.json").is_file():
         return target

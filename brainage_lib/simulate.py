@@ -29,6 +29,7 @@ from brainage_lib.anatomy import MNI_EXTENT, MNI_ORIGIN, Grid, make_grid, region
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.presets import Preset, get_preset, sample_demographics
 
+SIMULATOR_VERSION = 2  # bump when a change alters the generated images: cached cohorts are keyed by it
 CONTRAST = {"1.5T": (0.25, 0.58, 0.78), "3T": (0.18, 0.50, 0.86)}  # T1w (CSF, GM, WM) at each field strength
 VENTRICLE_RADIUS_MM = 28.0
 
@@ -306,7 +307,7 @@ def _simulate_into(root: Path, p: Preset, n: int, seed: int, grid: Grid, region:
     _write_nifti(gt / "expected_change.nii.gz", change.astype(np.float32), grid.affine)
     _write_json(gt / "sites.json", {k: asdict(v) for k, v in sites.items()})
     _write_json(gt / "simulation.json", {
-        "preset": p.name, "mirrors": p.mirrors, "n": n, "seed": seed, "shape": list(grid.shape),
+        "simulator_version": SIMULATOR_VERSION, "preset": p.name, "mirrors": p.mirrors, "n": n, "seed": seed, "shape": list(grid.shape),
         "voxel_size_mm": [round(v, 4) for v in grid.voxel_size], "effect_region": region,
         "effect_gain": p.effect_gain, "disease_region": p.disease_region, "disease_strength": p.disease_strength,
         "gap_mean": p.gap_mean, "gap_sd": p.gap_sd, "gap_sd_per_year": p.gap_sd_per_year,
