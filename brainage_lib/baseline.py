@@ -23,7 +23,8 @@ def downsample_features(volumes: np.ndarray, size: int) -> np.ndarray:
 def ridge_age_baseline(features: np.ndarray, ages: np.ndarray, seed: int = 0, folds: int = 5) -> dict:
     """Cross-validated ridge regression of age on voxels, beside predicting the training mean.
 
-    Returns out-of-fold MAEs of ridge and of the mean predictor, Pearson r, and the predictions.
+    Predictions are clipped to the training fold's age range. Returns out-of-fold MAEs
+    of ridge and of the mean predictor, Pearson r, and the predictions.
     """
     ages = np.asarray(ages, dtype=float)
     if len(ages) < 2 * folds:
@@ -34,6 +35,8 @@ def ridge_age_baseline(features: np.ndarray, ages: np.ndarray, seed: int = 0, fo
     mean_pred = np.empty_like(ages)
     for train, test in cv.split(features):
         mean_pred[test] = ages[train].mean()
+        # a linear model can extrapolate far outside the ages it saw on an atypical image
+        pred[test] = np.clip(pred[test], ages[train].min(), ages[train].max())
     return {
         "mae_ridge": float(np.mean(np.abs(pred - ages))),
         "mae_mean": float(np.mean(np.abs(mean_pred - ages))),
