@@ -233,7 +233,8 @@ def generator_loss(
     elif age is None:
         raise BrainAgeError("generator_loss: a regressor was given without `age`; pass the batch's ages.")
     else:
-        task = F.mse_loss(regressor(fake).reshape(-1), age.to(fake.dtype).reshape(-1))
+        # in fp32: under bf16 autocast, ages cast to bf16 would be rounded to 1/16 year
+        task = F.mse_loss(regressor(fake).reshape(-1).float(), age.to(fake.device).reshape(-1).float())
     total = adversarial + alpha * l1 + beta * task
     return GeneratorLoss(total, adversarial, l1, task)
 
@@ -277,6 +278,7 @@ def plan_synthesis(
     bin_width: float = 1.0,
     max_pair_gap: float = 1.0,
     rng: np.random.Generator | int | None = None,
+    skip_unreachable: bool = False,
 ) -> list[SynthesisPair]:
     """Plan latent interpolations that fill every age bin to ``min_per_bin`` (sec. 2.3).
 
@@ -297,6 +299,9 @@ def plan_synthesis(
         Target count per bin, bin width and the pair-to-anchor distance (years).
     rng
         Seed or generator for the draws.
+    skip_unreachable
+        Leave a short bin that no pair can reach as it is (the caller reports
+        it) instead of raising; useful for sparse age ranges in small cohorts.
 
     Returns
     -------
@@ -332,6 +337,8 @@ def plan_synthesis(
         length = np.clip(seg_hi - seg_lo, 0.0, None)
         where = f"age bin [{b_lo:g}, {b_hi:g}) with {counts[b]} image(s) (< min_per_bin={min_per_bin})"
         if length.sum() <= 0:
+            if skip_unreachable:
+                continue
             raise BrainAgeError(
                 f"plan_synthesis: {where} cannot be filled: no younger/older training pair "
                 f"lies within max_pair_gap={max_pair_gap:g} years of any age in it. Lower "
@@ -342,6 +349,8 @@ def plan_synthesis(
         while counts[b] < min_per_bin:
             attempts += 1
             if attempts > 1000 + 100 * min_per_bin:
+                if skip_unreachable:
+                    break
                 raise BrainAgeError(
                     f"plan_synthesis: {where} is only reachable by pairs whose labels rarely "
                     "fall inside it; widen max_pair_gap or lower min_per_bin."

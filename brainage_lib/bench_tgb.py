@@ -1,0 +1,108 @@
+"""Training throughput of the TGB notebook's models: samples per second.
+
+Three steps, each on random volumes with Adam:
+
+- ``reg``: one REG update (MSE on age), as in the stand-alone regressors;
+- ``gan``: one GAN update of REG-GAN (one critic update with gradient penalty, then
+  one generator update on adversarial + alpha*L1), i.e. ``GANTrainer.step`` with n_critic=1;
+- ``gan_tgb``: the same with the task-guided branch attached and updated jointly.
+
+On CUDA: the paper's sizes (96^3 volumes, full widths, batch 20) in fp32, bf16
+autocast, and bf16 autocast with the channels-last-3d memory format. On CPU: the
+quick profile's sizes (32^3 volumes, REG width 0.25, GAN width 0.125, batch 4) in fp32
+only; bf16 is skipped there (the notebooks use it only on CUDA).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.tgb import GANTrainConfig, GANTrainer, to_memory_format
+
+__all__ = ["bench_tgb"]
+
+CUDA_SETTING = {"size": 96, "batch": 20, "reg_width": 1.0, "gan_width": 1.0}
+CPU_SETTING = {"size": 32, "batch": 4, "reg_width": 0.25, "gan_width": 0.125}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(step: Callable[[], None], device: torch.device, batch: int, n_iter: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n_iter):
+        step()
+    _sync(device)
+    return round(batch * n_iter / (time.perf_counter() - t0), 2)
+
+
+def _reg_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool,
+              channels_last: bool) -> Callable[[], None]:
+    model = to_memory_format(TGBRegressor(RegressorConfig(input_shape=(s["size"],) * 3, width=s["reg_width"])),
+                             device, channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    xin = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
+    target = (age - 14.0) / 4.0
+
+    def step() -> None:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(xin).reshape(-1)
+        loss = F.mse_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _gan_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool, channels_last: bool,
+              branch: bool) -> Callable[[], None]:
+    gcfg = GANConfig(width=s["gan_width"])
+    reg = TGBRegressor(RegressorConfig(input_shape=(s["size"],) * 3, width=s["reg_width"])) if branch else None
+    trainer = GANTrainer(TGBGenerator(gcfg), TGBCritic(gcfg), GANTrainConfig(n_critic=1, amp=amp, channels_last=channels_last),
+                         device, regressor=reg, age_mean=14.0)
+    return lambda: trainer.step(x, age)
+
+
+def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:
+    """Training samples/s per model and precision, e.g. ``train_tgb_gan_tgb_bf16_samples_per_s``.
+
+    Keys: ``train_tgb_{reg,gan,gan_tgb}_{fp32,bf16,bf16_channels_last}_samples_per_s`` (the
+    bf16 ones on CUDA only), ``tgb_bench_setting`` (a sentence naming the sizes) and, in place
+    of the rate, ``train_tgb_..._error`` where a configuration does not fit in GPU memory.
+    """
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    s = CUDA_SETTING if cuda else CPU_SETTING
+    size, batch = s["size"], s["batch"]
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x = torch.rand(batch, 1, size, size, size, device=dev, generator=gen)  # (B, 1, S, S, S) in [0, 1]
+    age = 6 + 18 * torch.rand(batch, device=dev, generator=gen)
+    variants = [("fp32", False, False)] + ([("bf16", True, False), ("bf16_channels_last", True, True)] if cuda else [])
+    out: dict = {"tgb_bench_setting": (
+        f"{'CUDA, the paper' if cuda else 'CPU, the quick profile'}'s sizes: {size}^3 volumes, batch {batch}, REG width "
+        f"{s['reg_width']}, GAN width {s['gan_width']}, n_critic 1; "
+        + ("fp32, bf16 autocast, bf16 + channels-last-3d" if cuda else "fp32 only (bf16 skipped on CPU)"))}
+    for prec, amp, cl in variants:
+        for name, make in (("reg", lambda: _reg_step(dev, s, x, age, amp, cl)),
+                           ("gan", lambda: _gan_step(dev, s, x, age, amp, cl, branch=False)),
+                           ("gan_tgb", lambda: _gan_step(dev, s, x, age, amp, cl, branch=True))):
+            key = f"train_tgb_{name}_{prec}_samples_per_s"
+            torch.manual_seed(0)
+            try:
+                out[key] = _rate(make(), dev, batch, n_iter)
+            except torch.cuda.OutOfMemoryError as exc:
+                out[key.replace("_samples_per_s", "_error")] = f"out of memory at batch {batch}: {str(exc)[:120]}"
+            if cuda:
+                torch.cuda.empty_cache()
+    return out

@@ -1,0 +1,92 @@
+"""TGB training, synthesis and region-recovery code on tiny inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainage_lib import tgb_synthesis
+from brainage_lib.datasets import VolumeDataset
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.tgb import GANTrainConfig, train_gan
+from brainage_lib.tgb_eval import claims, recovery_scores, reference_maps
+from brainage_lib.tgb_synthesis import load_synthetic, synthesise
+
+
+def tiny_gan():
+    cfg = GANConfig(width=0.0625)
+    return TGBGenerator(cfg), TGBCritic(cfg)
+
+
+def test_recovery_scores_against_known_answers():
+    ref = np.zeros((10, 10, 10))
+    ref[:, :, :1] = 1.0  # the reference region: 10 % of the voxels
+    mask = np.ones_like(ref, bool)
+    hit = recovery_scores(ref * 3 + 0.01 * np.arange(1000).reshape(ref.shape) / 1000, ref, mask, top_percent=10)
+    assert hit["dice_top"] == pytest.approx(1.0) and hit["pearson_r"] > 0.99 and hit["chance"] == pytest.approx(0.1)
+    miss = recovery_scores(1 - ref, ref, mask, top_percent=10)
+    assert miss["dice_top"] == 0.0 and miss["pearson_r"] == pytest.approx(-1.0)
+    half = ref.copy()
+    half[:5, :, :1] = 0
+    half[:5, :, 1:2] = 1  # half of the top voxels moved out of the region
+    assert recovery_scores(half, ref, mask, top_percent=10)["dice_top"] == pytest.approx(0.5)
+    with pytest.raises(BrainAgeError):
+        recovery_scores(ref, ref[:5], mask)
+
+
+def test_synthesis_fills_bins_and_is_reused(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    gen, _ = tiny_gan()
+    ages = np.array([6.2, 6.8, 7.1, 7.5, 7.9, 8.3, 8.6, 9.4])
+    images = np.random.default_rng(0).random((len(ages), 16, 16, 16)).astype(np.float32)
+    s = synthesise(gen, images, ages, tmp_path / "syn", torch.device("cpu"), min_per_bin=3, progress=False)
+    assert s.images.shape[1:] == (16, 16, 16) and len(s) == len(s.images)
+    lo, hi = np.minimum(s.pairs["age_i"], s.pairs["age_j"]), np.maximum(s.pairs["age_i"], s.pairs["age_j"])
+    assert ((s.ages >= lo - 1e-9) & (s.ages <= hi + 1e-9)).all()
+    np.testing.assert_allclose(s.ages, s.pairs["eps"] * s.pairs["age_i"] + (1 - s.pairs["eps"]) * s.pairs["age_j"], atol=1e-5)
+    counts = np.bincount(np.floor(np.concatenate([ages, s.ages])).astype(int))[6:10]
+    assert (counts >= 3).all()
+    monkeypatch.setattr(tgb_synthesis, "_decode_pairs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-decoded")))
+    again = synthesise(gen, images, ages, tmp_path / "syn", torch.device("cpu"), min_per_bin=3, progress=False)
+    assert len(again) == len(s) and np.array_equal(np.asarray(again.images), np.asarray(load_synthetic(tmp_path / "syn").images))
+
+
+def test_joint_gan_and_branch_training_step_changes_weights():
+    torch.manual_seed(0)
+    gen, critic = tiny_gan()
+    reg = TGBRegressor(RegressorConfig(input_shape=(32, 32, 32), width=0.125, fc_units=(16, 8, 4)))
+    before = {k: v.clone() for k, v in list(gen.state_dict().items()) + [("reg." + k, v) for k, v in reg.state_dict().items()]}
+    x = np.random.default_rng(1).random((4, 32, 32, 32)).astype(np.float32)
+    ds = VolumeDataset(x, np.array([8.0, 10.0, 12.0, 14.0]))
+    res = train_gan(gen, critic, ds, GANTrainConfig(epochs=1, batch_size=2, n_critic=1), torch.device("cpu"),
+                    regressor=reg, progress=False)
+    after = {k: v for k, v in list(res.generator.state_dict().items()) + [("reg." + k, v) for k, v in res.branch.state_dict().items()]}
+    assert any(not torch.equal(before[k], after[k]) for k in before if not k.startswith("reg."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("reg."))  # the branch learns jointly
+    assert len(res.history) == 1 and np.isfinite(res.history.select_dtypes("number").to_numpy()).all()
+
+
+def test_reference_maps_on_the_input_grid(tiny_abide):
+    refs = reference_maps(tiny_abide / "ground_truth", 32)
+    assert set(refs) == {"effect", "expected_change", "mask"}
+    assert all(v.shape == (32, 32, 32) for v in refs.values())
+    eff, mask = refs["effect"], refs["mask"]
+    assert 0.05 < mask.mean() < 0.8 and eff.max() > 0.5
+    assert eff[mask].mean() > 5 * eff[~mask].mean()  # the effect region lies inside the brain
+    assert reference_maps(None, 32) is None and reference_maps(tiny_abide, 32) is None  # real data: no ground truth
+
+
+def test_claims_judged_from_records():
+    def recs(**values):
+        return {k.replace("__", "."): {"value": v} for k, v in values.items()}
+
+    base = {"table1__REG__mae_mean": 1.7, "table1__REG__mse_mean": 5.2, "baseline__mean_prediction__mae": 3.5,
+            "table1__REG-GAN__mae_mean": 1.9, "table1__REG-GAN__mse_mean": 6.7}
+    verdict = claims(recs(**base)).set_index("claim")["reproduced"]
+    assert verdict.iloc[0] is True  # REG beats the mean
+    assert verdict.iloc[1] is True  # REG-GAN worse than REG
+    assert verdict.isna().sum() == len(verdict) - 2  # nothing else was recorded
+    base["table1__REG-GAN__mae_mean"] = 1.5
+    assert claims(recs(**base)).set_index("claim")["reproduced"].iloc[1] is False
