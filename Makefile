@@ -13,11 +13,11 @@ ARGS ?=
 NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
 RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) $(ARGS)
 
-.PHONY: help venv reproduce smoke test bench clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser reproduce smoke test bench clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
-	@echo "make test           unit tests + notebook smoke runs"
+	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium)"
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
 	@echo "make bench          throughput benchmarks into bench/results.json"
@@ -44,8 +44,18 @@ $(NOTEBOOKS): $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile smoke --output-dir build/smoke $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The report test drives a real headless browser: Debian's chromium, installed here when
+# missing and possible (root with apt-get); otherwise that test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the report test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed: the browser test will be skipped"; \
+	else echo "no chromium (and no root apt-get to install it): the browser test will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) -m brainage_lib.cli bench

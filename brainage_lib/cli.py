@@ -51,12 +51,22 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from brainage_lib.runner import notebook_names, parse_assignments, run_notebook
 
+    from brainage_lib.report import SUMMARY, build_index
+    from brainage_lib.summary import PAPERS
+
     names = notebook_names() if args.notebook == "all" else [args.notebook]
+    if args.notebook != "all" and args.notebook in PAPERS:
+        names.append(SUMMARY)  # one paper notebook re-run: its part of the summary follows (seconds)
     params = parse_assignments(args.param)
-    for name in names:
-        t0 = time.time()
-        out = run_notebook(name, profile=args.profile, params=params, output_dir=args.output_dir, progress=not args.quiet)
-        print(f"{name}: rendered {out} and {out.with_suffix('.html')} in {time.time() - t0:.0f} s")
+    try:
+        for name in names:
+            t0 = time.time()
+            own = params if name != SUMMARY or args.notebook == SUMMARY else {}
+            out = run_notebook(name, profile=args.profile, params=own, output_dir=args.output_dir, progress=not args.quiet)
+            print(f"{name}: rendered {out} and {out.with_suffix('.html')} in {time.time() - t0:.0f} s")
+    finally:
+        index = build_index(args.output_dir)
+        print(f"index: {index}")
     return 0
 
 

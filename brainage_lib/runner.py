@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -82,6 +83,9 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
     return final
 
 
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
+
+
 def export_html(ipynb: Path, html_path: Path) -> Path:
     """Self-contained HTML (figures embedded) from an executed notebook."""
     import nbformat
@@ -89,6 +93,9 @@ def export_html(ipynb: Path, html_path: Path) -> Path:
 
     nb = nbformat.read(str(ipynb), as_version=4)
     body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
+    # no resources from the network: the page must read the same offline (MathJax and require.js are not
+    # needed for these notebooks' outputs; TeX in markdown then shows as written)
+    body = EXTERNAL_SCRIPT.sub("", body)
     tmp = html_path.with_name(f".{html_path.name}.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, html_path)

@@ -82,19 +82,28 @@ def tree_digest(root: Path) -> dict[str, tuple[int, int, bytes]]:
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+_SMOKE_RUNS: dict[str, Path] = {}
+
+
+def smoke_root(tmp_path_factory) -> Path:
+    """One output folder (with its own data and cache) shared by every smoke-run notebook, as `make smoke` does."""
+    return tmp_path_factory.getbasetemp() / "smoke_outputs"
+
+
 def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
-    """Execute notebook ``name`` with PROFILE=smoke into a fresh output folder with its own data and cache.
+    """Execute notebook ``name`` with PROFILE=smoke into the shared smoke output folder (once per session).
 
     Returns the output folder and the rendered notebook.
     """
     from brainage_lib.runner import run_notebook
 
-    out = tmp_path_factory.mktemp(f"nb_{name}")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(out / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
-    try:
-        rendered = run_notebook(name, profile="smoke", output_dir=out, progress=False)
-    finally:
-        mp.undo()
-    return out, rendered
+    out = smoke_root(tmp_path_factory)
+    if name not in _SMOKE_RUNS:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("BRAINAGE_DATA", str(out / "data"))
+        mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
+        try:
+            _SMOKE_RUNS[name] = run_notebook(name, profile="smoke", output_dir=out, progress=False)
+        finally:
+            mp.undo()
+    return out, _SMOKE_RUNS[name]

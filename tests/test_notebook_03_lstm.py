@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 from conftest import run_smoke_notebook
 
@@ -19,7 +20,7 @@ def lstm_run(tmp_path_factory):
 
 
 def test_03_lstm_tables_are_complete_and_finite(lstm_run):
-    _, res = lstm_run
+    out, res = lstm_run
     rec = res["records"]
     assert res["profile"] == "smoke"
     for model in (CNN3D_NAME, LSTM_NAME):
@@ -34,7 +35,16 @@ def test_03_lstm_tables_are_complete_and_finite(lstm_run):
     assert rec["table1.2D-ResNet18+LSTM.Average"]["paper"] == 0.96
     assert rec["data.n.discovery test"]["value"] == 12 and rec["data.n.discovery train (0-22 y)"]["value"] == 48
     assert 0 <= rec["wilcoxon.replication.trained_0-22.p"]["value"] <= 1
-    assert sum(1 for k in rec if k.startswith("claims.")) == 6
+    verdicts = {k: e["value"] for k, e in rec.items() if k.startswith("claims.")}
+    assert len(verdicts) == 6 and set(verdicts.values()) <= {"reproduced", "not reproduced", "not testable"}
+    assert all(rec[k]["rule"] and rec[k]["note"] for k in verdicts)
+    assert verdicts["claims.lstm_trains_faster"] != "not testable"  # measured on every run
+    preds = pd.read_csv(out / "results" / "03_lstm.predictions.csv")
+    assert preds.groupby("evaluation").size().to_dict() == {"discovery test (trained 0-22)": 12,
+                                                            "replication (trained 0-22)": 24,
+                                                            "replication (trained 0-6)": 24}
+    disc = preds[preds["evaluation"] == "discovery test (trained 0-22)"]
+    assert (disc[LSTM_NAME] - disc["age"]).abs().mean() == pytest.approx(rec["table1.2D-ResNet18+LSTM.Average"]["value"], rel=1e-4)
 
 
 def test_03_lstm_figures_and_checkpoints(lstm_run):

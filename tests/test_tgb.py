@@ -90,3 +90,7 @@ def test_claims_judged_from_records():
     assert verdict.isna().sum() == len(verdict) - 2  # nothing else was recorded
     base["table1__REG-GAN__mae_mean"] = 1.5
     assert claims(recs(**base)).set_index("claim")["reproduced"].iloc[1] is False
+    base["table1__REG-GAN__mae_mean"] = 3.4  # no better than predicting the mean: its ranking is not testable
+    c = claims(recs(**base)).set_index("key")
+    assert c.loc["reg_gan_worse", "reproduced"] is None and "REG-GAN did not learn" in c.loc["reg_gan_worse", "reason"]
+    assert c.loc["reg_learns", "reproduced"] is True and c["rule"].str.len().min() > 10
