@@ -7,12 +7,10 @@ autocast. On CPU: the quick profile's 64x64 slices and reduced widths, batch 8, 
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
+from brainage_lib.bench_timing import samples_per_second, sync
 from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
 
@@ -22,22 +20,6 @@ CUDA_SETTING = {"size": 128, "batch": 32, "diffae": DiffAEConfig(), "dbn": Slice
 CPU_SETTING = {"size": 64, "batch": 8,
                "diffae": DiffAEConfig(image_size=64, channels=(16, 32, 48, 64), num_res_blocks=1, norm_groups=16),
                "dbn": SliceCNNConfig(channels=(16, 32, 64, 128, 128))}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rate(step: Callable[[], None], device: torch.device, batch: int, n_iter: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(n_iter):
-        step()
-    _sync(device)
-    return round(batch * n_iter / (time.perf_counter() - t0), 2)
 
 
 def bench_diff(device: torch.device | str = "cpu", n_iter: int = 10) -> dict:
@@ -77,7 +59,7 @@ def bench_diff(device: torch.device | str = "cpu", n_iter: int = 10) -> dict:
                 loss.backward()
                 opt.step()
 
-            out[f"train_{name}_{prec}_samples_per_s"] = _rate(step, dev, batch, n_iter)
+            out[f"train_{name}_{prec}_samples_per_s"] = samples_per_second(step, dev, batch, n_iter)
             del model, opt
             if cuda:
                 torch.cuda.empty_cache()

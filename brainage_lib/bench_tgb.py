@@ -14,12 +14,12 @@ only; bf16 is skipped there (the notebooks use it only on CUDA).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from brainage_lib.bench_timing import samples_per_second, sync
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.tgb import GANTrainConfig, GANTrainer, to_memory_format
@@ -28,22 +28,6 @@ __all__ = ["bench_tgb"]
 
 CUDA_SETTING = {"size": 96, "batch": 20, "reg_width": 1.0, "gan_width": 1.0}
 CPU_SETTING = {"size": 32, "batch": 4, "reg_width": 0.25, "gan_width": 0.125}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rate(step: Callable[[], None], device: torch.device, batch: int, n_iter: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(n_iter):
-        step()
-    _sync(device)
-    return round(batch * n_iter / (time.perf_counter() - t0), 2)
 
 
 def _reg_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool,
@@ -100,7 +84,7 @@ def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:
             key = f"train_tgb_{name}_{prec}_samples_per_s"
             torch.manual_seed(0)
             try:
-                out[key] = _rate(make(), dev, batch, n_iter)
+                out[key] = samples_per_second(make(), dev, batch, n_iter)
             except torch.cuda.OutOfMemoryError as exc:
                 out[key.replace("_samples_per_s", "_error")] = f"out of memory at batch {batch}: {str(exc)[:120]}"
             if cuda:
