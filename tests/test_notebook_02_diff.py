@@ -64,7 +64,7 @@ def test_02_diff_tables_match_the_saved_predictions(diff_run):
     """Recompute table 1-2 entries from the per-subject predictions with scipy."""
     out, _, _, rec = diff_run
     pred = pd.read_csv(out / "results" / "02_diff.predictions.csv")
-    test, als, held = (pred[pred["set"] == s] for s in ("test", "als", "heldout"))
+    test, als, held = (pred[pred["evaluation"] == s] for s in ("test", "als", "heldout"))
     assert len(test) == rec["data.test.N"] and len(als) == rec["data.als.N"] and len(held) == rec["data.split.heldout"]
     for m in MODELS:
         r = sps.pearsonr(test[m], test["age"]).statistic
