@@ -3,7 +3,8 @@
 Cumulative score (paper eq. 5, Sec. 3): CS(alpha) = N_{e <= alpha} / N, "the percentage
 of subjects whose errors of age prediction are smaller than or equal to alpha", with
 e = |y - y_hat|. :func:`cumulative_score` returns the fraction in [0, 1]; multiply by
-100 for the paper's percentages.
+100 for the paper's percentages. :func:`cs_area` summarises a whole curve by its mean
+over ``alpha`` in ``[0, alpha_max]``, to compare two models "in terms of CS" (Sec. 3.1).
 
 Age groups. The paper's tables use integer-year labels: Table 1 "0-5, 6-10, 11-15,
 16-22" (NIH-PD, ages 0-22) and Tables 2-3 "0-1, 1-2, ..., 5-6" (MGHBCH, ages 0-6).
@@ -67,6 +68,30 @@ def cumulative_score(abs_errors: np.ndarray | Sequence[float], alphas: np.ndarra
         raise BrainAgeError(f"cumulative_score: alphas must be 1-D, got shape {alpha.shape}.")
     # side="right" counts errors equal to alpha, matching "smaller than or equal to".
     return np.searchsorted(err, alpha, side="right") / err.size
+
+
+def cs_area(abs_errors: np.ndarray | Sequence[float], alpha_max: float) -> float:
+    """Mean of the cumulative score over ``alpha`` in ``[0, alpha_max]`` (normalised area under the CS curve).
+
+    Exact, not a Riemann sum: the area under ``CS`` on ``[0, A]`` is the mean over
+    subjects of ``max(A - e, 0)``, so the result is ``mean(max(A - e, 0)) / A``.
+
+    Parameters
+    ----------
+    abs_errors
+        Absolute prediction errors ``(N,)``, in years.
+    alpha_max
+        Upper end ``A > 0`` of the error levels, in years.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 when every error is 0, 0 when every error is ``>= alpha_max``.
+    """
+    err = _abs_errors(abs_errors, "cs_area")
+    if not alpha_max > 0:
+        raise BrainAgeError(f"cs_area: alpha_max={alpha_max} must be > 0.")
+    return float(np.clip(alpha_max - err, 0.0, None).mean() / alpha_max)
 
 
 def mae_by_group(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from brainage_lib import lstm as L
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
 from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig, pool_adjacent_slices
@@ -17,6 +18,7 @@ from brainage_lib.scores import (
     DISCOVERY_LABELS,
     REPLICATION_EDGES,
     REPLICATION_LABELS,
+    cs_area,
     cumulative_score,
     mae_by_group,
 )
@@ -34,20 +36,61 @@ def _seed() -> None:
 # ----------------------------------------------------------------- (a) paper-size forward
 
 
+def _record_shapes(modules: dict[str, nn.Module]) -> dict[str, list[tuple[int, ...]]]:
+    """Register forward hooks that store the input and output shapes of each named module."""
+    shapes: dict[str, list[tuple[int, ...]]] = {}
+
+    def hook(name: str) -> Callable[..., None]:
+        def store(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+            out = output[0] if isinstance(output, tuple) else output  # nn.LSTM returns (seq, (h, c))
+            shapes[name] = [tuple(inputs[0].shape), tuple(out.shape)]
+        return store
+
+    for name, mod in modules.items():
+        mod.register_forward_hook(hook(name))
+    return shapes
+
+
 def test_lstm_forward_at_paper_size() -> None:
     model = ResNetLSTM().eval()
+    shapes = _record_shapes({"encoder": model.encoder, "stem": model.encoder.conv1, "layer4": model.encoder.layer4,
+                             "lstm": model.lstm, "head": model.head})
     with torch.no_grad():
         out = model(torch.randn(1, 112, 50, 50))  # (B, S, H, W)
     assert out.shape == (1, 1)
     assert torch.isfinite(out).all()
+    assert shapes["stem"] == [(112, 1, 50, 50), (112, 64, 25, 25)]  # every slice, 7x7 stride-2 stem
+    assert shapes["layer4"][1] == (112, 512, 2, 2)  # 50 -> 25 -> 13 -> 13 -> 7 -> 4 -> 2
+    assert shapes["encoder"][1] == (112, 512)  # one 512-d feature per slice
+    assert shapes["lstm"] == [(1, 28, 512), (1, 28, 128)]  # 112 // 4 pooled steps; both directions of 64
+    assert shapes["head"] == [(1, 28 * 128), (1, 1)]  # every LSTM output -> FC -> age
 
 
 def test_resnet3d_forward_at_paper_size() -> None:
     model = ResNet3D().eval()
+    net = model.net
+    shapes = _record_shapes({"stem": net.conv1, "layer4": net.layer4, "pool": net.avgpool, "fc": net.fc})
     with torch.no_grad():
         out = model(torch.randn(1, 1, 128, 160, 112))  # (B, 1, D, H, W)
     assert out.shape == (1, 1)
     assert torch.isfinite(out).all()
+    assert net.conv1.kernel_size == (7, 7, 7) and net.conv1.stride == (2, 2, 2)
+    assert shapes["stem"][1] == (1, 64, 64, 80, 56)
+    assert shapes["layer4"][1] == (1, 512, 4, 5, 4)
+    assert shapes["pool"][1][:2] == (1, 512)  # global average pooling
+    assert shapes["fc"] == [(1, 512), (1, 1)]
+
+
+def test_stem_kernel_is_a_parameter_of_the_3d_baseline_only() -> None:
+    models = L.build_models((40, 48, 36), slice_size=33, pool_k=4, width=0.125, stem_kernel=3)
+    cnn, lstm = models[L.CNN3D_NAME], models[L.LSTM_NAME]
+    assert cnn.config.stem_kernel == 3 and cnn.net.conv1.kernel_size == (3, 3, 3)
+    assert cnn.net.conv1.stride == (2, 2, 2) and cnn.net.conv1.padding == (1, 1, 1)
+    assert lstm.encoder.conv1.kernel_size == (7, 7)  # the 2D encoder keeps ResNet18's stem
+    convs = [m for m in cnn.modules() if isinstance(m, nn.Conv3d)]
+    assert all(c.kernel_size in ((3, 3, 3), (1, 1, 1)) for c in convs)  # the paper's literal reading (+ 1x1 shortcuts)
+    with torch.no_grad():
+        assert cnn.eval()(torch.randn(1, 1, 40, 48, 36)).shape == (1, 1)
 
 
 def test_wrong_input_shape_raises() -> None:
@@ -153,6 +196,29 @@ def test_cumulative_score_hand_example() -> None:
 def test_cumulative_score_rejects_signed_errors() -> None:
     with pytest.raises(BrainAgeError, match="signed"):
         cumulative_score([1.0, -0.5], [1.0])
+
+
+def test_cs_area_hand_example_and_riemann_sum() -> None:
+    errors = [0.0, 1.0, 3.0, 5.0]
+    # mean(max(4 - e, 0)) / 4 = (4 + 3 + 1 + 0) / 4 / 4
+    assert cs_area(errors, 4.0) == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    e = np.abs(rng.normal(0, 2, 50))
+    alphas = np.linspace(0, 4, 400_001)
+    assert cs_area(e, 4.0) == pytest.approx(np.trapezoid(cumulative_score(e, alphas), alphas) / 4, abs=1e-4)
+    with pytest.raises(BrainAgeError, match="alpha_max"):
+        cs_area(e, 0.0)
+
+
+def test_lstm_wins_ends_rule_on_the_paper_tables() -> None:
+    assert L.lstm_wins_ends(L.PAPER_TABLE3[L.LSTM_NAME][:-1], L.PAPER_TABLE3[L.CNN3D_NAME][:-1]) is True
+    assert L.lstm_wins_ends(L.PAPER_TABLE2[L.LSTM_NAME][:-1], L.PAPER_TABLE2[L.CNN3D_NAME][:-1]) is False  # 3D never lower
+    nan = float("nan")
+    assert L.lstm_wins_ends([1.0, 2.0, 1.0], [2.0, nan, 2.0]) is False  # an empty middle bin does not count for 3D
+    assert L.lstm_wins_ends([nan, 2.0, 1.0], [2.0, 1.0, 2.0]) is None  # empty end bin: not testable
+    assert L.lstm_wins_ends([1.0, 2.0, 3.0], [2.0, 1.0, 2.0]) is False  # LSTM loses the last bin
+    with pytest.raises(BrainAgeError):
+        L.lstm_wins_ends([1.0, 2.0], [2.0, 1.0])
 
 
 def test_mae_by_group_discovery_hand_example() -> None:

@@ -7,6 +7,13 @@ convolutional layer" (Sec. 2-3). Both networks in this paper (this one and the
 2D slice encoder in ``resnet_lstm.py``) are MONAI ResNets built by
 :func:`instance_norm_resnet`, which lives here so the two share one builder.
 
+Stem. Read literally, "kernel size of 3x3x3" covers every conv, the stem included; but
+the paper calls the network "the corresponding 3D-ResNet18" of ResNet18 [8], whose stem is
+7x7 (stride 2), and the sentence cannot be literal for the 1x1 shortcut convs either. We
+read it as describing the residual blocks and keep the standard 7x7x7 stride-2 stem by
+default; ``ResNet3DConfig.stem_kernel`` (notebook parameter ``STEM_KERNEL``) gives 3 for
+the literal reading.
+
 MONAI 1.6.1 caveat (the reason for :func:`replace_batchnorm_with_instancenorm`):
 ``monai.networks.nets.ResNet`` takes a ``norm`` argument, but it reaches only the
 stem; ``_make_layer`` is called without it, so the 16 block norms and the 3
@@ -155,7 +162,7 @@ class ResNet3DConfig:
     input_shape: tuple[int, int, int] = (128, 160, 112)  # SRI24 atlas grid
     block_layers: tuple[int, int, int, int] = (2, 2, 2, 2)  # ResNet18
     widen_factor: float = 1.0  # 1.0 -> stage widths 64, 128, 256, 512
-    stem_kernel: int = 7  # standard ResNet stem; the blocks are 3x3x3 as in the paper
+    stem_kernel: int = 7  # standard ResNet18 stem; 3 = the paper's literal "3x3x3" (module docstring)
     stem_stride: int = 2  # standard ResNet stem; MONAI's default 1 costs ~8x the compute
     norm_affine: bool = False  # paper eq. 4 is (x - E[x]) / sqrt(Var[x] + eps), no scale/shift
 

@@ -1,8 +1,10 @@
 """2D-ResNet18+LSTM of He et al., "Brain Age Estimation Using LSTM on Children's Brain
 MRI" (ISBI 2020, arXiv:2002.09045), Sec. 2.
 
-A volume is read as a stack of S axial slices (paper: 112 slices of 50x50 after
-resizing each 128x160 slice of the SRI24 atlas grid):
+A volume is read as a stack of S slices, each resized to 50x50 (Sec. 3). The paper names
+neither the slicing orientation nor S. We slice along the last axis of the SRI24 atlas
+grid, "image size [128,160,112]" (Sec. 3), i.e. axially (inferior-superior), which gives
+S = 112 slices of 128x160: an inference from the grid, not something the paper states.
 
 1. every slice goes through a ResNet18 without its FC (eq. 1) -> 512-d feature;
 2. features of k adjacent slices are average-pooled (eq. 2) -> S // k steps;
@@ -57,7 +59,7 @@ def pool_adjacent_slices(features: torch.Tensor, k: int) -> torch.Tensor:
 class ResNetLSTMConfig:
     """Paper defaults of the 2D-ResNet18+LSTM (He et al., ISBI 2020, Sec. 2-3)."""
 
-    n_slices: int = 112  # axial slices of the 128x160x112 SRI24 grid
+    n_slices: int = 112  # last axis of the 128x160x112 SRI24 grid (axial; inferred, not stated)
     slice_size: int = 50  # each slice resized to 50x50 (Sec. 3)
     # Pooling window k. The paper says "In the experiments, we set k = ..." but the
     # value is missing from the paper's text (its equations did not survive extraction).
