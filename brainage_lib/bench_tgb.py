@@ -3,8 +3,11 @@
 Three steps, each on random volumes with Adam:
 
 - ``reg``: one REG update (MSE on age), as in the stand-alone regressors;
-- ``gan``: one GAN update of REG-GAN (one critic update with gradient penalty, then
-  one generator update on adversarial + alpha*L1), i.e. ``GANTrainer.step`` with n_critic=1;
+- ``gan``: one ``GANTrainer.step`` of REG-GAN with the paper profile's ``n_critic``
+  (``N_CRITIC`` in ``notebooks/params/01_tgb.paper.yaml``, 5): a critic update with
+  gradient penalty on each of ``n_critic`` batches, then one generator update on
+  adversarial + alpha*L1; its rate counts all ``n_critic`` batches, i.e. real images
+  per second of a training epoch;
 - ``gan_tgb``: the same with the task-guided branch attached and updated jointly.
 
 On CUDA: the paper's sizes (96^3 volumes, full widths, batch 20) in fp32, bf16
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from brainage_lib.bench_timing import samples_per_second, sync
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.params import load_profile
 from brainage_lib.tgb import GANTrainConfig, GANTrainer, to_memory_format
 
 __all__ = ["bench_tgb"]
@@ -50,12 +54,14 @@ def _reg_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor,
 
 
 def _gan_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool, channels_last: bool,
-              branch: bool) -> Callable[[], None]:
+              branch: bool, n_critic: int) -> Callable[[], None]:
     gcfg = GANConfig(width=s["gan_width"])
     reg = TGBRegressor(RegressorConfig(input_shape=(s["size"],) * 3, width=s["reg_width"])) if branch else None
-    trainer = GANTrainer(TGBGenerator(gcfg), TGBCritic(gcfg), GANTrainConfig(n_critic=1, amp=amp, channels_last=channels_last),
+    trainer = GANTrainer(TGBGenerator(gcfg), TGBCritic(gcfg), GANTrainConfig(n_critic=n_critic, amp=amp,
+                                                                             channels_last=channels_last),
                          device, regressor=reg, age_mean=14.0)
-    return lambda: trainer.step(x, age)
+    batches = [(x, age)] * n_critic  # the same volumes each critic update: the timing does not depend on them
+    return lambda: trainer.step(batches)
 
 
 def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:
@@ -72,19 +78,22 @@ def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:
     gen = torch.Generator(device=dev).manual_seed(0)
     x = torch.rand(batch, 1, size, size, size, device=dev, generator=gen)  # (B, 1, S, S, S) in [0, 1]
     age = 6 + 18 * torch.rand(batch, device=dev, generator=gen)
+    n_critic = int(load_profile("01_tgb", "paper")["N_CRITIC"])
     variants = [("fp32", False, False)] + ([("bf16", True, False), ("bf16_channels_last", True, True)] if cuda else [])
     out: dict = {"tgb_bench_setting": (
         f"{'CUDA, the paper' if cuda else 'CPU, the quick profile'}'s sizes: {size}^3 volumes, batch {batch}, REG width "
-        f"{s['reg_width']}, GAN width {s['gan_width']}, n_critic 1; "
+        f"{s['reg_width']}, GAN width {s['gan_width']}, GAN steps with n_critic {n_critic} (the paper "
+        f"profile's; samples/s counts the {n_critic} critic batches per generator update); "
         + ("fp32, bf16 autocast, bf16 + channels-last-3d" if cuda else "fp32 only (bf16 skipped on CPU)"))}
     for prec, amp, cl in variants:
         for name, make in (("reg", lambda: _reg_step(dev, s, x, age, amp, cl)),
-                           ("gan", lambda: _gan_step(dev, s, x, age, amp, cl, branch=False)),
-                           ("gan_tgb", lambda: _gan_step(dev, s, x, age, amp, cl, branch=True))):
+                           ("gan", lambda: _gan_step(dev, s, x, age, amp, cl, False, n_critic)),
+                           ("gan_tgb", lambda: _gan_step(dev, s, x, age, amp, cl, True, n_critic))):
             key = f"train_tgb_{name}_{prec}_samples_per_s"
             torch.manual_seed(0)
+            per_step = batch * (1 if name == "reg" else n_critic)
             try:
-                out[key] = samples_per_second(make(), dev, batch, n_iter)
+                out[key] = samples_per_second(make(), dev, per_step, n_iter)
             except torch.cuda.OutOfMemoryError as exc:
                 out[key.replace("_samples_per_s", "_error")] = f"out of memory at batch {batch}: {str(exc)[:120]}"
             if cuda:

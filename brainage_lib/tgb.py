@@ -1,12 +1,19 @@
 """Joint training of the TGB paper's GAN and task-guided branch (sections 2.1-2.2, eq. 5).
 
-One ``GANTrainer.step`` on a batch of real images ``x`` with ages ``y``:
+One ``GANTrainer.step`` on a group of ``n_critic`` consecutive batches of real images
+``x`` with ages ``y`` (WGAN-GP, Gulrajani et al. 2017, Algorithm 1):
 
-1. ``n_critic`` critic updates on ``E[D(G(x))] - E[D(x)] + GP`` (WGAN-GP, eq. 1), with
-   ``G(x)`` computed once (the generator does not change during these updates);
-2. one generator update on ``-E[D(G(x))] + alpha * L1(x, G(x))`` (eqs. 2-3) and, for
-   TGB, ``+ beta * (y - R(G(x)))^2`` (eqs. 4-5), where the attached regressor ``R``
-   is updated by the same loss in the same step: G and R are trained jointly, end to end.
+1. one critic update per batch on ``E[D(G(x))] - E[D(x)] + GP`` (eq. 1), each with a
+   fresh real batch and fresh fakes ``G(x)`` of it;
+2. one generator update, on the group's last batch, on ``-E[D(G(x))] + alpha * L1(x, G(x))``
+   (eqs. 2-3) and, for TGB, ``+ beta * (y - R(G(x)))^2`` (eqs. 4-5), where the attached
+   regressor ``R`` is updated by the same loss in the same step: G and R are trained
+   jointly, end to end.
+
+``train_gan`` cuts each epoch's batches into such groups, so in one epoch the critic sees
+every training image once and the generator is updated every ``n_critic`` batches (the
+epoch's last group may be shorter; it still ends with a generator update, so every epoch
+updates both). With ``n_critic=1`` every batch gets one critic and one generator update.
 
 Choices the paper leaves open, stated here and in the notebook:
 
@@ -27,7 +34,9 @@ channels-last-3d memory format; on CPU in fp32.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +50,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
 from brainage_lib.seeding import worker_init_fn
 
-__all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "reconstruct", "reconstruction_l1", "to_memory_format",
+__all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "critic_groups", "reconstruct", "reconstruction_l1", "to_memory_format",
            "train_gan"]
 
 
@@ -121,19 +130,27 @@ class GANTrainer:
         x = x.to(self.device, non_blocking=True).float()
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
-    def step(self, x: torch.Tensor, age: torch.Tensor) -> dict[str, float]:
-        """One training step on real images ``x`` (B, 1, D, H, W) with ages ``age`` (B,); returns the losses."""
-        x = self._input(x)
-        age = age.to(self.device).float()
+    def step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Critic updates on each batch, then one generator (+ branch) update on the last; returns the losses.
+
+        ``batches`` holds ``(x, age)`` pairs, images ``(B, 1, D, H, W)`` and ages ``(B,)``,
+        normally ``n_critic`` of them. The critic terms are averaged over its updates.
+        """
+        if not batches:
+            raise BrainAgeError("GANTrainer.step needs at least one batch.")
         self.gen.train(), self.critic.train()
-        with torch.no_grad(), self._autocast():
-            fake = self.gen(x).float()
-        for _ in range(self.cfg.n_critic):
+        crit: list[torch.Tensor] = []
+        for x, _ in batches:
+            x = self._input(x)
+            with torch.no_grad(), self._autocast():
+                fake = self.gen(x)
             with self._autocast():
                 c = critic_loss(self.critic, x, fake, self.gcfg.lambda_gp, self.gp_rng)
             self.opt_d.zero_grad(set_to_none=True)
             c.total.float().backward()
             self.opt_d.step()
+            crit.append(torch.stack([t.detach().float() for t in c]))  # total, wasserstein, gp
+        x, age = self._input(batches[-1][0]), batches[-1][1].to(self.device).float()
         for p in self.critic.parameters():  # the generator step must not accumulate critic gradients
             p.requires_grad_(False)
         if self.reg is not None:
@@ -150,9 +167,9 @@ class GANTrainer:
             self.opt_r.step()
         for p in self.critic.parameters():
             p.requires_grad_(True)
-        terms = {"critic": c.total, "wasserstein": c.wasserstein, "gp": c.gp, "gen": g.total,
-                 "adversarial": g.adversarial, "l1": g.l1, "task": g.task}
-        return {k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}
+        critic_means = dict(zip(("critic", "wasserstein", "gp"), torch.stack(crit).mean(0).tolist()))
+        terms = {"gen": g.total, "adversarial": g.adversarial, "l1": g.l1, "task": g.task}
+        return {**critic_means, **{k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}}
 
     def end_epoch(self) -> None:
         for s in self.scheds:
@@ -168,9 +185,9 @@ class GANTrainer:
         for x, age in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             x = self._input(x)
             with self._autocast():
-                fake = self.gen(x).float()
+                fake = self.gen(x)  # float32: the generator's head runs in fp32
                 if self.reg is not None:
-                    pred = self.reg(fake).float().reshape(-1)
+                    pred = self.reg(fake).reshape(-1)
                     task += float(((pred - age.to(self.device).float()) ** 2).sum())
             l1 += float((fake - x).abs().flatten(1).mean(1).sum())
             n += len(x)
@@ -195,9 +212,16 @@ class GANResult:
     generator: TGBGenerator  # best-validation weights
     critic: TGBCritic
     branch: nn.Module | None  # the task-guided regressor (TGB) or None (plain GAN)
-    history: pd.DataFrame  # epoch, mean training losses, validation L1/task/objective, lr, seconds
+    history: pd.DataFrame  # epoch, training losses (mean over steps), validation L1/task/objective, lr, seconds
     best_epoch: int
     wall_time_s: float
+
+
+def critic_groups(batches: Iterable, n_critic: int) -> Iterator[list]:
+    """Consecutive groups of ``n_critic`` items of ``batches`` (the last group may be shorter)."""
+    it = iter(batches)
+    while group := list(itertools.islice(it, n_critic)):
+        yield group
 
 
 def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: GANTrainConfig, device: torch.device,
@@ -205,8 +229,10 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
               progress: bool = True) -> GANResult:
     """Train the GAN (with ``regressor``: GAN + task-guided branch, jointly) on ``train``.
 
-    With a validation set the epoch with the lowest validation ``alpha*L1 + beta*task``
-    is kept; without one, the last epoch.
+    Each epoch passes over ``train`` once: ``GANTrainer.step`` on every group of
+    ``cfg.n_critic`` consecutive batches (see the module docstring). With a validation set
+    the epoch with the lowest validation ``alpha*L1 + beta*task`` is kept; without one,
+    the last epoch.
     """
     ages = np.array([float(train[i][1]) for i in range(len(train))])
     if np.isnan(ages).any():
@@ -222,11 +248,10 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
         te = time.time()
         sums: dict[str, float] = {}
         count = 0
-        for x, age in loader:
-            losses = trainer.step(x, age)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v * len(x)
-            count += len(x)
+        for group in critic_groups(loader, cfg.n_critic):
+            for k, v in trainer.step(group).items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
         lr = trainer.opt_g.param_groups[0]["lr"]
         trainer.end_epoch()
         row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in sums.items()}}

@@ -96,6 +96,7 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
     use_amp = cfg.amp and device.type == "cuda"
+    val_ages = np.array([float(val[i][1]) for i in range(len(val))]) if val is not None else np.zeros(0)
     rows, best, best_state, best_epoch = [], np.inf, None, 0
     t0 = time.time()
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
@@ -115,9 +116,8 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_mae = np.nan
-        if val is not None and len(val):
-            pv = predict(model, val, device, mean, sd, amp=cfg.amp)
-            val_mae = float(np.mean(np.abs(pv - np.array([float(val[i][1]) for i in range(len(val))]))))
+        if len(val_ages):
+            val_mae = float(np.mean(np.abs(predict(model, val, device, mean, sd, amp=cfg.amp) - val_ages)))
         score = val_mae if np.isfinite(val_mae) else -epoch  # no validation: the last epoch wins
         if score < best:
             best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())

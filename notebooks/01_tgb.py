@@ -75,7 +75,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.figures import save_figure
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.params import resolve_params
+from brainage_lib.params import load_profile, resolve_params
 from brainage_lib.provenance import provenance_text
 from brainage_lib.results import Recorder
 from brainage_lib.scores import mae_by_group
@@ -103,9 +103,15 @@ out = OUTPUT_DIR or None
 artefacts = paths.output_root(out) / "checkpoints" / NB  # model checkpoints and synthetic/<method>/ sets
 rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated abide_like", params=cfg.as_dict(), output_dir=out, device=device)
 t_start = time.time()
-display(Markdown(f"**{cfg.banner()}**"))
+paper_params = load_profile(NB, "paper")
+differs = [k for k, v in cfg.values.items() if v != paper_params.get(k)]
+display(Markdown(f"**{cfg.banner()}**\n\n" + (
+    "Parameters that differ from the paper profile: " + ", ".join(
+        f"`{k}` = {cfg[k]!r} (paper profile: {paper_params.get(k)!r})" for k in differs) + "."
+    if differs else "Every parameter equals the paper profile's.")))
 print(provenance_text(device))
-cfg.table()
+cfg.table().assign(**{"paper profile": [repr(paper_params.get(k)) for k in cfg.values],
+                      "differs": [k in differs for k in cfg.values]})
 
 # %% [markdown]
 # ## 1 Data
@@ -158,12 +164,18 @@ reg_train = TrainConfig(epochs=cfg.REG_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg
                         lr_gamma=cfg.LR_GAMMA, loss="mse", seed=SEED)
 gan_train = GANTrainConfig(epochs=cfg.GAN_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.GAN_LR, lr_step=cfg.LR_STEP,
                            lr_gamma=cfg.LR_GAMMA, n_critic=cfg.N_CRITIC, seed=SEED)
-with torch.device("meta"):
-    shapes = {"REG (and the task-guided branch)": TGBRegressor(reg_cfg), "generator": TGBGenerator(gan_cfg),
-              "critic": TGBCritic(gan_cfg)}
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+with torch.device("meta"):  # shapes only, no memory: this run's networks and the paper's (default configs)
+    shapes = {"REG (and the task-guided branch)": (TGBRegressor(reg_cfg), TGBRegressor()),
+              "generator": (TGBGenerator(gan_cfg), TGBGenerator()), "critic": (TGBCritic(gan_cfg), TGBCritic())}
 pd.DataFrame({"channels": [reg_cfg.level_channels, (gan_cfg.enc, gan_cfg.dec), gan_cfg.enc],
-              "parameters": [sum(p.numel() for p in m.parameters()) for m in shapes.values()],
-              "paper-size parameters": [19_899_153, 31_680_065, 11_726_465]}, index=list(shapes))
+              "parameters": [n_params(ours) for ours, _ in shapes.values()],
+              "paper-size parameters": [n_params(paper) for _, paper in shapes.values()]}, index=list(shapes))
 
 # %% [markdown]
 # ## 3 Training
@@ -171,10 +183,13 @@ pd.DataFrame({"channels": [reg_cfg.level_channels, (gan_cfg.enc, gan_cfg.dec), g
 # by 0.8 every 10 epochs; REG's loss is L2. Each model keeps the weights of its best
 # validation epoch (regressors: validation MAE; GANs: validation `alpha*L1 + beta*task`).
 # Not given by the paper and chosen here: `N_CRITIC` critic updates per generator update
-# (WGAN-GP's default 5 in the paper profile), Adam betas (0.5, 0.9) for the GAN, and the
+# (WGAN-GP's default 5 in the paper profile), each on a fresh real batch as in WGAN-GP's
+# Algorithm 1 (in one epoch the critic sees every training image once and the generator
+# is updated every `N_CRITIC` batches), Adam betas (0.5, 0.9) for the GAN, and the
 # branch's output bias starting at the mean training age. On CUDA everything runs under
-# bf16 autocast in the channels-last-3d format. Checkpoints (weights, config,
-# provenance) go to `checkpoints/01_tgb/`.
+# bf16 autocast in the channels-last-3d format, except the regressors' FC heads and the
+# generator's output layer, which run in fp32 (ages and images are not rounded to bf16).
+# Checkpoints (weights, config, provenance) go to `checkpoints/01_tgb/`.
 
 # %%
 def new_regressor(k: int) -> TGBRegressor:

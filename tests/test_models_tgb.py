@@ -113,6 +113,33 @@ def test_gan_small_forward_backward() -> None:
         gen.encode(torch.zeros(1, 1, 24, 16, 16))
 
 
+def test_paper_size_forward_shapes_on_meta() -> None:
+    with torch.device("meta"):  # shape propagation only: no memory, no compute
+        reg, gen, crit = TGBRegressor(), TGBGenerator(), TGBCritic()
+        x = torch.empty(2, 1, 96, 96, 96)
+        assert reg.features(x).shape == (2, 256, 3, 3, 3)  # 96 / 2^5 = 3 per side
+        assert reg(x).shape == (2,)
+        assert gen.encode(x).shape == (2, 512, 6, 6, 6) and gen(x).shape == x.shape
+        assert crit(x).shape == (2,)
+
+
+def test_age_and_image_outputs_are_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    reg = TGBRegressor(RegressorConfig(input_shape=(32, 32, 32), width=0.125, fc_units=(16, 8)))
+    with torch.no_grad():
+        reg.head[-1].weight.zero_()
+        reg.head[-1].bias.fill_(16.877)  # bf16 would round it to 16.875
+    gen = TGBGenerator(SMALL_GAN)
+    x = torch.rand(2, 1, 32, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        age, fake = reg(x), gen(x)
+        assert reg.head[-1](torch.zeros(1, 8)).dtype == torch.bfloat16  # a Linear alone would give bf16
+        assert gen.decoder(gen.encode(x)).dtype == torch.bfloat16  # and so does the decoder
+    assert age.dtype == torch.float32 and fake.dtype == torch.float32
+    assert age.tolist() == pytest.approx([16.877, 16.877], abs=1e-5)
+    assert fake.shape == x.shape
+
+
 def test_he_init_std() -> None:
     torch.manual_seed(0)
     cases = [  # (layer, fan-in by hand)

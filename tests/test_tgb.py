@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from brainage_lib import tgb_synthesis
+from brainage_lib import tgb, tgb_synthesis
 from brainage_lib.datasets import VolumeDataset
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.tgb import GANTrainConfig, train_gan
+from brainage_lib.tgb import GANTrainConfig, GANTrainer, critic_groups, train_gan
 from brainage_lib.tgb_eval import claims, recovery_scores, reference_maps
 from brainage_lib.tgb_synthesis import load_synthetic, synthesise
 
@@ -66,6 +66,32 @@ def test_joint_gan_and_branch_training_step_changes_weights():
     assert any(not torch.equal(before[k], after[k]) for k in before if not k.startswith("reg."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("reg."))  # the branch learns jointly
     assert len(res.history) == 1 and np.isfinite(res.history.select_dtypes("number").to_numpy()).all()
+
+
+def test_each_critic_update_gets_a_fresh_real_batch():
+    torch.manual_seed(0)
+    gen, critic = tiny_gan()
+    trainer = GANTrainer(gen, critic, GANTrainConfig(n_critic=2), torch.device("cpu"))
+    batches = [(torch.rand(2, 1, 16, 16, 16), torch.tensor([8.0, 9.0])) for _ in range(2)]
+    seen: list[torch.Tensor] = []
+    critic.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    losses = trainer.step(batches)
+    assert all(any(torch.equal(s, x) for s in seen) for x, _ in batches)  # the critic saw both real batches
+    steps = {name: opt.state[opt.param_groups[0]["params"][0]]["step"] for name, opt in
+             (("critic", trainer.opt_d), ("generator", trainer.opt_g))}
+    assert steps == {"critic": 2, "generator": 1}
+    assert np.isfinite(list(losses.values())).all()
+    assert [list(g) for g in critic_groups(range(5), 2)] == [[0, 1], [2, 3], [4]]
+
+
+def test_train_gan_groups_batches_by_n_critic(monkeypatch):
+    sizes: list[int] = []
+    step = GANTrainer.step
+    monkeypatch.setattr(tgb.GANTrainer, "step", lambda self, batches: sizes.append(len(batches)) or step(self, batches))
+    gen, critic = tiny_gan()
+    ds = VolumeDataset(np.random.default_rng(0).random((5, 16, 16, 16)).astype(np.float32), np.arange(8.0, 13.0))
+    train_gan(gen, critic, ds, GANTrainConfig(epochs=2, batch_size=1, n_critic=2), torch.device("cpu"), progress=False)
+    assert sizes == [2, 2, 1] * 2  # each epoch: every image once for the critic, a generator update every 2 batches
 
 
 def test_reference_maps_on_the_input_grid(tiny_abide):

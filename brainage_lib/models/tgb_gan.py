@@ -9,6 +9,9 @@ encoder architecture (own weights) + a 1x1x1 conv to a score map, averaged.
 
 Losses: WGAN-GP (eq. 1), alpha * L1 reconstruction (eq. 2-3) and, for TGB,
 beta * L2 of the regressor REG applied to the generator's output (eqs. 4-5).
+
+The generator's output head (1x1x1 conv + sigmoid) runs in fp32 with autocast
+disabled, so images come out float32 also under bf16 autocast.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_regressor import he_init
+from brainage_lib.models.tgb_regressor import autocast_off, he_init
 
 __all__ = ["CriticLoss", "GANConfig", "GeneratorLoss", "SynthesisPair", "TGBCritic",
            "TGBGenerator", "critic_loss", "generator_loss", "gradient_penalty",
@@ -128,8 +131,10 @@ class TGBGenerator(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, in_channels, 16*d, 16*h, 16*w)`` in [0, 1] from latents ``z``."""
-        return torch.sigmoid(self.head(self.decoder(z)))
+        """Float32 images ``(B, in_channels, 16*d, 16*h, 16*w)`` in [0, 1] from latents ``z``."""
+        h = self.decoder(z)
+        with autocast_off(h.device):
+            return torch.sigmoid(self.head(h.float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x``: ``decode(encode(x))``, same shape as ``x``."""
@@ -233,8 +238,8 @@ def generator_loss(
     elif age is None:
         raise BrainAgeError("generator_loss: a regressor was given without `age`; pass the batch's ages.")
     else:
-        # in fp32: under bf16 autocast, ages cast to bf16 would be rounded to 1/16 year
-        task = F.mse_loss(regressor(fake).reshape(-1).float(), age.to(fake.device).reshape(-1).float())
+        # in fp32 (the regressor's head runs in fp32): under bf16 autocast the ages would be rounded
+        task = F.mse_loss(regressor(fake).reshape(-1), age.to(fake.device).reshape(-1).float())
     total = adversarial + alpha * l1 + beta * task
     return GeneratorLoss(total, adversarial, l1, task)
 

@@ -7,9 +7,13 @@ size (96^3) the flattened vector has 3*3*3*256 = 6912 features.
 
 The same network is the task-guided branch (TGB): attached to the generator's
 output it adds beta * L2(age) to the GAN objective (see ``tgb_gan``).
+
+The FC head runs in fp32 with autocast disabled: under bf16 autocast an age in
+years would otherwise come out rounded to bf16 (8 significant bits: 16.877 -> 16.75).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -18,7 +22,7 @@ from torch import nn
 
 from brainage_lib.errors import BrainAgeError
 
-__all__ = ["RegressorConfig", "ResidualLevel", "TGBRegressor", "he_init"]
+__all__ = ["RegressorConfig", "ResidualLevel", "TGBRegressor", "autocast_off", "he_init"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ class RegressorConfig:
     def flat_features(self) -> int:
         """Length of the flattened feature vector fed to the first FC layer."""
         return self.level_channels[-1] * math.prod(self.pooled_shape)
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Context with autocast disabled on ``device`` (a no-op where autocast does not exist, e.g. meta)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def he_init(module: nn.Module) -> None:
@@ -172,7 +183,7 @@ class TGBRegressor(nn.Module):
         Returns
         -------
         torch.Tensor
-            Predicted ages, shape ``(B,)``.
+            Predicted ages, shape ``(B,)``, float32 also under autocast.
         """
         expected = (self.config.in_channels, *self.config.input_shape)
         if tuple(x.shape[1:]) != expected:
@@ -183,4 +194,5 @@ class TGBRegressor(nn.Module):
             )
         f = self.features(x)  # (B, C_last, D/32, H/32, W/32)
         f = f.flatten(1)  # (B, C_last * D/32 * H/32 * W/32)
-        return self.head(f).squeeze(-1)  # (B,)
+        with autocast_off(f.device):
+            return self.head(f.float()).squeeze(-1)  # (B,) float32
