@@ -49,24 +49,28 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from brainage_lib.runner import notebook_names, parse_assignments, run_notebook
-
+    from brainage_lib import runner
     from brainage_lib.report import SUMMARY, build_index
     from brainage_lib.summary import PAPERS
 
-    names = notebook_names() if args.notebook == "all" else [args.notebook]
+    names = runner.notebook_names() if args.notebook == "all" else [args.notebook]
     if args.notebook != "all" and args.notebook in PAPERS:
         names.append(SUMMARY)  # one paper notebook re-run: its part of the summary follows (seconds)
-    params = parse_assignments(args.param)
+    params = runner.parse_assignments(args.param)
+    runs = [(name, params if name != SUMMARY or args.notebook == SUMMARY else {}) for name in names]
+    for name, own in runs:  # every refusal before anything runs: a refused run changes no file
+        runner.check_run(name, args.profile, own)
+    started = False
     try:
-        for name in names:
+        for name, own in runs:
             t0 = time.time()
-            own = params if name != SUMMARY or args.notebook == SUMMARY else {}
-            out = run_notebook(name, profile=args.profile, params=own, output_dir=args.output_dir, progress=not args.quiet)
+            started = True
+            out = runner.run_notebook(name, profile=args.profile, params=own, output_dir=args.output_dir,
+                                      progress=not args.quiet)
             print(f"{name}: rendered {out} and {out.with_suffix('.html')} in {time.time() - t0:.0f} s")
     finally:
-        index = build_index(args.output_dir)
-        print(f"index: {index}")
+        if started:  # a notebook ran (or failed): the index shows its new state
+            print(f"index: {build_index(args.output_dir)}")
     return 0
 
 

@@ -3,10 +3,13 @@
 A notebook's ``parameters`` cell holds the core parameters (PROFILE, DATA_DIR, SEED,
 DEVICE, OUTPUT_DIR) and one entry per tunable parameter whose default ``None`` means
 "take the profile's value". ``resolve_params`` merges the two and remembers where
-each value came from, so the rendered notebook can print it.
+each value came from, so the rendered notebook can print it. It also keeps the core
+parameters, so that ``Params.as_dict()`` (what results and figure sidecars record)
+says which seed, data, device and output folder a run used.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +52,17 @@ def load_profile(notebook: str, profile: str) -> dict[str, Any]:
 
 @dataclass
 class Params:
-    """Resolved parameters with attribute access and the source of each value."""
+    """Resolved parameters with attribute access and the source of each value.
+
+    ``values`` holds the notebook's own (profile) parameters, ``core`` the core ones
+    (PROFILE, DATA_DIR, SEED, DEVICE, OUTPUT_DIR) the run was given.
+    """
 
     notebook: str
     profile: str
     values: dict[str, Any]
     sources: dict[str, str] = field(default_factory=dict)
+    core: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -66,7 +74,8 @@ class Params:
         return self.values[name]
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.values)
+        """Core and notebook parameters together: what results and figures record."""
+        return {**self.core, **self.values}
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"value": [repr(v) for v in self.values.values()],
@@ -79,9 +88,22 @@ class Params:
                 "Numbers are not comparable with the papers' beyond direction and order of magnitude.")
 
 
-def resolve_params(notebook: str, profile: str, **overrides: Any) -> Params:
-    """Merge a profile file with the notebook's non-None overrides; unknown names are an error."""
+def resolve_params(notebook: str, profile: str, core: dict[str, Any] | None = None, **overrides: Any) -> Params:
+    """Merge a profile file with the notebook's non-None overrides; unknown names are an error.
+
+    ``core`` gives the core parameters to record; by default they are read from the
+    caller's globals (a notebook's ``parameters`` cell), so ``resolve_params(NB, PROFILE, ...)``
+    in a notebook records its SEED, DATA_DIR, DEVICE and OUTPUT_DIR. PROFILE is recorded
+    as resolved (``auto`` becomes ``paper`` or ``quick``).
+    """
     prof = resolve_profile(profile)
+    if core is None:
+        caller = sys._getframe(1).f_globals
+        core = {k: caller[k] for k in CORE if k in caller}
+    unknown_core = set(core) - set(CORE)
+    if unknown_core:
+        raise BrainAgeError(f"Unknown core parameter(s) {sorted(unknown_core)}; core parameters are {', '.join(CORE)}.")
+    core = {**core, "PROFILE": prof}
     base = load_profile(notebook, prof)
     unknown = set(overrides) - set(base)
     if unknown:
@@ -92,4 +114,4 @@ def resolve_params(notebook: str, profile: str, **overrides: Any) -> Params:
             values[k], sources[k] = overrides[k], "override"
         else:
             values[k], sources[k] = v, f"profile {prof}"
-    return Params(notebook, prof, values, sources)
+    return Params(notebook, prof, values, sources, {k: core[k] for k in CORE if k in core})

@@ -3,9 +3,12 @@
 The executed notebook is written under a temporary name and moved to
 ``rendered/<notebook>.ipynb`` only on success; a failed run leaves the previous
 rendering untouched and keeps the failed one as ``rendered/<notebook>.failed.ipynb``.
+Every refusal (unknown notebook, profile or parameter, a value of the wrong type) is
+raised by ``check_run`` before a kernel starts.
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -36,6 +39,80 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+PARAMETER_TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,)}
+
+
+def _annotation_types(node: ast.expr) -> tuple[tuple[type, ...], bool] | None:
+    """``int`` -> ((int,), False); ``Optional[int]`` or ``int | None`` -> ((int,), True); None if not understood."""
+    if isinstance(node, ast.Name) and node.id in PARAMETER_TYPES:
+        return PARAMETER_TYPES[node.id], False
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Optional":
+        inner = _annotation_types(node.slice)
+        return (inner[0], True) if inner else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        sides = [node.left, node.right]
+        none = [n for n in sides if isinstance(n, ast.Constant) and n.value is None]
+        other = [n for n in sides if n not in none]
+        if len(none) == 1 and len(other) == 1:
+            inner = _annotation_types(other[0])
+            return (inner[0], True) if inner else None
+    return None
+
+
+def parameter_types(name: str) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Accepted types (and whether None is allowed) of each annotated name in a notebook's ``parameters`` cell."""
+    import jupytext
+
+    nb = jupytext.read(paths.notebooks_dir() / f"{name}.py")
+    out = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for stmt in ast.parse(cell.source).body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    types = _annotation_types(stmt.annotation)
+                    if types:
+                        out[stmt.target.id] = types
+    return out
+
+
+def _check_value(notebook: str, key: str, value: Any, types: tuple[tuple[type, ...], bool] | None) -> Any:
+    """``value`` if it has the expected type (an int given for a float becomes a float); else a BrainAgeError."""
+    if types is None:
+        return value
+    accepted, optional = types
+    if value is None and optional:
+        return value
+    if isinstance(value, accepted) and (bool in accepted or not isinstance(value, bool)):
+        return float(value) if accepted[0] is float else value
+    expected = accepted[0].__name__ + (" or null" if optional else "")
+    hint = f"; to pass it as text, quote it: -p '{key}=\"{value}\"'" if accepted[0] is str and value is not None else ""
+    raise BrainAgeError(f"Parameter {key} of {notebook} expects {expected}, got {value!r} ({type(value).__name__}){hint}. "
+                        "Nothing was run.")
+
+
+def check_run(name: str, profile: str = "auto", params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Refuse a run before it starts: unknown notebook, profile or parameter, or a value of the wrong type.
+
+    Returns the resolved profile and the checked parameters. A parameter's type comes from
+    its annotation in the notebook's ``parameters`` cell, else from the profile's value.
+    """
+    src = paths.notebooks_dir() / f"{name}.py"
+    if not src.is_file():
+        raise BrainAgeError(f"No notebook '{name}'. Available: {', '.join(notebook_names())}.")
+    prof = resolve_profile(profile)
+    params = dict(params or {})
+    defaults = load_profile(name, prof)
+    allowed = set(CORE) | set(defaults)
+    unknown = set(params) - allowed
+    if unknown:
+        raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(allowed)}.")
+    annotated = parameter_types(name)
+    for key, value in params.items():
+        profile_type = PARAMETER_TYPES.get(type(defaults.get(key)).__name__)  # None (take the profile's) is allowed
+        params[key] = _check_value(name, key, value, annotated.get(key, (profile_type, True) if profile_type else None))
+    return prof, params
+
+
 def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None = None,
                  output_dir: str | os.PathLike | None = None, kernel: str = "python3", html: bool = True,
                  progress: bool = True) -> Path:
@@ -43,15 +120,8 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
     import jupytext
     import papermill as pm
 
+    prof, params = check_run(name, profile, params)
     src = paths.notebooks_dir() / f"{name}.py"
-    if not src.is_file():
-        raise BrainAgeError(f"No notebook '{name}'. Available: {', '.join(notebook_names())}.")
-    prof = resolve_profile(profile)
-    params = dict(params or {})
-    allowed = set(CORE) | set(load_profile(name, prof))
-    unknown = set(params) - allowed
-    if unknown:
-        raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(allowed)}.")
     params["PROFILE"] = prof
     out_root = paths.output_root(output_dir)
     params.setdefault("OUTPUT_DIR", str(out_root))

@@ -234,18 +234,22 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
     only when complete. An existing ``out_dir`` is replaced only with ``overwrite=True``
     and only if it is itself a simulated cohort. The same arguments give byte-identical files.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BrainAgeError(f"Seed {seed!r} must be a non-negative integer (0, 1, 2, ...); use e.g. --seed 1.")
     p = get_preset(preset)
     n = p.n if n is None else int(n)
+    if n < 1:
+        raise BrainAgeError(f"n={n}: a cohort needs at least one subject (--n 1 or more).")
     grid = make_grid(shape, voxel_size)
     region = effect_region or p.effect_region
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise BrainAgeError(f"{out} already exists and is not empty. Choose another --out, or pass --overwrite to replace a simulated cohort.")
-        if not (out / "ground_truth" / "simulation.json").is_file():
-            raise BrainAgeError(f"{out} is not a simulated cohort (no ground_truth/simulation.json); refusing to replace it.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _check_out_dir(out, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise BrainAgeError(f"Cannot create the output folder {out} ({exc.strerror or exc}). Choose an --out in a folder "
+                            "you can write to.") from None
     try:
         _simulate_into(tmp, p, n, seed, grid, region, progress)
         if out.exists():
@@ -255,10 +259,27 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
             shutil.rmtree(old)
         else:
             tmp.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BrainAgeError(f"Writing the cohort to {out} failed ({exc}). Check free disk space and write permission "
+                                "there, or choose another --out.") from exc
         raise
     return out
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, lies inside a file, or is a non-empty folder that may not be replaced."""
+    if out.exists() and not out.is_dir():
+        raise BrainAgeError(f"{out} is an existing file, not a folder. Choose a new folder path for --out; the file is left as it is.")
+    blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise BrainAgeError(f"Cannot create {out}: {blocker} is a file, not a folder. Choose another --out.")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise BrainAgeError(f"{out} already exists and is not empty. Choose another --out, or pass --overwrite to replace a simulated cohort.")
+        if not (out / "ground_truth" / "simulation.json").is_file():
+            raise BrainAgeError(f"{out} is not a simulated cohort (no ground_truth/simulation.json); refusing to replace it.")
 
 
 def _simulate_into(root: Path, p: Preset, n: int, seed: int, grid: Grid, region: str, progress: bool) -> None:

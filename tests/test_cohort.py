@@ -196,3 +196,62 @@ def test_balance_by_sex_keeps_equal_counts_per_bin():
     per_bin = b.assign(bin=np.floor(b["age"])).groupby(["bin", "sex"]).size().unstack(fill_value=0)
     assert (per_bin["M"] == per_bin["F"]).all()
     assert len(b) == 4  # bin 6: 1+1, bin 7: 1+1, bin 8: no female
+
+
+def test_spaces_around_column_names_and_values_are_ignored(tmp_path, cohort_writer):
+    tsv = " participant_id \t age\t sex \tsite \tgroup\n sub-00 \t 10.5 \t M \t site11 \t control \n"
+    root = cohort_writer(tmp_path / "c", [{"participant_id": "sub-00"}], tsv=tsv)
+    cohort = load_cohort(root)
+    t = cohort.table
+    assert list(t["participant_id"]) == ["sub-00"] and list(t["site"]) == ["site11"]
+    assert list(t["sex"]) == ["M"] and list(t["group"]) == ["control"] and cohort.ages[0] == 10.5
+
+
+def test_empty_sex_or_site_is_a_problem_per_row(tmp_path, cohort_writer):
+    root = cohort_writer(tmp_path / "c", rows(3, {1: {"sex": ""}, 2: {"site": " "}}))
+    msg = problems(root)
+    assert "line 3 (sub-01): sex is empty. Write M or F" in msg
+    assert "line 4 (sub-02): site is missing. Write the scanner or site name" in msg
+
+
+def test_missing_session_image_names_the_expected_path(tmp_path, cohort_writer):
+    tsv = "participant_id\tage\tsex\tsite\tsession\nsub-01\t7\tF\tX\tses-1\nsub-02\t8\tF\tX\t2\n"
+    root = cohort_writer(tmp_path / "c", [], tsv=tsv)
+    msg = problems(root)
+    assert "no T1w image at sub-01/ses-1/anat/sub-01_ses-1_T1w.nii[.gz]" in msg
+    assert "no T1w image at sub-02/ses-2/anat/sub-02_ses-2_T1w.nii[.gz]" in msg
+
+
+def test_empty_participants_file_says_what_to_write_and_lists_image_folders(tmp_path, cohort_writer):
+    root = cohort_writer(tmp_path / "c", rows(2), tsv="")
+    msg = problems(root)
+    assert "participants.tsv: is empty" in msg and "write a header row: participant_id, age, sex, site" in msg
+    assert "2 folder(s) with a T1w image (sub-00, sub-01) have no row" in msg
+
+
+def test_split_column_is_said_to_be_ignored(tmp_path, cohort_writer):
+    root = cohort_writer(tmp_path / "c", [dict(r, split="train") for r in rows(2)])
+    report = validate_cohort(root)
+    assert report.ok and any("split column is ignored" in w for w in report.warnings)
+
+
+def test_image_warnings_are_summarised_once_per_kind(tmp_path, cohort_writer):
+    coarse = np.diag([6.0, 6.0, 6.0, 1.0])
+    root = cohort_writer(tmp_path / "c", rows(5), images={f"sub-{i:02d}": None for i in range(5)})
+    for i in range(5):
+        write_nifti(root / f"sub-{i:02d}" / "anat" / f"sub-{i:02d}_T1w.nii.gz", np.ones((20, 20, 20), np.float32), coarse)
+    report = validate_cohort(root)
+    voxel = [w for w in report.warnings if "voxel size" in w]
+    assert len(voxel) == 1 and "in 5 of 5 image(s)" in voxel[0] and "and 2 more" in voxel[0]
+    assert "sub-00/anat/sub-00_T1w.nii.gz (voxel size 6x6x6 mm)" in voxel[0]
+    assert len(report.warnings) == 2  # voxel size and field of view, once each
+
+
+def test_both_nii_and_nii_gz_warns_which_is_used(tmp_path, cohort_writer):
+    root = cohort_writer(tmp_path / "c", rows(2))
+    write_nifti(root / "sub-01" / "anat" / "sub-01_T1w.nii", np.ones((20, 20, 20), np.float32))
+    report = validate_cohort(root)
+    assert report.ok
+    both = [w for w in report.warnings if "both .nii.gz and .nii" in w]
+    assert len(both) == 1 and "sub-01/anat/sub-01_T1w.nii.gz" in both[0] and "The .nii.gz is used" in both[0]
+    assert load_cohort(root).paths[1].name == "sub-01_T1w.nii.gz"

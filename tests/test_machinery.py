@@ -10,12 +10,13 @@ import torch
 import yaml
 
 from brainage_lib import paths
+from brainage_lib.cli import main
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.figures import save_figure
-from brainage_lib.params import PROFILES, resolve_params, resolve_profile
+from brainage_lib.params import CORE, PROFILES, load_profile, resolve_params, resolve_profile
 from brainage_lib.provenance import provenance
 from brainage_lib.results import Recorder, load_results, to_jsonable
-from brainage_lib.runner import notebook_names, parse_assignments, run_notebook
+from brainage_lib.runner import check_run, notebook_names, parameter_types, parse_assignments, run_notebook
 from brainage_lib.seeding import seed_everything
 
 
@@ -98,3 +99,58 @@ def test_runner_rejects_unknown_notebook_and_parameters():
     assert parse_assignments(["N_SUBJECTS=40", "PRESETS=a,b", "X=1.5"]) == {"N_SUBJECTS": 40, "PRESETS": "a,b", "X": 1.5}
     with pytest.raises(BrainAgeError, match="KEY=VALUE"):
         parse_assignments(["N_SUBJECTS"])
+
+
+def test_core_parameters_are_recorded_in_results_and_figures(tmp_path):
+    # what a notebook does: its parameters cell defines the core names, then resolve_params(NB, PROFILE, ...)
+    ns = {"resolve_params": resolve_params, "PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu",
+          "OUTPUT_DIR": str(tmp_path)}
+    exec("cfg = resolve_params('00_cohorts', PROFILE, N_SUBJECTS=9)", ns)
+    cfg = ns["cfg"]
+    assert "SEED" not in cfg.values  # the notebook's own parameters (and cfg.table()) are unchanged
+    recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu", "OUTPUT_DIR": str(tmp_path)}
+    assert cfg.as_dict() == {**recorded, **cfg.values} and cfg.as_dict()["N_SUBJECTS"] == 9
+    rec = Recorder("nbx", cfg.profile, "simulated", params=cfg.as_dict(), output_dir=tmp_path)
+    rec.finalize()
+    assert load_results("nbx", output_dir=tmp_path)["params"].items() >= recorded.items()
+    fig, _ = plt.subplots()
+    png = save_figure(fig, "nbx", "f", params=cfg.as_dict(), output_dir=tmp_path, formats=("png",))
+    assert json.loads(png.with_suffix(".json").read_text())["params"].items() >= recorded.items()
+    assert resolve_params("00_cohorts", "auto", core={"SEED": 1}).as_dict()["PROFILE"] == resolve_profile("auto")
+    with pytest.raises(BrainAgeError, match="Unknown core parameter"):
+        resolve_params("00_cohorts", "smoke", core={"EPOCHS": 1})
+
+
+def test_every_notebook_parameter_has_a_checkable_type():
+    for nb in notebook_names():
+        assert set(CORE) | set(load_profile(nb, "smoke")) <= set(parameter_types(nb)), nb
+    assert parameter_types("00_cohorts")["N_SUBJECTS"] == ((int,), True)
+    assert parameter_types("00_cohorts")["SEED"] == ((int,), False)
+
+
+def test_override_types_are_checked_before_running():
+    prof, params = check_run("02_diff", "smoke", {"EPOCHS": 2, "LR": 1, "CHANNELS": "8,16", "N_TRAIN": None})
+    assert prof == "smoke" and params == {"EPOCHS": 2, "LR": 1.0, "CHANNELS": "8,16", "N_TRAIN": None}
+    assert isinstance(params["LR"], float)
+    with pytest.raises(BrainAgeError, match=r"Parameter N_SUBJECTS of 00_cohorts expects int or null, got 'abc' \(str\)"):
+        check_run("00_cohorts", "smoke", {"N_SUBJECTS": "abc"})
+    with pytest.raises(BrainAgeError, match="expects int or null, got True"):
+        check_run("00_cohorts", "smoke", {"N_SUBJECTS": True})
+    with pytest.raises(BrainAgeError, match="SEED of 00_cohorts expects int, got None"):
+        check_run("00_cohorts", "smoke", {"SEED": None})
+    with pytest.raises(BrainAgeError, match="quote it"):
+        check_run("00_cohorts", "smoke", {"EFFECT_REGION": 5})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["00_cohorts", "--profile", "nope"], "Unknown profile 'nope'"),
+    (["nb_missing", "--profile", "smoke"], "No notebook 'nb_missing'"),
+    (["00_cohorts", "--profile", "smoke", "-p", "NOPE=1"], "Unknown parameter(s) ['NOPE']"),
+    (["00_cohorts", "--profile", "smoke", "-p", "N_SUBJECTS=abc"], "N_SUBJECTS of 00_cohorts expects int or null, got 'abc'"),
+    (["01_tgb", "--profile", "smoke", "-p", "GAN_EPOCHS=x"], "GAN_EPOCHS of 01_tgb expects int"),
+])
+def test_a_refused_run_writes_nothing(tmp_path, capsys, argv, message):
+    assert main(["run", *argv, "--output-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert list(tmp_path.iterdir()) == []  # no rendered/ folder, no index.html

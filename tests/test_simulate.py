@@ -169,3 +169,21 @@ def test_voxel_size_sets_the_grid():
     assert g.shape == (50, 59, 48)
     with pytest.raises(BrainAgeError):
         make_grid((32, 32, 32), voxel_size=2.0)
+
+
+def test_negative_seed_is_refused_with_a_message(tmp_path, capsys):
+    assert main(["simulate", "--preset", "abide_like", "--out", str(tmp_path / "x"), "--seed", "-1", "--n", "2",
+                 "--shape", "16", "--quiet"]) == 2
+    assert "Seed -1 must be a non-negative integer" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_that_is_or_lies_inside_a_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    args = ["simulate", "--preset", "abide_like", "--n", "2", "--shape", "16", "--quiet", "--out"]
+    assert main(args + [str(afile)]) == 2
+    assert f"{afile} is an existing file, not a folder" in capsys.readouterr().err
+    assert main(args + [str(afile / "sub" / "deeper")]) == 2
+    assert f"{afile} is a file, not a folder" in capsys.readouterr().err
+    assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
