@@ -77,15 +77,35 @@ class Params:
         """Core and notebook parameters together: what results and figures record."""
         return {**self.core, **self.values}
 
+    def paper_values(self) -> dict[str, Any]:
+        """The notebook's ``paper`` profile values, the reference every other profile is compared with."""
+        return load_profile(self.notebook, "paper")
+
+    def deviations(self) -> list[str]:
+        """Names of the parameters whose value differs from the paper profile's."""
+        paper = self.paper_values()
+        return [k for k, v in self.values.items() if v != paper.get(k)]
+
     def table(self) -> pd.DataFrame:
+        """One row per parameter: value, where it came from, the paper profile's value, whether it differs."""
+        paper, differs = self.paper_values(), set(self.deviations())
         return pd.DataFrame({"value": [repr(v) for v in self.values.values()],
-                             "source": [self.sources.get(k, "") for k in self.values]}, index=list(self.values))
+                             "source": [self.sources.get(k, "") for k in self.values],
+                             "paper profile": [repr(paper.get(k)) for k in self.values],
+                             "differs": [k in differs for k in self.values]}, index=list(self.values))
 
     def banner(self) -> str:
+        """Markdown: the profile and, for a reduced run, every parameter that differs from the paper profile."""
         if self.profile == "paper":
-            return f"PROFILE = paper: the papers' sizes, architectures and schedules ({self.notebook})."
-        return (f"PROFILE = {self.profile}: a REDUCED run (fewer subjects, smaller images, fewer epochs). "
-                "Numbers are not comparable with the papers' beyond direction and order of magnitude.")
+            head = f"PROFILE = paper: the papers' sizes, architectures and schedules ({self.notebook})."
+        else:
+            head = (f"PROFILE = {self.profile}: a REDUCED run (fewer subjects, smaller images, fewer epochs). "
+                    "Numbers are not comparable with the papers' beyond direction and order of magnitude.")
+        paper, differs = self.paper_values(), self.deviations()
+        detail = ("Parameters that differ from the paper profile: "
+                  + ", ".join(f"`{k}` = {self.values[k]!r} (paper profile: {paper.get(k)!r})" for k in differs) + "."
+                  if differs else "Every parameter equals the paper profile's.")
+        return f"**{head}**\n\n{detail}"
 
 
 def resolve_params(notebook: str, profile: str, core: dict[str, Any] | None = None, **overrides: Any) -> Params:

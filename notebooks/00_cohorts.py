@@ -69,7 +69,7 @@ sim = {"seed": SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REG
 data_label = DATA_DIR or "simulated"
 rec = Recorder(NB, cfg.profile, data_label, params=cfg.as_dict(), output_dir=OUTPUT_DIR or None)
 t_start = time.time()
-display(Markdown(f"**{cfg.banner()}**"))
+display(Markdown(cfg.banner()))
 print(provenance_text())
 cfg.table()
 

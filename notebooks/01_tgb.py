@@ -75,7 +75,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.figures import save_figure
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.params import load_profile, resolve_params
+from brainage_lib.params import resolve_params
 from brainage_lib.provenance import provenance_text
 from brainage_lib.results import Recorder
 from brainage_lib.scores import mae_by_group
@@ -103,15 +103,9 @@ out = OUTPUT_DIR or None
 artefacts = paths.output_root(out) / "checkpoints" / NB  # model checkpoints and synthetic/<method>/ sets
 rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated abide_like", params=cfg.as_dict(), output_dir=out, device=device)
 t_start = time.time()
-paper_params = load_profile(NB, "paper")
-differs = [k for k, v in cfg.values.items() if v != paper_params.get(k)]
-display(Markdown(f"**{cfg.banner()}**\n\n" + (
-    "Parameters that differ from the paper profile: " + ", ".join(
-        f"`{k}` = {cfg[k]!r} (paper profile: {paper_params.get(k)!r})" for k in differs) + "."
-    if differs else "Every parameter equals the paper profile's.")))
+display(Markdown(cfg.banner()))
 print(provenance_text(device))
-cfg.table().assign(**{"paper profile": [repr(paper_params.get(k)) for k in cfg.values],
-                      "differs": [k in differs for k in cfg.values]})
+cfg.table()
 
 # %% [markdown]
 # ## 1 Data

@@ -86,7 +86,7 @@ rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated", params=cfg.as_dict(), o
 out_dir = OUTPUT_DIR or None
 young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young" in record keys)
 t_start = time.time()
-display(Markdown(f"**{cfg.banner()}**"))
+display(Markdown(cfg.banner()))
 print(provenance_text(device))
 cfg.table()
 

@@ -40,6 +40,19 @@ def test_resolve_params_overrides_and_errors():
     assert resolve_profile("auto") == ("paper" if torch.cuda.is_available() else "quick")
 
 
+def test_banner_lists_every_parameter_that_differs_from_the_paper_profile():
+    paper = yaml.safe_load((paths.params_dir() / "03_lstm.paper.yaml").read_text())
+    cfg = resolve_params("03_lstm", "quick", EPOCHS=paper["EPOCHS"])
+    expected = sorted(k for k, v in cfg.values.items() if v != paper[k])
+    assert "EPOCHS" not in expected and {"LR", "BATCH_SIZE"} <= set(expected)
+    assert sorted(cfg.deviations()) == expected
+    banner, table = cfg.banner(), cfg.table()
+    assert all(f"`{k}` = {cfg[k]!r} (paper profile: {paper[k]!r})" in banner for k in expected)
+    assert "`EPOCHS`" not in banner and sorted(table.index[table["differs"]]) == expected
+    full = resolve_params("03_lstm", "paper")
+    assert full.deviations() == [] and "Every parameter equals" in full.banner()
+
+
 def test_recorder_keeps_previous_results_until_finalize(tmp_path):
     rec = Recorder("nbx", "smoke", "simulated", output_dir=tmp_path)
     rec.record("table.mae", np.float32(1.5), paper=1.32, unit="years")
