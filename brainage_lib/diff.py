@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from brainage_lib.cohort import Cohort
 from brainage_lib.data import open_cohort
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
+from brainage_lib.models.diffae import AGE_LOSSES, DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
 from brainage_lib.seeding import worker_init_fn
 from brainage_lib.splits import stratified_split
 from brainage_lib.training import load_checkpoint, save_checkpoint
@@ -42,6 +42,10 @@ class DiffTrainConfig:
     ----------
     epochs, batch_size, lr
         Passes over the training slices (labelled + unlabelled), images per batch, Adam's rate.
+    age_loss
+        Units of the age MSE added to the noise MSE (``diffae_loss``): ``"years"`` (the
+        paper's eq. 6) or ``"standardised"`` (the years² term divided by the labelled
+        training ages' variance).
     amp
         bf16 autocast on CUDA (ignored on CPU).
     val_every
@@ -51,6 +55,7 @@ class DiffTrainConfig:
     epochs: int = 200
     batch_size: int = 32
     lr: float = 1e-4
+    age_loss: str = "years"
     amp: bool = True
     val_every: int = 1
     num_workers: int = 0
@@ -60,6 +65,8 @@ class DiffTrainConfig:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.val_every < 1:
             raise BrainAgeError(f"DiffTrainConfig: epochs={self.epochs} and val_every={self.val_every} must be >= 1, "
                                 f"batch_size={self.batch_size} >= 2 (BatchNorm in the age head) and lr={self.lr} > 0.")
+        if self.age_loss not in AGE_LOSSES:
+            raise BrainAgeError(f"DiffTrainConfig: age_loss={self.age_loss!r}; choose one of {', '.join(AGE_LOSSES)}.")
 
 
 @dataclass
@@ -178,9 +185,10 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
                  desc: str = "DiffAE", progress: bool = True) -> DiffTrainResult:
     """Train a ``DiffAE`` jointly (encoder, noise U-Net, age head) on labelled + unlabelled slices.
 
-    The age head's target is standardised with the labelled training ages (written into
-    the model's config as ``age_offset``/``age_scale``). The weights of the epoch with the
-    lowest validation MAE (years) are kept.
+    The age head's output is in standardised units of the labelled training ages (their
+    mean and sd go into the model's config as ``age_offset``/``age_scale``); the age loss
+    is taken in ``cfg.age_loss`` units. The weights of the epoch with the lowest
+    validation MAE (years) are kept.
     """
     ages = dataset_ages(train)
     labelled = ages[~np.isnan(ages)]
@@ -207,7 +215,7 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = diffae_loss(model, x, y, sched, noise_gen)
+                loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
             opt.step()

@@ -71,10 +71,11 @@ def reconstruction_grid(originals: np.ndarray, recons: np.ndarray, titles: Seque
     return fig
 
 
-def training_curves(history: pd.DataFrame) -> Figure:
-    """Noise MSE, age MSE (standardised units) and validation MAE per epoch."""
+def training_curves(history: pd.DataFrame, age_loss: str = "years") -> Figure:
+    """Noise MSE, age MSE (in ``age_loss`` units: years² or standardised) and validation MAE per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    for ax, (col, label) in zip(axes, (("noise_mse", "noise MSE"), ("age_mse", "age MSE (standardised)"),
+    age_label = "age MSE (years²)" if age_loss == "years" else f"age MSE ({age_loss})"
+    for ax, (col, label) in zip(axes, (("noise_mse", "noise MSE"), ("age_mse", age_label),
                                         ("val_mae", "validation MAE (years)"))):
         h = history.dropna(subset=[col])
         ax.plot(h["epoch"] + 1, h[col], marker="o", ms=3)

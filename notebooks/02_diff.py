@@ -26,12 +26,12 @@
 # Fig. 2). Decoded latent interpolations (Fig. 3) and reconstructions (Fig. 4) are real
 # model outputs: deterministic DDIM encoding to `x_T` and decoding from `(x_T, z_sem)`.
 #
-# **Simulated data and the sign of the survival correlation.** The simulator draws ALS
-# survival as `36 · exp(-0.5 (severity - 1) - 0.04 · gap) · LogNormal(0, 0.35)` months
-# (`ground_truth/simulation.json`, `survival_model`): faster ageing (a larger hidden gap)
-# and more disease atrophy mean *shorter* survival. A brain-PAD that captures the gap
-# should therefore correlate **negatively** with survival here, whereas the paper reports
-# **+0.24** on its patients. The closing cell compares sign and significance separately.
+# **Simulated data and the sign of the survival correlation.** The simulator shortens ALS
+# survival with the hidden brain-age gap and with disease severity (its survival model is
+# printed in section 4 from `ground_truth/simulation.json`, beside the correlation of the
+# true gap with survival). A brain-PAD that captures the gap should then correlate
+# **negatively** with survival here, whereas the paper reports **+0.24** on its patients.
+# The closing cell compares sign and significance separately.
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -56,6 +56,7 @@ Z_DIM: Optional[int] = None  # size of z_sem (paper: 512)
 EPOCHS: Optional[int] = None  # diffusion-autoencoder epochs (paper: not stated)
 BATCH_SIZE: Optional[int] = None  # images per batch (paper: not stated)
 LR: Optional[float] = None  # Adam learning rate (paper: Adam, rate not stated)
+AGE_LOSS: Optional[str] = None  # units of the age MSE in the loss: years (paper eq. 6) | standardised
 DDIM_STEPS: Optional[int] = None  # DDIM steps for encoding/decoding in figs 3-4
 BASELINE_EPOCHS: Optional[int] = None  # DenseNet121 and DeepBrainNet-style CNN epochs
 BASELINE_BATCH_SIZE: Optional[int] = None
@@ -96,7 +97,7 @@ cfg = resolve_params(
     NB, PROFILE, N_TRAIN=N_TRAIN, N_TEST=N_TEST, N_ALS=N_ALS, SHAPE=SHAPE, SLICE_SIZE=SLICE_SIZE,
     VAL_FRACTION=VAL_FRACTION, HELDOUT_FRACTION=HELDOUT_FRACTION, CHANNELS=CHANNELS, NUM_RES_BLOCKS=NUM_RES_BLOCKS,
     NORM_GROUPS=NORM_GROUPS, MID_ATTENTION_BLOCKS=MID_ATTENTION_BLOCKS, Z_DIM=Z_DIM, EPOCHS=EPOCHS,
-    BATCH_SIZE=BATCH_SIZE, LR=LR, DDIM_STEPS=DDIM_STEPS, BASELINE_EPOCHS=BASELINE_EPOCHS,
+    BATCH_SIZE=BATCH_SIZE, LR=LR, AGE_LOSS=AGE_LOSS, DDIM_STEPS=DDIM_STEPS, BASELINE_EPOCHS=BASELINE_EPOCHS,
     BASELINE_BATCH_SIZE=BASELINE_BATCH_SIZE, BASELINE_LR=BASELINE_LR, DBN_CHANNELS=DBN_CHANNELS, N_RECON=N_RECON,
     N_INTERP=N_INTERP)
 seed_everything(SEED)
@@ -106,15 +107,15 @@ rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated", params=cfg.as_dict(), o
 ckpt_dir = paths.cache_dir() / "checkpoints" / f"{NB}-{cfg.profile}-seed{SEED}"
 fig_kw = {"params": cfg.as_dict(), "output_dir": out_dir, "device": device}
 t_start = time.time()
-display(Markdown(f"**{cfg.banner()}**"))
+display(Markdown(cfg.banner()))
 print(provenance_text(device))
 cfg.table()
 
 # %% [markdown]
 # ## 1 Data
 # Three roles, as in the paper: **training** (`lifespan_train`, 18-95 y, 8 research
-# sites; the preset leaves 20 % of ages unknown, and those images enter training through
-# the diffusion loss only), **test** (`clinical_test`, clinical grade, mean age ~68) and
+# sites; part of its ages are unknown, counted below, and those images enter training
+# through the diffusion loss only), **test** (`clinical_test`, clinical grade, mean age ~68) and
 # **ALS** (`als_like`, 72 patients with `survival_months`). Each image becomes its
 # mid-axial slice, resized to `SLICE_SIZE`² and min-max scaled to [0, 1], cached once.
 #
@@ -152,8 +153,10 @@ for part in ("train", "val", "heldout"):
     rec.record(f"data.split.{part}", len(getattr(splits, part)))
 rec.record("data.split.train_unlabelled", int(np.isnan(train_ages[splits.train]).sum()))
 display(pd.DataFrame(rows).set_index("role").round(2))
-print(f"training split: {len(train_lab)} labelled + {len(splits.train) - len(train_lab)} unlabelled | "
-      f"validation {len(splits.val)} | held-out healthy {len(splits.heldout)} | slices {arrays['train'].shape[1:]}")
+print(f"training split: {len(train_lab)} labelled + {rec.get('data.split.train_unlabelled')} unlabelled "
+      f"({100 * rec.get('data.split.train_unlabelled') / len(splits.train):.0f} % of the training split's images "
+      f"have no age) | validation {len(splits.val)} | held-out healthy {len(splits.heldout)} | "
+      f"slices {arrays['train'].shape[1:]}")
 
 # %% [markdown]
 # ## 2 Models
@@ -162,13 +165,15 @@ print(f"training split: {len(train_lab)} labelled + {len(splits.train) - len(tra
 # GroupNorm + SiLU, skips between levels of equal width, a middle block of
 # `MID_ATTENTION_BLOCKS` self-attention blocks); the semantic encoder is a second copy of
 # the down path + middle block without timestep input, pooled and projected to `z_sem`;
-# `z_sem` enters the U-Net's embedding (added to the timestep embedding, which every
-# residual block receives at every timestep); the age head is the MLP 512-128-32-1 with
-# ReLU, BatchNorm and dropout 0.5. Linear β schedule 1e-4 to 0.02 over 1000 steps (not
-# stated in the paper: DDPM's). **Baselines** on the same slices: MONAI DenseNet121; a
-# DeepBrainNet-style slice CNN (residual VGG-like stages + dense 1024, dropout 0.8,
-# trained from scratch); a brainageR-style GP on the PCA (80 % variance) of soft
-# GM/WM/CSF maps of the slices.
+# every residual block of the noise U-Net, at every timestep, scales its normalised
+# features by `1 + W_b SiLU(z_sem)` with its own projection `W_b` (DiffAE's conditioning;
+# the paper only says the noise predictor takes `z_sem` at every step); the age head is
+# the MLP 512-128-32-1 with ReLU, BatchNorm and dropout 0.5. Linear β schedule 1e-4 to
+# 0.02 over 1000 steps (not stated in the paper: DDPM's). **Baselines** on the same
+# slices: MONAI DenseNet121; a DeepBrainNet-style slice CNN (residual VGG-like stages +
+# dense 1024, dropout 0.8, trained from scratch); a brainageR-style GP on the PCA (80 %
+# variance) of soft GM/WM/CSF maps, each slice segmented by its own 3-class intensity
+# mixture (as SPM segments each image with its own intensity model).
 
 # %%
 diff_config = DiffAEConfig(image_size=cfg.SLICE_SIZE, channels=parse_widths(cfg.CHANNELS),
@@ -177,10 +182,14 @@ diff_config = DiffAEConfig(image_size=cfg.SLICE_SIZE, channels=parse_widths(cfg.
 dbn_config = SliceCNNConfig(channels=parse_widths(cfg.DBN_CHANNELS))
 n_par = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
 probe = DiffAE(diff_config)
+z_proj = [m.z_proj for m in probe.unet.modules() if hasattr(m, "z_proj")]
 sizes = {"DiffAE: semantic encoder": n_par(probe.encoder), "DiffAE: noise U-Net": n_par(probe.unet),
+         f"  of which {len(z_proj)} z_sem projections": sum(n_par(m) for m in z_proj),
          "DiffAE: age head": n_par(probe.age_head), "DiffAE: total": n_par(probe),
          "DenseNet121": n_par(densenet121_2d()), "DeepBrainNet-style CNN": n_par(DeepBrainNet2D(dbn_config))}
 rec.record("model.diffae.params_M", sizes["DiffAE: total"], paper=10.12, unit="M")
+print(f"DiffAE in this profile: {rec.get('model.diffae.params_M'):.2f} M parameters "
+      f"(paper: {rec.doc['records']['model.diffae.params_M']['paper']} M at its widths)")
 del probe
 pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 
@@ -189,8 +198,10 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # The paper states only "Adam" and "all components trained simultaneously"; epochs, batch
 # size and learning rate are this profile's (printed above). Each shuffled batch mixes
 # labelled and unlabelled slices in the cohort's proportion; the loss is noise MSE +
-# age MSE over the batch's labelled slices (age standardised with the training mean and
-# sd). Before each validation the age head's BatchNorm statistics are re-estimated on the
+# age MSE over the batch's labelled slices (in `AGE_LOSS` units, see below). A training
+# batch with fewer than two labelled slices contributes no age term (the head's BatchNorm
+# needs two rows, and batch statistics over unlabelled rows would leak age gradient into
+# their `z_sem`). Before each validation the age head's BatchNorm statistics are re-estimated on the
 # labelled training slices with the current weights (`recalibrate_head_bn`: `z_sem` varies
 # little across these registered slices, and running averages that lag behind the moving
 # encoder shift eval-mode predictions by decades). The epoch with the lowest validation MAE
@@ -198,17 +209,30 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # for evaluation. The CNN baselines use
 # the same splits, Adam at `BASELINE_LR`, MSE on standardised ages (the paper does not
 # give their training), best validation epoch; the GP fits the labelled training slices.
+#
+# **Deviations from the paper's training** (the values in force are printed below):
+# - The age head outputs standardised age, `(age - mean) / sd` of the labelled training
+#   ages, mapped back to years for every prediction. The paper does not say how its head's
+#   output is scaled; this makes the untrained head start at the training mean.
+# - `AGE_LOSS = years` (default) adds the age MSE in years², the paper's eq. 6 summed with
+#   the noise MSE. `AGE_LOSS = standardised` adds it in standardised units instead, i.e.
+#   weighted by 1/sd² (sd ≈ 20 y: ~1/400), which shifts the shared encoder's gradient
+#   from age towards reconstruction.
+# - Epochs, batch size and learning rates are ours (not stated in the paper).
 
 # %%
-tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, seed=SEED)
+tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, age_loss=cfg.AGE_LOSS, seed=SEED)
 diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, device)
+age_sd = diff_res.model.config.age_scale
+print(f"age loss: {tcfg.age_loss}" + (" (years², as the paper)" if tcfg.age_loss == "years" else
+      f" (years² / {age_sd:.1f}², a deviation from the paper)") + f"; head output in sd units of {age_sd:.1f} y")
 ckpt = save_diffae(ckpt_dir / "diffae.pt", diff_res, tcfg, extra={"profile": cfg.profile, "seed": SEED})
 diffae, meta = load_diffae(ckpt, device)
 rec.record("train.diffae.wall_time_s", diff_res.wall_time_s, unit="s")
 rec.record("train.diffae.best_epoch", diff_res.best_epoch + 1)
 rec.record("train.diffae.best_val_mae", diff_res.history["val_mae"].min(), unit="years")
 print(f"checkpoint {ckpt} (best epoch {meta['extra']['best_epoch'] + 1}, git {meta['provenance']['git']})")
-fig = diff_plots.training_curves(diff_res.history)
+fig = diff_plots.training_curves(diff_res.history, tcfg.age_loss)
 save_figure(fig, NB, "training_curves", **fig_kw,
             caption="Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
 plt.show()
@@ -324,13 +348,13 @@ plt.show()
 # clinical test subject (the paper's second row runs from 92 to 20 years).
 # `fig3.z_sem_share` measures how much the decoder relies on `z_sem`: decoding subject
 # A's `x_T` with subject B's `z_sem` instead of its own changes the image by this fraction
-# of the squared difference between the two subjects. A briefly trained model (quick and
-# smoke profiles) still ignores `z_sem` and has not learned a smooth decoder, so frames
-# between the two reconstructions (α = 0 and 1) do not decode to brains.
+# of the squared difference between the two subjects (the sentence under the figure reads
+# it for this run).
 
 # %%
 ho_ages, te_ages = train_ages[splits.heldout], cohorts["test"].ages
 pick = lambda a, target: int(np.argmin(np.abs(a - target)))  # noqa: E731
+Z_SEM_USED = 0.1  # a z_sem swap below this share of the two subjects' difference counts as "barely used"
 ends = [(images["heldout"][pick(ho_ages, 25)], images["heldout"][pick(ho_ages, 75)]),
         (images["test"][np.argmax(te_ages)], images["test"][np.argmin(te_ages)])]
 true_ends = [(ho_ages[pick(ho_ages, 25)], ho_ages[pick(ho_ages, 75)]), (te_ages.max(), te_ages.min())]
@@ -358,6 +382,15 @@ fig = diff_plots.interpolation_grid(frames.cpu().numpy(), alphas, age_z, age_img
 save_figure(fig, NB, "fig3_latent_interpolation", **fig_kw,
             caption="Fig. 3: decoded latent interpolations with predicted ages.")
 plt.show()
+share = rec.get("fig3.z_sem_share")
+display(Markdown(
+    f"Swapping `z_sem` changes a decoded image by **{100 * share:.1f} %** of the squared difference between the "
+    "two subjects: " + ("the decoder barely uses `z_sem`, so the frames change mainly through the interpolated "
+                        "`x_T`, and the frames between the two reconstructions need not look like brains."
+                        if share < Z_SEM_USED else
+                        "the decoder draws on `z_sem`, so the interpolated `z_sem` shapes the frames between "
+                        "the two reconstructions.")
+    + f" ('Barely' means below {100 * Z_SEM_USED:.0f} %.)"))
 
 # %% [markdown]
 # **Fig. 4**: originals beside their reconstructions, decoded from the image's own DDIM
@@ -395,9 +428,10 @@ if cfg.profile != "paper":
     lines.insert(0, f"*{cfg.profile} profile: a reduced run; the absolute values are not comparable with the "
                     "paper's.*\n")
 if simulated:
-    lines.append("\nOn these simulated patients a faithful brain-PAD should correlate *negatively* with survival "
-                 "(the simulator shortens survival with the hidden gap), so the paper's positive sign is not the "
-                 "expected outcome here; the two survival lines above judge sign and significance separately.")
+    gap_r = rec.get("simulator.als_gap_survival_r")
+    lines.append(f"\nOn these simulated patients the true gap correlates {'negatively' if gap_r < 0 else 'positively'} "
+                 f"with survival (r = {gap_r:+.2f}), so a faithful brain-PAD should too; the paper reports +0.24. The "
+                 "two survival lines above judge sign and significance separately.")
 display(Markdown("\n".join(lines)))
 rec.record("wall_time_s", time.time() - t_start, unit="s")
 rec.save_predictions(per_subject.rename(columns={"set": "evaluation"}))

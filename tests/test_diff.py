@@ -40,15 +40,19 @@ def test_training_loop_feeds_unlabelled_images_with_nan_ages(monkeypatch) -> Non
     imgs, ages = blob_slices(24, seed=0)
     ages[[1, 5, 9, 13, 17, 21]] = NAN  # a quarter unlabelled
     seen: list[tuple[int, int]] = []
+    units: set[str] = set()
 
-    def spy(model, x, age, scheduler, generator=None):
+    def spy(model, x, age, scheduler, generator=None, **kw):
         seen.append((x.shape[0], int(torch.isnan(age).sum())))
-        return diffae_loss(model, x, age, scheduler, generator)
+        units.add(kw["age_loss"])
+        return diffae_loss(model, x, age, scheduler, generator, **kw)
 
     monkeypatch.setattr(diff, "diffae_loss", spy)
     train = SliceDataset(imgs, ages, np.arange(20))
     val = SliceDataset(imgs, ages, np.array([20, 22, 23]))
-    res = train_diffae(TINY, train, val, DiffTrainConfig(epochs=2, batch_size=6, lr=1e-3), CPU, progress=False)
+    res = train_diffae(TINY, train, val, DiffTrainConfig(epochs=2, batch_size=6, lr=1e-3, age_loss="standardised"),
+                       CPU, progress=False)
+    assert units == {"standardised"}
     n_unlabelled = int(np.isnan(ages[:20]).sum())
     # drop_last: 3 full batches of 6 per epoch, every image passes through the loss unfiltered
     assert [b for b, _ in seen] == [6] * 6
@@ -133,6 +137,9 @@ def test_checkpoint_roundtrip(tmp_path) -> None:
 def test_config_and_input_errors(tmp_path) -> None:
     with pytest.raises(BrainAgeError, match="batch_size"):
         DiffTrainConfig(batch_size=1)
+    assert DiffTrainConfig().age_loss == "years"  # the paper's eq. 6
+    with pytest.raises(BrainAgeError, match="age_loss"):
+        DiffTrainConfig(age_loss="sd")
     assert parse_widths(" 32, 64,96 ") == (32, 64, 96)
     with pytest.raises(BrainAgeError, match="comma"):
         parse_widths("32;64")

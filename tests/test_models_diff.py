@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 import torch
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from scipy import stats as sps
 from torch import nn
 
@@ -18,6 +19,7 @@ from brainage_lib.models.diffae import (
     DiffAE,
     DiffAEConfig,
     _slerp,
+    _ZResnetBlock,
     ddim_decode,
     ddim_encode,
     diffae_loss,
@@ -57,13 +59,13 @@ def images(n: int, seed: int, size: int = 32) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[DiffAE, torch.Tensor]:
-    """A tiny DiffAE trained for a few steps on four fixed images."""
+    """A tiny DiffAE trained for 60 steps on four fixed images."""
     torch.manual_seed(0)
     model, x = DiffAE(TINY), images(4, seed=1)
     sched, gen = make_scheduler(TINY), torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     age = torch.tensor([30.0, 45.0, NAN, 70.0])
-    for _ in range(25):
+    for _ in range(60):
         opt.zero_grad()
         diffae_loss(model, x, age, sched, gen).total.backward()
         opt.step()
@@ -107,6 +109,53 @@ def test_unet_shape_and_z_sem_conditioning() -> None:
     assert e1.shape == x_t.shape
     assert torch.equal(e1, e1b)
     assert (e1 - e2).abs().mean() > 1e-3 * e1.abs().mean()
+    with pytest.raises(BrainAgeError, match="z_sem"):
+        model(x_t, t, z1[:, :-1])
+
+
+def test_every_noise_unet_resblock_is_scaled_by_its_own_z_projection() -> None:
+    unet, encoder = DiffAE().unet, DiffAE().encoder
+    blocks = [m for m in unet.modules() if isinstance(m, DiffusionUNetResnetBlock)]
+    # paper U-Net: 3 per level down, 4 per level up (MONAI adds one for the skips), 2 in the middle
+    assert len(blocks) == 4 * 3 + 4 * 4 + 2 and all(isinstance(b, _ZResnetBlock) for b in blocks)
+    assert all((b.z_proj.in_features, b.z_proj.out_features) == (512, b.out_channels) for b in blocks)
+    assert not hasattr(unet, "class_embedding") or unet.class_embedding is None
+    assert not any(isinstance(m, _ZResnetBlock) for m in encoder.modules())  # the encoder has no z_sem
+
+
+def test_z_block_is_monai_block_times_one_plus_projected_z() -> None:
+    """``_ZResnetBlock`` = MONAI's block with ``norm2(h) * (1 + W SiLU(z))`` before SiLU and conv2."""
+    torch.manual_seed(0)
+    monai_block = DiffusionUNetResnetBlock(2, in_channels=8, out_channels=16, temb_channels=12, norm_num_groups=8)
+    perturb(monai_block)  # MONAI zero-initialises conv2
+    block = _ZResnetBlock(monai_block, z_dim=5)
+    x, temb, z = torch.randn(3, 8, 6, 6), torch.randn(3, 12), torch.randn(3, 5)
+    with torch.no_grad():
+        out = block(x, torch.cat([temb, z], 1))
+        act = nn.functional.silu
+        h = monai_block.conv1(act(monai_block.norm1(x))) + monai_block.time_emb_proj(act(temb))[:, :, None, None]
+        h = monai_block.norm2(h) * (1 + block.z_proj(act(z)))[:, :, None, None]
+        expected = monai_block.skip_connection(x) + monai_block.conv2(act(h))
+        torch.testing.assert_close(out, expected)
+        block.z_proj.weight.zero_()
+        block.z_proj.bias.zero_()
+        torch.testing.assert_close(block(x, torch.cat([temb, z], 1)), monai_block(x, temb))
+
+
+def test_trained_decoder_uses_z_sem(trained: tuple[DiffAE, torch.Tensor]) -> None:
+    """After training (no perturbation), a different z_sem of the same scale changes the predicted noise.
+
+    (The four blobs' own z_sem barely differ after so few steps, so a random one is used.)
+    """
+    model, x = trained
+    sched = make_scheduler(TINY)
+    t = torch.tensor([50, 200, 400, 800])
+    x_t = sched.add_noise(2 * x - 1, torch.randn(x.shape, generator=torch.Generator().manual_seed(1)), t)
+    with torch.no_grad():
+        z = model.encode(x)
+        other = z.std() * torch.randn(z.shape, generator=torch.Generator().manual_seed(2))
+        e_own, e_other = model(x_t, t, z), model(x_t, t, other)
+    assert (e_own - e_other).pow(2).mean() > 1e-3 * e_own.pow(2).mean()
 
 
 # ---- loss ---------------------------------------------------------------------
@@ -150,17 +199,43 @@ def test_age_mse_uses_labelled_items_only() -> None:
     torch.manual_seed(0)
     model, x = DiffAE(TINY).eval(), images(4, seed=4)
     age = torch.tensor([NAN, 40.0, NAN, 65.0])
-    out = diffae_loss(model, x, age, make_scheduler(TINY), torch.Generator().manual_seed(0))
+    sched = make_scheduler(TINY)
+    years = diffae_loss(model, x, age, sched, torch.Generator().manual_seed(0))
+    std = diffae_loss(model, x, age, sched, torch.Generator().manual_seed(0), age_loss="standardised")
     with torch.no_grad():
         pred_years = model.age_from_latent(model.encode(x))[[1, 3]]
-    expected = (((pred_years - age[[1, 3]]) / TINY.age_scale) ** 2).mean()
-    assert out.age_mse.item() == pytest.approx(expected.item(), rel=1e-5)
-    # one label in a training batch still works (BatchNorm sees the whole batch)
-    model.train()
-    one = diffae_loss(model, x, torch.tensor([NAN, 40.0, NAN, NAN]), make_scheduler(TINY))
-    one.total.backward()
-    assert torch.isfinite(one.age_mse)
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.age_head.parameters())
+    expected = ((pred_years - age[[1, 3]]) ** 2).mean()  # paper eq. 6, years²
+    assert years.age_mse.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert std.age_mse.item() == pytest.approx(expected.item() / TINY.age_scale**2, rel=1e-5)
+    assert torch.equal(years.noise_mse, std.noise_mse)
+    with pytest.raises(BrainAgeError, match="age_loss"):
+        diffae_loss(model, x, age, sched, age_loss="sd")
+    # eval mode: one labelled image is enough (BatchNorm uses its running statistics)
+    one_eval = diffae_loss(model, x, torch.tensor([NAN, 40.0, NAN, NAN]), sched)
+    with torch.no_grad():
+        pred_one = model.age_from_latent(model.encode(x[1:2]))
+    assert one_eval.age_mse.item() == pytest.approx(((pred_one - 40.0) ** 2).item(), rel=1e-5)
+
+
+def test_one_labelled_image_in_a_training_batch_gives_no_age_gradient() -> None:
+    """1 labelled + 3 unlabelled, training mode: the age term is skipped (exact 0, head not called)."""
+    torch.manual_seed(0)
+    model = DiffAE(TINY).train()
+    calls: list[int] = []
+    model.age_head.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    x = images(4, seed=6).requires_grad_(True)
+    out = diffae_loss(model, x, torch.tensor([NAN, 40.0, NAN, NAN]), make_scheduler(TINY),
+                      torch.Generator().manual_seed(0))
+    assert calls == [] and out.age_mse.item() == 0.0 and not out.age_mse.requires_grad
+    assert torch.equal(out.total, out.noise_mse)
+    out.total.backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.age_head.parameters())
+    # with two labels the head runs on the labelled rows only: no age gradient reaches the others
+    x.grad = None
+    two = diffae_loss(model, x, torch.tensor([NAN, 40.0, NAN, 65.0]), make_scheduler(TINY))
+    two.age_mse.backward()
+    assert calls == [2] and x.grad[[1, 3]].abs().sum() > 0
+    assert torch.equal(x.grad[[0, 2]], torch.zeros_like(x.grad[[0, 2]]))
 
 
 # ---- DDIM ---------------------------------------------------------------------
@@ -298,3 +373,20 @@ def test_brainager_gp_recovers_planted_age_signal() -> None:
     mae = np.abs(model.predict(x[40:]) - y[40:]).mean()
     mae_mean = np.abs(y[:40].mean() - y[40:]).mean()
     assert mae < 0.6 * mae_mean
+
+
+def test_brainager_tissue_maps_follow_each_images_own_contrast() -> None:
+    """Each slice gets its own mixture: a site-like gain/offset change leaves its tissue maps unchanged."""
+    x, _ = synthetic_slices(3, np.random.default_rng(1))
+    brain = x > 0.05
+    shifted = np.where(brain, 0.6 * x + 0.25, 0.0)  # darker contrast, brighter floor: GM now above the old WM mean
+    model = BrainAgeRGP(smooth_sigma=0.0)
+    maps, maps_shifted = model.tissue_maps(x), model.tissue_maps(np.concatenate([shifted[:1], x[1:]]))
+    np.testing.assert_allclose(maps_shifted[0], maps[0], atol=1e-3)
+    np.testing.assert_array_equal(maps_shifted[1:], maps[1:])  # other images are not affected
+    np.testing.assert_allclose(maps.sum(1), brain.astype(float), atol=1e-9)  # memberships sum to 1 in the brain
+    wm = x[0] > 0.7
+    assert maps[0, 2][wm].mean() > 0.9 and maps[0, 0][brain[0] & (x[0] < 0.3)].mean() > 0.9
+    np.testing.assert_array_equal(model.tissue_maps(x), maps)  # deterministic
+    with pytest.raises(BrainAgeError, match="image 0"):
+        model.tissue_maps(np.zeros((1, 8, 8)))

@@ -10,11 +10,13 @@
   here each subject has one mid-axial slice, so the median is over one slice.
 * brainageR-style GPR (Cole's brainageR v2): SPM12 GM/WM/CSF maps, each masked where
   the training-average map exceeds 0.3, standardised, PCA keeping 80 % of the
-  variance, Gaussian-process regression (kernlab). With T1 slices only and no SPM, the
-  tissue maps here are the soft posteriors of a 3-class scikit-learn
-  ``GaussianMixture`` fitted to brain-pixel intensities of the training slices
-  (classes ordered by mean: CSF < GM < WM on T1), smoothed with a Gaussian;
-  scikit-learn ``PCA`` and ``GaussianProcessRegressor`` do the rest.
+  variance, Gaussian-process regression (kernlab). SPM segments every image with its
+  own intensity model, so site and scanner contrast do not shift the tissue classes.
+  With T1 slices only and no SPM, each slice's tissue maps here are the soft posteriors
+  of its own 3-class scikit-learn ``GaussianMixture`` over its brain-pixel intensities
+  (classes ordered by mean: CSF < GM < WM on T1; no spatial priors or bias-field
+  model), smoothed with a Gaussian; scikit-learn ``PCA`` and
+  ``GaussianProcessRegressor`` do the rest.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
 
-__all__ = ["BrainAgeRGP", "DeepBrainNet2D", "SliceCNNConfig", "densenet121_2d"]
+__all__ = ["BrainAgeRGP", "DeepBrainNet2D", "SliceCNNConfig", "densenet121_2d", "tissue_posteriors"]
 
 
 def densenet121_2d(in_channels: int = 1, out_channels: int = 1) -> DenseNet121:
@@ -117,6 +120,16 @@ class DeepBrainNet2D(nn.Module):
             self.train(was_training)
 
 
+def tissue_posteriors(intensities: np.ndarray, random_state: int = 0) -> np.ndarray:
+    """Soft CSF/GM/WM memberships ``(n, 3)`` of one image's brain-pixel intensities ``(n,)``.
+
+    A 3-class 1-D ``GaussianMixture`` fitted to these pixels only, classes ordered by mean.
+    """
+    v = np.asarray(intensities, dtype=float).reshape(-1, 1)
+    gmm = GaussianMixture(3, random_state=random_state).fit(v)
+    return gmm.predict_proba(v)[:, np.argsort(gmm.means_.ravel())]
+
+
 class BrainAgeRGP:
     """brainageR-style GPR on PCA of soft GM/WM/CSF maps of 2D slices.
 
@@ -133,18 +146,21 @@ class BrainAgeRGP:
         Pixels above this intensity are brain (skull-stripped slices in [0, 1]).
     mask_threshold
         A tissue's pixel is kept where its training-mean map exceeds this (0.3).
-    max_gmm_pixels, random_state
-        Pixels subsampled to fit the mixture, and the seed for it and the PCA.
+    min_sd
+        ... and where its training sd exceeds this: memberships that (almost) never vary
+        carry no age signal, and standardising their round-off would blow it up.
+    random_state
+        Seed of every per-image mixture and of the PCA.
     """
 
     def __init__(self, n_components: float | int = 0.8, kernel: str = "linear", smooth_sigma: float = 1.0,
-                 brain_threshold: float = 0.05, mask_threshold: float = 0.3,
-                 max_gmm_pixels: int = 200_000, random_state: int = 0) -> None:
+                 brain_threshold: float = 0.05, mask_threshold: float = 0.3, min_sd: float = 1e-3,
+                 random_state: int = 0) -> None:
         if kernel not in ("linear", "rbf"):
             raise BrainAgeError(f"BrainAgeRGP: kernel={kernel!r}; use 'linear' or 'rbf'.")
         self.n_components, self.kernel, self.smooth_sigma = n_components, kernel, smooth_sigma
-        self.brain_threshold, self.mask_threshold = brain_threshold, mask_threshold
-        self.max_gmm_pixels, self.random_state = max_gmm_pixels, random_state
+        self.brain_threshold, self.mask_threshold, self.min_sd = brain_threshold, mask_threshold, min_sd
+        self.random_state = random_state
 
     @staticmethod
     def _images(x: object) -> np.ndarray:
@@ -154,15 +170,16 @@ class BrainAgeRGP:
         return a
 
     def tissue_maps(self, x: object) -> np.ndarray:
-        """Soft CSF/GM/WM maps ``(N, 3, H, W)``; zero outside the brain. Needs ``fit``."""
-        if not hasattr(self, "gmm_"):
-            raise BrainAgeError("BrainAgeRGP: call fit(images, ages) before predicting.")
+        """Soft CSF/GM/WM maps ``(N, 3, H, W)``, each image segmented by its own mixture; zero outside the brain."""
         imgs = self._images(x)
-        brain = imgs > self.brain_threshold  # (N, H, W)
         maps = np.zeros((imgs.shape[0], 3, *imgs.shape[1:]))
-        post = self.gmm_.predict_proba(imgs[brain].reshape(-1, 1))[:, self.order_]  # (n_brain, 3)
-        for k in range(3):
-            maps[:, k][brain] = post[:, k]
+        with threadpool_limits(1):  # per-image fits are small: threads only add overhead
+            for i, img in enumerate(imgs):
+                brain = img > self.brain_threshold  # (H, W)
+                if np.unique(img[brain]).size < 3:
+                    raise BrainAgeError(f"BrainAgeRGP: image {i} has fewer than 3 distinct intensities above "
+                                        f"brain_threshold={self.brain_threshold}; cannot fit 3 tissue classes.")
+                maps[i][:, brain] = tissue_posteriors(img[brain], self.random_state).T
         if self.smooth_sigma > 0:
             maps = gaussian_filter(maps, sigma=(0, 0, self.smooth_sigma, self.smooth_sigma))
         return maps
@@ -174,24 +191,17 @@ class BrainAgeRGP:
         return maps[:, self.mask_]  # (N, n_kept)
 
     def fit(self, images: object, ages: object) -> BrainAgeRGP:
-        """Fit the tissue model, mask, scaler, PCA and GP on slices ``(N, H, W)`` and ages ``(N,)``."""
+        """Fit the mask, scaler, PCA and GP on slices ``(N, H, W)`` and ages ``(N,)``."""
         imgs = self._images(images)
         y = np.asarray(ages, dtype=float).reshape(-1)
         if y.size != imgs.shape[0] or imgs.shape[0] < 3 or not np.all(np.isfinite(y)):
             raise BrainAgeError(
                 f"BrainAgeRGP.fit: {imgs.shape[0]} images and {y.size} ages; need >= 3 pairs with finite ages.")
-        rng = np.random.default_rng(self.random_state)
-        pixels = imgs[imgs > self.brain_threshold]
-        if pixels.size < 3:
-            raise BrainAgeError(f"BrainAgeRGP.fit: no pixels above brain_threshold={self.brain_threshold}.")
-        if pixels.size > self.max_gmm_pixels:
-            pixels = rng.choice(pixels, self.max_gmm_pixels, replace=False)
-        self.gmm_ = GaussianMixture(3, random_state=self.random_state).fit(pixels.reshape(-1, 1))
-        self.order_ = np.argsort(self.gmm_.means_.ravel())  # CSF, GM, WM on T1
         maps = self.tissue_maps(imgs).reshape(imgs.shape[0], -1)  # (N, 3*H*W)
-        self.mask_ = maps.mean(0) > self.mask_threshold
+        self.mask_ = (maps.mean(0) > self.mask_threshold) & (maps.std(0) > self.min_sd)
         if not self.mask_.any():
-            raise BrainAgeError(f"BrainAgeRGP.fit: no pixel's mean tissue map exceeds {self.mask_threshold}.")
+            raise BrainAgeError(f"BrainAgeRGP.fit: no pixel's tissue map has a training mean above "
+                                f"{self.mask_threshold} and an sd above {self.min_sd}.")
         feats = maps[:, self.mask_]  # (N, n_kept)
         self.scaler_ = StandardScaler().fit(feats)
         self.pca_ = PCA(self.n_components, random_state=self.random_state)

@@ -7,26 +7,28 @@ Trained jointly on 2D slices in [0, 1] (mapped to [-1, 1] for the diffusion):
 * noise predictor ``eps_theta(x_t, t, z_sem)``: MONAI's ``DiffusionModelUNet``, channels
   32 -> (32, 64, 96, 128), GroupNorm + SiLU, skips between equal-width levels, a middle
   block of three self-attention blocks. "Three convolutional layers per level" is read
-  as ``num_res_blocks=3``: the whole model then has 9.4 M parameters (paper: 10.12 M;
-  ``num_res_blocks=2`` would give 7.3 M);
+  as ``num_res_blocks=3``, of MONAI's settings the closest to the paper's 10.12 M
+  parameters (the notebook prints ours);
 * age head ``f_psi``: MLP 512-128-32-1, each hidden layer + ReLU, BatchNorm, dropout 0.5.
 
 Loss: noise MSE (eq. 4, ``t`` uniform on 0..T-1) + age MSE (eq. 6) over the labelled
 images of the batch; unlabelled images (age NaN) enter only the diffusion term.
 
-``z_sem`` injection: DiffAE scales each ResBlock's normalised features by an affine map
-of ``z_sem`` (AdaGN). MONAI's ResBlocks add a per-block projection of one embedding
-vector, and its forward adds a class embedding to the timestep embedding; a
-``Linear(z_dim, 4*C0)`` in that class-embedding slot makes ``emb = time_embed(t) + W z``
-reach every ResBlock at every timestep -- additive instead of multiplicative, with no
-hand-written U-Net. Cross-attention (``with_conditioning``) was rejected: with one
-context token the softmax is 1, so it degenerates to a query-independent bias, placed
-only at attention levels.
+``z_sem`` conditioning follows DiffAE's ResBlock (Preechakul et al. 2022): every MONAI
+``DiffusionUNetResnetBlock`` of the noise U-Net (down, middle, up) gets its own
+``W_b = Linear(z_dim, out_channels)`` and scales its features after the second
+GroupNorm, ``h = norm2(h) * (1 + W_b SiLU(z_sem))`` (DiffAE: SiLU, linear, scale only).
+The timestep path stays MONAI's (a projection added before ``norm2``; DiffAE scales and
+shifts). ``z_sem`` rides on the timestep embedding (concatenated, split off in each
+block), so MONAI's down/up blocks pass it on unchanged. ``W_b`` keeps PyTorch's default
+initialisation, as in DiffAE's code: MONAI already zero-initialises each block's last
+conv and the output conv, so the U-Net starts as a zero predictor whatever ``z_sem``;
+a zero ``W_b`` would only block the decoder's gradient to the encoder until it moved.
 
 Hand-written because MONAI cannot express them: the middle block (MONAI's
-``AttnMidBlock`` has exactly one attention block), the time-free encoder (MONAI blocks
-fed a zero embedding) and the DDIM loop: ``DDIMScheduler.set_timesteps`` rounds a
-linspace (999, 888, ...) while ``step``/``reversed_step`` assume a spacing of
+``AttnMidBlock`` has one attention block), the time-free encoder (MONAI blocks fed a
+zero embedding), the ``z_sem`` scaling and the DDIM loop: ``DDIMScheduler.set_timesteps``
+rounds a linspace (999, 888, ...) while ``step``/``reversed_step`` assume a spacing of
 ``T // steps`` and ``reversed_step`` indexes past ``T - 1``, so they are no inverse pair;
 we apply the scheduler's ``alphas_cumprod`` on one grid. MONAI's attention needs einops.
 """
@@ -41,13 +43,14 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks import SpatialAttentionBlock
 from monai.networks.nets import DiffusionModelUNet
-from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, DownBlock
+from monai.networks.nets.diffusion_model_unet import (DiffusionUNetResnetBlock, DownBlock,
+                                                      get_timestep_embedding)
 from monai.networks.schedulers import DDPMScheduler, Scheduler
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
 
-__all__ = ["DiffAE", "DiffAEConfig", "DiffAELoss", "NoiseUNet", "SemanticEncoder", "ddim_decode",
+__all__ = ["AGE_LOSSES", "DiffAE", "DiffAEConfig", "DiffAELoss", "NoiseUNet", "SemanticEncoder", "ddim_decode",
            "ddim_encode", "diffae_loss", "interpolate", "make_scheduler", "predict_age"]
 
 
@@ -69,8 +72,8 @@ class DiffAEConfig:
         DDPM linear schedule (unstated in the paper: DDPM's/DiffAE's values) and the
         default DDIM steps for encoding and decoding (DiffAE reconstructs with 100).
     age_offset, age_scale
-        The head predicts ``(age - offset) / scale``. The paper sums the raw MSEs
-        (0, 1); the training mean/sd balance the two terms.
+        The head predicts ``(age - offset) / scale`` (``train_diffae``: the labelled
+        training ages' mean and sd); ``diffae_loss`` takes the age MSE in years or these units.
     """
 
     image_size: int = 128
@@ -163,8 +166,40 @@ class SemanticEncoder(nn.Module):
         return self.out(h)  # (B, z_dim)
 
 
+class _ZResnetBlock(DiffusionUNetResnetBlock):
+    """MONAI's ResBlock, ``emb = cat(timestep embedding, z_sem)``, ``norm2(h) * (1 + W_b SiLU(z_sem))``."""
+
+    def __init__(self, block: DiffusionUNetResnetBlock, z_dim: int) -> None:
+        super().__init__(spatial_dims=block.spatial_dims, in_channels=block.channels,
+                         temb_channels=block.emb_channels, out_channels=block.out_channels, up=block.up,
+                         down=block.down, norm_num_groups=block.norm1.num_groups, norm_eps=block.norm1.eps)
+        self.load_state_dict(block.state_dict())  # the swapped-out block's weights, then W_b
+        self.z_proj = nn.Linear(z_dim, self.out_channels)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        emb, z_sem = emb[:, :self.emb_channels], emb[:, self.emb_channels:]
+        h = self.nonlinearity(self.norm1(x))
+        if self.upsample is not None:
+            x, h = self.upsample(x), self.upsample(h)
+        elif self.downsample is not None:
+            x, h = self.downsample(x), self.downsample(h)
+        spatial = (None,) * self.spatial_dims
+        h = self.conv1(h) + self.time_emb_proj(self.nonlinearity(emb))[(..., *spatial)]
+        h = self.norm2(h) * (1 + self.z_proj(self.nonlinearity(z_sem))[(..., *spatial)])
+        return self.skip_connection(x) + self.conv2(self.nonlinearity(h))
+
+
+def _swap_resnets(module: nn.Module, z_dim: int) -> None:
+    """Replace every ``DiffusionUNetResnetBlock`` below ``module`` by a ``_ZResnetBlock``."""
+    for name, child in module.named_children():
+        if type(child) is DiffusionUNetResnetBlock:
+            setattr(module, name, _ZResnetBlock(child, z_dim))
+        else:
+            _swap_resnets(child, z_dim)
+
+
 class NoiseUNet(DiffusionModelUNet):
-    """``eps_theta(x_t, t, z_sem)``: MONAI's U-Net with ``z_sem`` in the class-embedding slot."""
+    """``eps_theta(x_t, t, z_sem)``: MONAI's U-Net whose ResBlocks are scaled by ``z_sem``."""
 
     def __init__(self, cfg: DiffAEConfig) -> None:
         ch = cfg.channels
@@ -172,16 +207,30 @@ class NoiseUNet(DiffusionModelUNet):
                          num_res_blocks=cfg.num_res_blocks, channels=ch,
                          attention_levels=(False,) * len(ch), norm_num_groups=cfg.norm_groups,
                          num_head_channels=ch[-1] // cfg.attention_heads)
-        temb_channels = 4 * ch[0]  # MONAI's timestep-embedding width
-        self.middle_block = _AttentionMidBlock(ch[-1], temb_channels, cfg)
-        # MONAI's forward adds class_embedding(class_labels) to the timestep embedding.
-        self.num_class_embeds = cfg.z_dim
-        self.class_embedding = nn.Linear(cfg.z_dim, temb_channels)
+        self.z_dim = cfg.z_dim
+        self.middle_block = _AttentionMidBlock(ch[-1], 4 * ch[0], cfg)  # 4*C0: MONAI's embedding width
+        for blocks in (self.down_blocks, self.middle_block, self.up_blocks):
+            _swap_resnets(blocks, cfg.z_dim)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor,  # type: ignore[override]
                 z_sem: torch.Tensor) -> torch.Tensor:
-        """Predicted noise, same shape as ``x`` ``(B, C, H, W)``; ``timesteps`` is ``(B,)``."""
-        return super().forward(x, timesteps, class_labels=z_sem)
+        """Noise ``(B, C, H, W)`` like ``x``: MONAI's forward, ``z_sem`` ``(B, z_dim)`` appended to the embedding."""
+        if z_sem.shape != (x.shape[0], self.z_dim):
+            raise BrainAgeError(f"NoiseUNet: z_sem of shape {tuple(z_sem.shape)} for {x.shape[0]} images; "
+                                f"expected ({x.shape[0]}, {self.z_dim}).")
+        t_emb = get_timestep_embedding(timesteps, self.block_out_channels[0]).to(dtype=x.dtype)
+        emb = torch.cat([self.time_embed(t_emb), z_sem.to(x.dtype)], dim=1)  # (B, 4*C0 + z_dim)
+        h = self.conv_in(x)
+        skips = [h]
+        for block in self.down_blocks:
+            h, res = block(hidden_states=h, temb=emb)
+            skips += res
+        h = self.middle_block(h, emb)
+        for block in self.up_blocks:
+            n = len(block.resnets)  # MONAI's forward: each up block takes the last n skips
+            h = block(hidden_states=h, res_hidden_states_list=skips[-n:], temb=emb)
+            skips = skips[:-n]
+        return self.out(h)
 
 
 class DiffAE(nn.Module):
@@ -229,8 +278,11 @@ def make_scheduler(config: DiffAEConfig | None = None) -> DDPMScheduler:
                          beta_start=cfg.beta_start, beta_end=cfg.beta_end)
 
 
+AGE_LOSSES = ("years", "standardised")
+
+
 class DiffAELoss(NamedTuple):
-    """Total objective and its parts (``age_mse`` in head units, see ``age_scale``)."""
+    """Total objective and its parts (``age_mse`` in ``diffae_loss``'s ``age_loss`` units)."""
 
     total: torch.Tensor
     noise_mse: torch.Tensor
@@ -238,14 +290,16 @@ class DiffAELoss(NamedTuple):
 
 
 def diffae_loss(model: DiffAE, x: torch.Tensor, age: torch.Tensor | None, scheduler: Scheduler,
-                generator: torch.Generator | None = None) -> DiffAELoss:
+                generator: torch.Generator | None = None, age_loss: str = "years") -> DiffAELoss:
     """Noise MSE + age MSE on a batch; NaN ages (or ``age=None``) mark unlabelled images.
 
     ``x`` ``(B, 1, H, W)`` in [0, 1], ``age`` ``(B,)`` in years; ``scheduler.add_noise``
     makes ``x_t``; ``generator`` (on ``x``'s device) fixes noise and timesteps. The age
-    term averages over labelled images; with none it is an exact 0 and the head is not
-    called. A training batch with one label runs the head on the whole batch (BatchNorm
-    needs two rows) and keeps the labelled row.
+    term averages over the labelled images, and the head sees only their ``z_sem`` rows;
+    ``age_loss="years"`` takes it in years² (paper eq. 6), ``"standardised"`` in the
+    head's units (years² / ``age_scale**2``). With no labelled image, or in training mode
+    with one (BatchNorm needs two rows; batch statistics over the whole batch would carry
+    age gradient into the unlabelled images' ``z_sem``), it is an exact 0, head not called.
     """
     z_sem, x0 = model.encode(x), 2 * x - 1
     noise = torch.randn(x0.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -253,21 +307,18 @@ def diffae_loss(model: DiffAE, x: torch.Tensor, age: torch.Tensor | None, schedu
     noise_mse = F.mse_loss(model(scheduler.add_noise(x0, noise, t), t, z_sem), noise)
     age = torch.full((x.shape[0],), float("nan")) if age is None else torch.as_tensor(age)
     age = age.to(device=x.device, dtype=x.dtype).reshape(-1)  # (B,)
-    if age.shape[0] != x.shape[0]:
-        raise BrainAgeError(f"diffae_loss: {age.shape[0]} ages for {x.shape[0]} images; give one per image.")
+    if age.shape[0] != x.shape[0] or age_loss not in AGE_LOSSES:
+        raise BrainAgeError(f"diffae_loss: {age.shape[0]} ages for {x.shape[0]} images and age_loss={age_loss!r}; "
+                            f"give one age per image and age_loss in {AGE_LOSSES}.")
     labelled = ~torch.isnan(age)
     n_labelled, cfg = int(labelled.sum()), model.config
-    if n_labelled == 0:
+    if n_labelled < (2 if model.training else 1):
         age_mse = noise_mse.new_zeros(())
-    elif model.training and n_labelled == 1:
-        if x.shape[0] == 1:
-            raise BrainAgeError("diffae_loss: a training batch of one labelled image; BatchNorm in "
-                                "the age head needs at least two images per batch.")
-        pred = model.age_head(z_sem)[labelled].squeeze(1)
-        age_mse = F.mse_loss(pred, (age[labelled] - cfg.age_offset) / cfg.age_scale)
     else:
         pred = model.age_head(z_sem[labelled]).squeeze(1)
         age_mse = F.mse_loss(pred, (age[labelled] - cfg.age_offset) / cfg.age_scale)
+        if age_loss == "years":
+            age_mse = age_mse * cfg.age_scale**2
     return DiffAELoss(noise_mse + age_mse, noise_mse, age_mse)
 
 
