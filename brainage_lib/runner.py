@@ -143,6 +143,7 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
                                 f"The executed copy is at {failed}; earlier results and renderings are unchanged.") from None
         wall = time.time() - t0
     final = rendered / f"{name}.ipynb"
+    tidy_streams(running)
     os.replace(running, final)
     (rendered / f"{name}.failed.ipynb").unlink(missing_ok=True)
     if html:
@@ -151,6 +152,17 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (rendered / f"{name}.run.json").write_text(json.dumps(run_info, indent=1, default=str) + "\n")
     return final
+
+
+def tidy_streams(ipynb: Path) -> None:
+    """Merge each cell's consecutive stdout/stderr outputs and keep only the last state of
+    carriage-return updates, so a progress bar renders as its final line, not one line per update."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
+    nbformat.write(nb, str(ipynb))
 
 
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)

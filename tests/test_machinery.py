@@ -16,7 +16,7 @@ from brainage_lib.figures import save_figure
 from brainage_lib.params import CORE, PROFILES, load_profile, resolve_params, resolve_profile
 from brainage_lib.provenance import provenance
 from brainage_lib.results import Recorder, load_results, to_jsonable
-from brainage_lib.runner import check_run, notebook_names, parameter_types, parse_assignments, run_notebook
+from brainage_lib.runner import check_run, notebook_names, parameter_types, parse_assignments, run_notebook, tidy_streams
 from brainage_lib.seeding import seed_everything
 
 
@@ -167,3 +167,19 @@ def test_a_refused_run_writes_nothing(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err
     assert list(tmp_path.iterdir()) == []  # no rendered/ folder, no index.html
+
+
+def test_tidy_streams_keeps_the_last_state_of_progress_bars(tmp_path):
+    import nbformat
+
+    out = [nbformat.v4.new_output("stream", name="stderr", text="\rbar:   0%|"),
+           nbformat.v4.new_output("stream", name="stderr", text="\rbar:  50%|"),
+           nbformat.v4.new_output("stream", name="stdout", text="result 1\n"),
+           nbformat.v4.new_output("stream", name="stdout", text="result 2\n"),
+           nbformat.v4.new_output("stream", name="stderr", text="\rbar: 100%|\n")]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=out)])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    tidy_streams(path)
+    got = [(o.name, o.text) for o in nbformat.read(str(path), as_version=4).cells[0].outputs]
+    assert got == [("stderr", "bar:  50%|"), ("stdout", "result 1\nresult 2\n"), ("stderr", "bar: 100%|\n")]

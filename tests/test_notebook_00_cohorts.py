@@ -49,6 +49,13 @@ def test_00_cohorts_renders_figures_and_html(cohorts_run):
         assert side["params"]["SHAPE"] == 32
     run = json.loads((out / "rendered" / "00_cohorts.run.json").read_text())
     assert run["profile"] == "smoke" and run["wall_time_s"] > 0
+    # progress bars render as their final state: one stream output per name and cell, no overwritten text
+    nb = json.loads(rendered.read_text())
+    for cell in nb["cells"]:
+        streams = [o for o in cell.get("outputs", []) if o["output_type"] == "stream"]
+        assert len(streams) == len({o["name"] for o in streams})
+        assert not any("\r" in line.rstrip("\n").split("\r", 1)[-1] for o in streams for line in o["text"])
+    assert html.count("simulate abide_like:") <= 2  # the final bar, where this run simulated the cohort
 
 
 def test_failed_run_keeps_earlier_outputs(cohorts_run):
