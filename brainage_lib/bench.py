@@ -5,7 +5,6 @@ whatever device is present; results go to ``bench/results.json``.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 import time
@@ -15,13 +14,16 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from brainage_lib import paths
-from brainage_lib.cache import cached_array
-from brainage_lib.cohort import load_cohort
-from brainage_lib.datasets import CachedArrayDataset
-from brainage_lib.provenance import provenance
-from brainage_lib.seeding import resolve_device
-from brainage_lib.simulate import simulate_cohort
-from brainage_lib.transforms import get_transform, load_volume
+from brainage_lib.data.cache import cached_array
+from brainage_lib.data.cohort import load_cohort
+from brainage_lib.data.datasets import CachedArrayDataset
+from brainage_lib.data.transforms import get_transform, load_volume
+from brainage_lib.papers.diff.bench import bench_diff
+from brainage_lib.papers.lstm.bench import bench_lstm
+from brainage_lib.papers.tgb.bench import bench_tgb
+from brainage_lib.run.provenance import provenance
+from brainage_lib.run.seeding import resolve_device
+from brainage_lib.simulation.simulate import simulate_cohort
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -53,12 +55,7 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
                 tr(load_volume(p))
             res["results"][f"load_nifti_{name}_samples_per_s"] = _rate(min(n, 10), time.perf_counter() - t0)
     device = resolve_device("auto")
-    for module, fn in (("brainage_lib.lstm", "bench_lstm"), ("brainage_lib.bench_tgb", "bench_tgb"),
-                       ("brainage_lib.bench_diff", "bench_diff")):
-        try:
-            bench = getattr(importlib.import_module(module), fn)
-        except (ImportError, AttributeError):
-            continue
+    for bench in (bench_lstm, bench_tgb, bench_diff):
         res["results"].update(bench(device))
     width = max(map(len, res["results"]))
     print(f"device: {res['provenance']['device']}")

@@ -20,7 +20,7 @@ def _shape_arg(values: list[int] | None) -> tuple[int, int, int] | None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from brainage_lib.simulate import simulate_cohort
+    from brainage_lib.simulation.simulate import simulate_cohort
 
     t0 = time.time()
     out = simulate_cohort(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
@@ -31,7 +31,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from brainage_lib.cohort import validate_cohort
+    from brainage_lib.data.cohort import validate_cohort
 
     report = validate_cohort(args.dir, allow_unlabelled=args.allow_unlabelled, check_data=not args.headers_only,
                              progress=not args.quiet)
@@ -40,7 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from brainage_lib.presets import PRESETS
+    from brainage_lib.simulation.presets import PRESETS
 
     for p in PRESETS.values():
         print(f"{p.name:15s} n={p.n:<5d} {p.mirrors}; sites={p.n_sites}, {p.field_strength}, {p.grade}, "
@@ -49,13 +49,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from brainage_lib import runner
-    from brainage_lib.report import SUMMARY, build_index
-    from brainage_lib.summary import PAPERS
+    from brainage_lib.report.index_page import SUMMARY, build_index
+    from brainage_lib.run import runner
 
     names = runner.notebook_names() if args.notebook == "all" else [args.notebook]
-    if args.notebook != "all" and args.notebook in PAPERS:
-        names.append(SUMMARY)  # one paper notebook re-run: its part of the summary follows (seconds)
+    if args.notebook not in ("all", SUMMARY):
+        names.append(SUMMARY)  # one notebook re-run: the summary follows (seconds)
     params = runner.parse_assignments(args.param)
     runs = [(name, params if name != SUMMARY or args.notebook == SUMMARY else {}) for name in names]
     for name, own in runs:  # every refusal before anything runs: a refused run changes no file
@@ -75,9 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from brainage_lib.cache import cached_array
-    from brainage_lib.cohort import load_cohort
-    from brainage_lib.transforms import get_transform
+    from brainage_lib.data.cache import cached_array
+    from brainage_lib.data.cohort import load_cohort
+    from brainage_lib.data.transforms import get_transform
 
     cohort = load_cohort(args.dir, allow_unlabelled=True)
     arr = cached_array(cohort, get_transform(args.transform), progress=not args.quiet)

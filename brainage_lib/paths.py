@@ -48,6 +48,11 @@ def figures_dir(notebook: str, output_dir: str | os.PathLike | None = None) -> P
     return output_root(output_dir) / "figures" / notebook
 
 
+def checkpoints_dir(notebook: str, output_dir: str | os.PathLike | None = None) -> Path:
+    """Model checkpoints and other trained artefacts of a notebook: ``<output root>/checkpoints/<notebook>``."""
+    return output_root(output_dir) / "checkpoints" / notebook
+
+
 def rendered_dir(output_dir: str | os.PathLike | None = None) -> Path:
     return output_root(output_dir) / "rendered"
 

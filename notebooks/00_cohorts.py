@@ -30,6 +30,8 @@
 # %% tags=["parameters"]
 from typing import Optional
 
+# Core parameters first; every other entry left at None takes the profile's value from
+# params/00_cohorts.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a cohort folder, or a folder with one sub-folder per preset name
 SEED: int = 0  # seeds the simulator and the baseline's cross-validation folds
@@ -49,25 +51,22 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from brainage_lib import baseline, plots
-from brainage_lib.cache import cached_array
-from brainage_lib.data import open_cohort
-from brainage_lib.figures import save_figure
-from brainage_lib.params import resolve_params
-from brainage_lib.presets import get_preset
-from brainage_lib.provenance import provenance_text
-from brainage_lib.results import Recorder
-from brainage_lib.seeding import seed_everything
-from brainage_lib.transforms import get_transform
+from brainage_lib.data import baseline, plots
+from brainage_lib.data.cache import cached_array
+from brainage_lib.data.sources import open_cohort
+from brainage_lib.data.transforms import get_transform
+from brainage_lib.run.params import resolve_params
+from brainage_lib.run.provenance import provenance_text
+from brainage_lib.run.seeding import seed_everything
+from brainage_lib.simulation.presets import get_preset
 
 NB = "00_cohorts"
-cfg = resolve_params(NB, PROFILE, PRESETS=PRESETS, N_SUBJECTS=N_SUBJECTS, SHAPE=SHAPE,
-                     BASELINE_SHAPE=BASELINE_SHAPE, EFFECT_REGION=EFFECT_REGION)
+cfg = resolve_params(NB, globals())
 seed_everything(SEED)
 presets = [p.strip() for p in cfg.PRESETS.split(",") if p.strip()]
 sim = {"seed": SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
 data_label = DATA_DIR or "simulated"
-rec = Recorder(NB, cfg.profile, data_label, params=cfg.as_dict(), output_dir=OUTPUT_DIR or None)
+rec = cfg.recorder(data_label)
 t_start = time.time()
 display(Markdown(cfg.banner()))
 print(provenance_text())
@@ -104,12 +103,11 @@ summary
 
 # %%
 fig = plots.age_histograms(cohorts)
-save_figure(fig, NB, "age_histograms", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None,
-            caption="Age histograms per cohort, stacked by site (left) and by sex (right).")
+rec.figure(fig, "age_histograms", "Age histograms per cohort, stacked by site (left) and by sex (right).")
 plt.show()
 
 # %%
-from brainage_lib.cohort import balance_by_sex
+from brainage_lib.data.cohort import balance_by_sex
 
 if "abide_like" in cohorts:
     balanced = balance_by_sex(cohorts["abide_like"].table, seed=SEED)
@@ -127,8 +125,7 @@ if "abide_like" in cohorts:
 
 # %%
 fig = plots.example_slices(cohorts)
-save_figure(fig, NB, "example_slices", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None,
-            caption="Axial slices of subjects spread over each cohort's age range.")
+rec.figure(fig, "example_slices", "Axial slices of subjects spread over each cohort's age range.")
 plt.show()
 
 # %% [markdown]
@@ -143,8 +140,8 @@ fig = plots.ground_truth_maps(cohorts)
 if fig is None:
     print("No cohort here has a ground_truth/ folder (real data): nothing to show.")
 else:
-    save_figure(fig, NB, "ground_truth_maps", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None,
-                caption="Simulator effect maps and expected age-related change over the MNI152 template.")
+    rec.figure(fig, "ground_truth_maps",
+               "Simulator effect maps and expected age-related change over the MNI152 template.")
     plt.show()
 
 # %% [markdown]
@@ -160,8 +157,7 @@ for name, df in contrast.items():
     rec.record(f"contrast.{name}.wm_gm_ratio_site_min", per_site.min())
     rec.record(f"contrast.{name}.wm_gm_ratio_site_max", per_site.max())
 fig = plots.site_contrast(contrast)
-save_figure(fig, NB, "site_contrast", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None,
-            caption="WM/GM median intensity ratio per site.")
+rec.figure(fig, "site_contrast", "WM/GM median intensity ratio per site.")
 plt.show()
 
 # %% [markdown]
@@ -194,8 +190,7 @@ baseline_table
 
 # %%
 fig = plots.predicted_vs_true(scatter, title="Ridge baseline, out-of-fold predictions")
-save_figure(fig, NB, "baseline_scatter", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None,
-            caption="Ridge baseline: out-of-fold predicted vs chronological age.")
+rec.figure(fig, "baseline_scatter", "Ridge baseline: out-of-fold predicted vs chronological age.")
 plt.show()
 
 # %% [markdown]

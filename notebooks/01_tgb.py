@@ -30,6 +30,8 @@
 # %% tags=["parameters"]
 from typing import Optional
 
+# Core parameters first; every other entry left at None takes the profile's value from
+# params/01_tgb.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: the simulated abide_like cohort; else a cohort folder (or one holding abide_like/)
 SEED: int = 0  # seeds the simulator, balancing, split, networks and synthesis
@@ -66,42 +68,37 @@ import torch
 from IPython.display import Markdown, display
 from torch.utils.data import ConcatDataset
 
-from brainage_lib import paths, tgb_plots
-from brainage_lib.cache import cached_array
-from brainage_lib.cohort import balance_by_sex
-from brainage_lib.data import open_cohort
-from brainage_lib.datasets import VolumeDataset
+from brainage_lib import paths
+from brainage_lib.data.cache import cached_array
+from brainage_lib.data.cohort import balance_by_sex
+from brainage_lib.data.datasets import VolumeDataset
+from brainage_lib.data.sources import open_cohort
+from brainage_lib.data.splits import stratified_split
+from brainage_lib.data.transforms import TGBVolume
+from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.figures import save_figure
+from brainage_lib.metrics.scores import mae_by_group
+from brainage_lib.metrics.stats import wilcoxon_paired
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.params import resolve_params
-from brainage_lib.provenance import provenance_text
-from brainage_lib.results import Recorder
-from brainage_lib.scores import mae_by_group
-from brainage_lib.seeding import resolve_device, seed_everything
-from brainage_lib.splits import stratified_split
-from brainage_lib.stats import wilcoxon_paired
-from brainage_lib.tgb import GANTrainConfig, reconstruct, reconstruction_l1, to_memory_format, train_gan
-from brainage_lib.tgb_eval import (GROUP_EDGES, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1, claims, error_summary,
-                                   mean_difference_map, nearest_age_indices, recovery_scores, reference_maps,
-                                   split_counts, table1_frame)
-from brainage_lib.tgb_synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
-from brainage_lib.training import TrainConfig, save_checkpoint, train_regressor
-from brainage_lib.transforms import TGBVolume
+from brainage_lib.papers.tgb import figures as tgb_plots
+from brainage_lib.papers.tgb.evaluation import (GROUP_EDGES, PAPER, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1, claims,
+                                                error_summary, mean_difference_map, nearest_age_indices,
+                                                recovery_scores, reference_maps, split_counts, table1_frame)
+from brainage_lib.papers.tgb.synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
+from brainage_lib.papers.tgb.training import GANTrainConfig, reconstruct, reconstruction_l1, to_memory_format, train_gan
+from brainage_lib.run.params import resolve_params
+from brainage_lib.run.provenance import provenance_text
+from brainage_lib.run.seeding import resolve_device, seed_everything
 
 NB = "01_tgb"
 METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")
 GANS = ("REG-GAN", "REG-GAN-TGB")
-cfg = resolve_params(NB, PROFILE, N_SUBJECTS=N_SUBJECTS, SHAPE=SHAPE, EFFECT_REGION=EFFECT_REGION, SIZE=SIZE,
-                     REG_WIDTH=REG_WIDTH, GAN_WIDTH=GAN_WIDTH, GAN_EPOCHS=GAN_EPOCHS, REG_EPOCHS=REG_EPOCHS,
-                     BATCH_SIZE=BATCH_SIZE, REG_LR=REG_LR, GAN_LR=GAN_LR, LR_STEP=LR_STEP, LR_GAMMA=LR_GAMMA, N_CRITIC=N_CRITIC, ALPHA=ALPHA,
-                     BETA=BETA, LAMBDA_GP=LAMBDA_GP, MIN_PER_BIN=MIN_PER_BIN, N_DIFF=N_DIFF, TOP_PERCENT=TOP_PERCENT)
+cfg = resolve_params(NB, globals())
 seed_everything(SEED)
 device = resolve_device(DEVICE)
-out = OUTPUT_DIR or None
-artefacts = paths.output_root(out) / "checkpoints" / NB  # model checkpoints and synthetic/<method>/ sets
-rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated abide_like", params=cfg.as_dict(), output_dir=out, device=device)
+artefacts = cfg.checkpoint_dir  # model checkpoints and synthetic/<method>/ sets
+rec = cfg.recorder(DATA_DIR or "simulated abide_like", device=device, paper=PAPER)
 t_start = time.time()
 display(Markdown(cfg.banner()))
 print(provenance_text(device))
@@ -352,9 +349,9 @@ recovery
 
 # %%
 fig = tgb_plots.fig2_mse_by_age(test_age, preds, train_age)
-save_figure(fig, NB, "fig2_mse_by_age", params=cfg.as_dict(), output_dir=out, device=device,
-            caption="MSE of age estimation per 1-year group for REG (black), REG-GAN (blue), REG-GAN-TGB (red); "
-                    "bars: real training (grey) and test (pink) images.")
+rec.figure(fig, "fig2_mse_by_age",
+           "MSE of age estimation per 1-year group for REG (black), REG-GAN (blue), REG-GAN-TGB (red); "
+           "bars: real training (grey) and test (pink) images.")
 plt.show()
 
 # %% [markdown]
@@ -374,9 +371,9 @@ for m in GANS:
             print(f"{m}, age {a:g}: {exc} Showing the reconstruction of the nearest real image instead.")
             examples[m][a] = reconstruct(gans[m].generator, examples["real"][a][None], device)[0]
 fig = tgb_plots.fig3_slices_and_maps(examples, diff, None if refs is None else refs["effect"])
-save_figure(fig, NB, "fig3_slices_and_maps", params=cfg.as_dict(), output_dir=out, device=device,
-            caption="Real and synthesised images at ages 8 and 20 (axial and sagittal), |mean(age 20) - mean(age 8)| "
-                    f"over {cfg.N_DIFF} real/reconstructed images each, and the simulator's effect map.")
+rec.figure(fig, "fig3_slices_and_maps",
+           "Real and synthesised images at ages 8 and 20 (axial and sagittal), |mean(age 20) - mean(age 8)| "
+           f"over {cfg.N_DIFF} real/reconstructed images each, and the simulator's effect map.")
 plt.show()
 
 # %% [markdown]
@@ -384,12 +381,11 @@ plt.show()
 
 # %%
 fig = tgb_plots.gan_history({m: gans[m].history for m in GANS})
-save_figure(fig, NB, "gan_training", params=cfg.as_dict(), output_dir=out, device=device,
-            caption="GAN training: L1, task loss, critic's Wasserstein estimate and validation objective per epoch.")
+rec.figure(fig, "gan_training",
+           "GAN training: L1, task loss, critic's Wasserstein estimate and validation objective per epoch.")
 plt.show()
 fig = tgb_plots.synthesis_fill(fills, cfg.MIN_PER_BIN)
-save_figure(fig, NB, "synthesis_fill", params=cfg.as_dict(), output_dir=out, device=device,
-            caption="Real and synthesised training images per 1-year bin for each GAN.")
+rec.figure(fig, "synthesis_fill", "Real and synthesised training images per 1-year bin for each GAN.")
 plt.show()
 
 # %% [markdown]

@@ -36,6 +36,8 @@
 # %% tags=["parameters"]
 from typing import Optional
 
+# Core parameters first; every other entry left at None takes the profile's value from
+# params/02_diff.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with lifespan_train/, clinical_test/, als_like/
 SEED: int = 0  # seeds simulation, splits, weights, noise and batch order
@@ -76,36 +78,30 @@ import torch
 from IPython.display import Markdown, display
 from scipy import stats as sps
 
-from brainage_lib import diff_plots, paths, plots
-from brainage_lib.cache import cached_array
-from brainage_lib.datasets import SliceDataset
-from brainage_lib.diff import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts, parse_widths,
-                               predict_diffae, save_diffae, split_training_cohort, train_diffae)
-from brainage_lib.diff_eval import MODELS, als_pads, evaluate, format_table, record_claims, record_evaluation, wide_table
-from brainage_lib.figures import save_figure
+from brainage_lib import paths
+from brainage_lib.data import plots
+from brainage_lib.data.cache import cached_array
+from brainage_lib.data.datasets import SliceDataset
+from brainage_lib.data.transforms import DIFFSlice
+from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
-from brainage_lib.params import resolve_params
-from brainage_lib.provenance import provenance_text
-from brainage_lib.results import Recorder
-from brainage_lib.seeding import resolve_device, seed_everything
-from brainage_lib.training import TrainConfig, save_checkpoint, train_regressor
-from brainage_lib.transforms import DIFFSlice
+from brainage_lib.papers.diff import figures as diff_plots
+from brainage_lib.papers.diff.evaluation import (MODELS, PAPER, als_pads, evaluate, format_table, record_claims,
+                                                 record_evaluation, wide_table)
+from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
+                                               parse_widths, predict_diffae, save_diffae, split_training_cohort,
+                                               train_diffae)
+from brainage_lib.run.params import resolve_params
+from brainage_lib.run.provenance import provenance_text
+from brainage_lib.run.seeding import resolve_device, seed_everything
 
 NB = "02_diff"
-cfg = resolve_params(
-    NB, PROFILE, N_TRAIN=N_TRAIN, N_TEST=N_TEST, N_ALS=N_ALS, SHAPE=SHAPE, SLICE_SIZE=SLICE_SIZE,
-    VAL_FRACTION=VAL_FRACTION, HELDOUT_FRACTION=HELDOUT_FRACTION, CHANNELS=CHANNELS, NUM_RES_BLOCKS=NUM_RES_BLOCKS,
-    NORM_GROUPS=NORM_GROUPS, MID_ATTENTION_BLOCKS=MID_ATTENTION_BLOCKS, Z_DIM=Z_DIM, EPOCHS=EPOCHS,
-    BATCH_SIZE=BATCH_SIZE, LR=LR, AGE_LOSS=AGE_LOSS, DDIM_STEPS=DDIM_STEPS, BASELINE_EPOCHS=BASELINE_EPOCHS,
-    BASELINE_BATCH_SIZE=BASELINE_BATCH_SIZE, BASELINE_LR=BASELINE_LR, DBN_CHANNELS=DBN_CHANNELS, N_RECON=N_RECON,
-    N_INTERP=N_INTERP)
+cfg = resolve_params(NB, globals())
 seed_everything(SEED)
 device = resolve_device(DEVICE)
-out_dir = OUTPUT_DIR or None
-rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated", params=cfg.as_dict(), output_dir=out_dir, device=device)
-ckpt_dir = paths.cache_dir() / "checkpoints" / f"{NB}-{cfg.profile}-seed{SEED}"
-fig_kw = {"params": cfg.as_dict(), "output_dir": out_dir, "device": device}
+rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=PAPER)
+ckpt_dir = cfg.checkpoint_dir
 t_start = time.time()
 display(Markdown(cfg.banner()))
 print(provenance_text(device))
@@ -233,8 +229,7 @@ rec.record("train.diffae.best_epoch", diff_res.best_epoch + 1)
 rec.record("train.diffae.best_val_mae", diff_res.history["val_mae"].min(), unit="years")
 print(f"checkpoint {ckpt} (best epoch {meta['extra']['best_epoch'] + 1}, git {meta['provenance']['git']})")
 fig = diff_plots.training_curves(diff_res.history, tcfg.age_loss)
-save_figure(fig, NB, "training_curves", **fig_kw,
-            caption="Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
+rec.figure(fig, "training_curves", "Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
 plt.show()
 
 # %%
@@ -324,8 +319,7 @@ else:
 # %%
 scatter = {MODELS[m]: (cohorts["test"].ages, p["test"]) for m, p in preds.items()}
 fig = plots.predicted_vs_true(scatter, title="Clinical test set")
-save_figure(fig, NB, "test_scatter", **fig_kw,
-            caption="Predicted vs chronological age on the clinical test set, per model.")
+rec.figure(fig, "test_scatter", "Predicted vs chronological age on the clinical test set, per model.")
 plt.show()
 
 # %% [markdown]
@@ -335,8 +329,7 @@ plt.show()
 # %%
 pads = als_pads(preds, cohorts["als"].ages, train_ages[splits.heldout])
 fig = diff_plots.pad_boxplot({kind: {MODELS[m]: v for m, v in per.items()} for kind, per in pads.items()})
-save_figure(fig, NB, "fig2_als_pad_boxplot", **fig_kw,
-            caption="Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
+rec.figure(fig, "fig2_als_pad_boxplot", "Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
 plt.show()
 
 # %% [markdown]
@@ -379,8 +372,7 @@ for row in range(2):
     rec.record(f"fig3.row{row + 1}.age_first", age_img[0, row], unit="years")
     rec.record(f"fig3.row{row + 1}.age_last", age_img[-1, row], unit="years")
 fig = diff_plots.interpolation_grid(frames.cpu().numpy(), alphas, age_z, age_img, labels)
-save_figure(fig, NB, "fig3_latent_interpolation", **fig_kw,
-            caption="Fig. 3: decoded latent interpolations with predicted ages.")
+rec.figure(fig, "fig3_latent_interpolation", "Fig. 3: decoded latent interpolations with predicted ages.")
 plt.show()
 share = rec.get("fig3.z_sem_share")
 display(Markdown(
@@ -411,8 +403,7 @@ rec.record("fig4.recon_mse", (recon - orig).pow(2).mean().item())
 rec.record("fig4.other_image_mse", (orig.roll(1, 0) - orig).pow(2).mean().item())
 titles = [f"healthy {a:.0f} y" for a in ho_ages[idx_h]] + [f"clinical {a:.0f} y" for a in te_ages[idx_t]]
 fig = diff_plots.reconstruction_grid(orig.cpu().numpy(), recon.cpu().numpy(), titles)
-save_figure(fig, NB, "fig4_reconstructions", **fig_kw,
-            caption="Fig. 4: originals, DDIM reconstructions and |difference|.")
+rec.figure(fig, "fig4_reconstructions", "Fig. 4: originals, DDIM reconstructions and |difference|.")
 plt.show()
 print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's image "
       f"{rec.get('fig4.other_image_mse'):.4f}")

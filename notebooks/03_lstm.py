@@ -30,6 +30,8 @@
 # %% tags=["parameters"]
 from typing import Optional
 
+# Core parameters first; every other entry left at None takes the profile's value from
+# params/03_lstm.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ and mghbch_like/ cohort folders
 SEED: int = 0  # seeds the simulator, the split, initialisation and batch order
@@ -58,32 +60,26 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from brainage_lib import lstm as L
-from brainage_lib.cache import cached_array
-from brainage_lib.data import open_cohort
-from brainage_lib.datasets import SliceSequenceDataset, VolumeDataset
-from brainage_lib.figures import save_figure
-from brainage_lib.params import resolve_params
-from brainage_lib.provenance import provenance_text
-from brainage_lib.results import Recorder
-from brainage_lib.scores import (DISCOVERY_EDGES, DISCOVERY_LABELS, REPLICATION_EDGES, REPLICATION_LABELS, cs_area,
-                                  cumulative_score)
-from brainage_lib.seeding import resolve_device, seed_everything
-from brainage_lib.splits import stratified_split
-from brainage_lib.stats import wilcoxon_paired
-from brainage_lib.training import TrainConfig, save_checkpoint, train_regressor
-from brainage_lib.transforms import AtlasVolume, LSTMSlices
+from brainage_lib.data.cache import cached_array
+from brainage_lib.data.datasets import SliceSequenceDataset, VolumeDataset
+from brainage_lib.data.sources import open_cohort
+from brainage_lib.data.splits import stratified_split
+from brainage_lib.data.transforms import AtlasVolume, LSTMSlices
+from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
+from brainage_lib.metrics.scores import cs_area, cumulative_score
+from brainage_lib.metrics.stats import wilcoxon_paired
+from brainage_lib.papers.lstm import evaluation as L
+from brainage_lib.papers.lstm.evaluation import DISCOVERY_EDGES, DISCOVERY_LABELS, REPLICATION_EDGES, REPLICATION_LABELS
+from brainage_lib.run.params import resolve_params
+from brainage_lib.run.provenance import provenance_text
+from brainage_lib.run.seeding import resolve_device, seed_everything
 
 NB = "03_lstm"
-cfg = resolve_params(NB, PROFILE, N_DISCOVERY=N_DISCOVERY, N_REPLICATION=N_REPLICATION, SHAPE=SHAPE,
-                     ATLAS_SHAPE=ATLAS_SHAPE, SLICE_SIZE=SLICE_SIZE, POOL_K=POOL_K, WIDTH=WIDTH, EPOCHS=EPOCHS,
-                     BATCH_SIZE=BATCH_SIZE, LR=LR, LR_STEP=LR_STEP, YOUNG_MAX_AGE=YOUNG_MAX_AGE,
-                     STEM_KERNEL=STEM_KERNEL)
+cfg = resolve_params(NB, globals())
 seed_everything(SEED)
 device = resolve_device(DEVICE)
 atlas = L.parse_shape(cfg.ATLAS_SHAPE)
-rec = Recorder(NB, cfg.profile, DATA_DIR or "simulated", params=cfg.as_dict(), output_dir=OUTPUT_DIR or None, device=device)
-out_dir = OUTPUT_DIR or None
+rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=L.PAPER)
 young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young" in record keys)
 t_start = time.time()
 display(Markdown(cfg.banner()))
@@ -100,7 +96,7 @@ cfg.table()
 # - **Normalisation**: the paper subtracts the subject's mean and divides "by the variance"; we
 #   divide by the SD (standard z-scoring); dividing by the variance is probably a typo.
 # - **Age groups**: "0-5", "6-10", ... are read as half-open year intervals, the last one closed
-#   (`brainage_lib.scores`).
+#   (`brainage_lib.papers.lstm.evaluation`).
 # - **Precision**: on CUDA the trainings use bf16 autocast (printed with the training times); the
 #   paper's K80 has no bf16.
 
@@ -146,8 +142,8 @@ ax[1].hist(repl.ages, bins=12, range=(0, 6))
 ax[1].set_title("replication (mghbch_like)")
 for a in ax:
     a.set_xlabel("age (years)")
-save_figure(fig, NB, "age_distributions", params=cfg.as_dict(), output_dir=out_dir,
-            caption="Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
+rec.figure(fig, "age_distributions",
+           "Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
 plt.show()
 
 # %% [markdown]
@@ -186,7 +182,7 @@ for regime, idx in (("0-22", train_idx), ("young", young_idx)):
         trained[(regime, name)] = res
         rec.record(f"train_time_s.{regime}.{name}", res.wall_time_s, unit="s")
         histories.append(res.history.assign(model=name, regime=regime))
-        save_checkpoint(f"{rec.dir.parent}/checkpoints/{NB}/{regime}_{name.replace('+', '_').replace(' ', '')}.pt", res.model,
+        save_checkpoint(cfg.checkpoint_dir / f"{regime}_{name.replace('+', '_').replace(' ', '')}.pt", res.model,
                         {"params": cfg.as_dict(), "model": name, "regime": regime},
                         {"target_mean": res.target_mean, "target_sd": res.target_sd})
 history = pd.concat(histories)
@@ -201,7 +197,7 @@ for ax, regime in zip(axes, ("0-22", "young")):
     ax.set_xlabel("epoch")
 axes[0].set_ylabel("training MAE (years)")
 axes[0].legend()
-save_figure(fig, NB, "training_curves", params=cfg.as_dict(), output_dir=out_dir, caption="Training MAE per epoch.")
+rec.figure(fig, "training_curves", "Training MAE per epoch.")
 plt.show()
 
 # %% [markdown]
@@ -351,8 +347,7 @@ for ax, (title, regime, cohort, ages) in zip(axes, panels):
     ax.set_ylim(0, 100)
 axes[0].set_ylabel("CS (%)")
 axes[0].legend()
-save_figure(fig, NB, "cumulative_scores", params=cfg.as_dict(), output_dir=out_dir,
-            caption="Cumulative score curves of both models (paper Figs. 4 and 5).")
+rec.figure(fig, "cumulative_scores", "Cumulative score curves of both models (paper Figs. 4 and 5).")
 plt.show()
 
 # %%
@@ -366,13 +361,13 @@ for ax, (title, regime, cohort, ages) in zip(axes, panels):
     ax.set_xlabel("age (years)")
 axes[0].set_ylabel("predicted age")
 axes[0].legend()
-save_figure(fig, NB, "predicted_vs_true", params=cfg.as_dict(), output_dir=out_dir, caption="Predicted vs chronological age.")
+rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
 plt.show()
 
 # %% [markdown]
 # ## What reproduced and what did not
 # Each claim is judged from the recorded numbers by the rule printed beside it. The thresholds
-# are constants of `brainage_lib.lstm` (this project's choices; the paper states none), and the
+# are constants of `brainage_lib.papers.lstm.evaluation` (this project's choices; the paper states none), and the
 # rule texts below are written from the same values the code compares with.
 
 # %%

@@ -30,13 +30,17 @@
 # `make <notebook>` and this summary (and `rendered/index.html`) follow.
 
 # %% tags=["parameters"]
+from typing import Optional
+
+# Core parameters first; every other entry left at None takes the profile's value from
+# params/04_summary.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto: sets the bootstrap size only
 DATA_DIR: str = ""  # unused here (each result records its own data); kept so every notebook takes the same core parameters
 SEED: int = 0  # seeds the bootstrap draws
 DEVICE: str = "auto"  # unused: nothing is trained
 OUTPUT_DIR: str = ""  # where results/ are read and this notebook's outputs go; empty: the project root
-N_BOOT: int = 0  # bootstrap resamples per comparison; 0: the profile's
-LEVEL: float = 0.0  # confidence level of the intervals; 0: the profile's (0.95)
+N_BOOT: Optional[int] = None  # bootstrap resamples per comparison
+LEVEL: Optional[float] = None  # confidence level of the intervals
 
 # %%
 import time
@@ -44,19 +48,19 @@ import time
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from brainage_lib import summary as S
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.params import resolve_params
-from brainage_lib.provenance import provenance_text
-from brainage_lib.results import Recorder
+from brainage_lib.report import summary as S
+from brainage_lib.run.params import resolve_params
+from brainage_lib.run.provenance import provenance_text
+from brainage_lib.run.runner import notebook_names
 
 NB = "04_summary"
-cfg = resolve_params(NB, PROFILE, N_BOOT=N_BOOT or None, LEVEL=LEVEL or None)
+cfg = resolve_params(NB, globals())
 out = OUTPUT_DIR or None
 docs = S.collect(out)
-papers = {nb: docs[nb] for nb in S.PAPERS if nb in docs}
-missing = [nb for nb in S.PAPERS if nb not in docs]
-rec = Recorder(NB, cfg.profile, "results/*.json", params=cfg.as_dict(), output_dir=out)
+papers = S.papers(docs)  # the notebooks whose results describe a paper
+missing = [nb for nb in notebook_names() if nb != NB and nb not in docs]
+rec = cfg.recorder("results/*.json")
 t_start = time.time()
 print(provenance_text())
 if missing:
@@ -98,7 +102,7 @@ counts
 
 # %%
 for nb, doc in papers.items():
-    short, title = S.PAPERS[nb]
+    short, title = doc["paper"]["short"], doc["paper"]["title"]
     c = claims[claims["notebook"] == nb]
     display(Markdown(f"### {short}: {title}\n`{nb}`, profile **{doc['profile']}**, data **{doc['data']}**"))
     display(HTML(S.style_claims(c)))
@@ -109,9 +113,8 @@ for nb, doc in papers.items():
 
 # %%
 for nb, doc in papers.items():
-    short, title = S.PAPERS[nb]
     pv = S.paper_values(doc)
-    display(Markdown(f"### {short} (`{nb}`; profile {doc['profile']}, data {doc['data']})"))
+    display(Markdown(f"### {S.short_name(doc)} (`{nb}`; profile {doc['profile']}, data {doc['data']})"))
     for table, rows in pv.groupby("table", sort=False):
         display(Markdown(f"**{table}**"))
         display(rows.drop(columns=["table"]).set_index("quantity"))
@@ -127,7 +130,8 @@ for nb, doc in papers.items():
 frames = []
 for nb in papers:
     try:
-        frames.append(S.predictions_bootstrap(nb, out, n_boot=cfg.N_BOOT, level=cfg.LEVEL, seed=SEED))
+        frames.append(S.predictions_bootstrap(nb, out, n_boot=cfg.N_BOOT, level=cfg.LEVEL, seed=SEED,
+                                              evaluations=papers[nb]["paper"].get("bootstrap_evaluations")))
     except BrainAgeError as exc:
         print(f"{nb}: {exc}")
 boot = pd.concat(frames, ignore_index=True) if frames else S.predictions_bootstrap("none", out)
@@ -142,7 +146,7 @@ if no_preds:
 for nb in papers:
     t = boot[boot["notebook"] == nb]
     if len(t):
-        display(Markdown(f"### {S.PAPERS[nb][0]} (`{nb}`)"))
+        display(Markdown(f"### {S.short_name(papers[nb])} (`{nb}`)"))
         display(S.format_bootstrap(t))
 
 # %%

@@ -12,7 +12,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from brainage_lib.simulate import simulate_cohort  # noqa: E402
+from brainage_lib.simulation.simulate import simulate_cohort  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
 
     Returns the output folder and the rendered notebook.
     """
-    from brainage_lib.runner import run_notebook
+    from brainage_lib.run.runner import run_notebook
 
     out = smoke_root(tmp_path_factory)
     if name not in _SMOKE_RUNS:

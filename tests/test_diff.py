@@ -1,4 +1,4 @@
-"""Unit tests for the DIFF training loop (brainage_lib.diff) and its tables (brainage_lib.diff_eval)."""
+"""Unit tests for the DIFF training loop (brainage_lib.papers.diff.training) and its tables (brainage_lib.papers.diff.evaluation)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,14 +7,15 @@ import torch
 from scipy import stats as sps
 from torch.utils.data import TensorDataset
 
-from brainage_lib import diff
-from brainage_lib.datasets import SliceDataset
-from brainage_lib.diff import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts, parse_widths,
-                               predict_diffae, recalibrate_head_bn, save_diffae, split_training_cohort, train_diffae)
-from brainage_lib.diff_eval import claims, evaluate, record_evaluation, wide_table
+from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
-from brainage_lib.results import Recorder
+from brainage_lib.papers.diff import training as diff
+from brainage_lib.papers.diff.evaluation import claims, evaluate, record_evaluation, wide_table
+from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
+                                               parse_widths, predict_diffae, recalibrate_head_bn, save_diffae,
+                                               split_training_cohort, train_diffae)
+from brainage_lib.run.results import Recorder
 
 torch.set_num_threads(1)
 TINY = DiffAEConfig(image_size=16, channels=(8, 16), num_res_blocks=1, norm_groups=8, mid_attention_blocks=1,
@@ -153,7 +154,7 @@ def test_config_and_input_errors(tmp_path) -> None:
 
 
 def test_als_survival_requires_the_column(cohort_writer, tmp_path) -> None:
-    from brainage_lib.cohort import load_cohort
+    from brainage_lib.data.cohort import load_cohort
 
     rows = [{"participant_id": f"sub-{i}", "age": 50 + i, "sex": "F", "site": "A"} for i in range(3)]
     with pytest.raises(BrainAgeError, match="survival_months"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainage_lib import lstm as L
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.scores import REPLICATION_EDGES, REPLICATION_LABELS
+from brainage_lib.papers.lstm import evaluation as L
+from brainage_lib.papers.lstm.evaluation import REPLICATION_EDGES, REPLICATION_LABELS
 
 
 def test_group_table_against_hand_computation():

@@ -12,44 +12,56 @@ import yaml
 from brainage_lib import paths
 from brainage_lib.cli import main
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.figures import save_figure
-from brainage_lib.params import CORE, PROFILES, load_profile, resolve_params, resolve_profile
-from brainage_lib.provenance import provenance
-from brainage_lib.results import Recorder, load_results, to_jsonable
-from brainage_lib.runner import check_run, notebook_names, parameter_types, parse_assignments, run_notebook, tidy_streams
-from brainage_lib.seeding import seed_everything
+from brainage_lib.run.figures import save_figure
+from brainage_lib.run.params import resolve_params, resolve_profile
+from brainage_lib.run.provenance import provenance
+from brainage_lib.run.results import Recorder, load_results, to_jsonable
+from brainage_lib.run.runner import (check_run, parameters_namespace, parse_assignments, run_notebook,
+                                     tidy_streams)
+from brainage_lib.run.seeding import seed_everything
 
 
-def test_every_notebook_has_all_profiles_with_the_same_keys():
-    names = notebook_names()
-    assert "00_cohorts" in names
-    for nb in names:
-        keys = [set(yaml.safe_load((paths.params_dir() / f"{nb}.{p}.yaml").read_text())) for p in PROFILES]
-        assert keys[0] == keys[1] == keys[2], nb
+def cfg_of(nb: str, profile: str, **values):
+    """What ``resolve_params(NB, globals())`` gives in notebook ``nb`` run with ``profile`` and ``values``."""
+    return resolve_params(nb, parameters_namespace(nb, PROFILE=profile, **values))
 
 
 def test_resolve_params_overrides_and_errors():
-    cfg = resolve_params("00_cohorts", "smoke", N_SUBJECTS=7, SHAPE=None)
+    cfg = cfg_of("00_cohorts", "smoke", N_SUBJECTS=7, SHAPE=None)
     assert cfg.N_SUBJECTS == 7 and cfg.sources["N_SUBJECTS"] == "override"
     assert cfg.SHAPE == 32 and cfg.sources["SHAPE"] == "profile smoke"
     assert "REDUCED" in cfg.banner()
-    with pytest.raises(BrainAgeError, match="Unknown parameter"):
-        resolve_params("00_cohorts", "smoke", EPOCHS=3)
     with pytest.raises(BrainAgeError, match="Unknown profile 'fast'"):
-        resolve_params("00_cohorts", "fast")
+        cfg_of("00_cohorts", "fast")
+    with pytest.raises(BrainAgeError, match="found no parameters"):
+        resolve_params("00_cohorts", {"PROFILE": "smoke"})
     assert resolve_profile("auto") == ("paper" if torch.cuda.is_available() else "quick")
+
+
+def test_resolve_params_refuses_a_profile_that_disagrees_with_the_cell(tmp_path, monkeypatch):
+    for src in paths.params_dir().glob("00_cohorts.*.yaml"):
+        (tmp_path / src.name).write_text(src.read_text())
+    monkeypatch.setattr(paths, "params_dir", lambda: tmp_path)
+    smoke = tmp_path / "00_cohorts.smoke.yaml"
+    original = smoke.read_text()
+    smoke.write_text(original + "EPOCHS: 3\n")
+    with pytest.raises(BrainAgeError, match="EPOCHS not in the parameters cell"):
+        cfg_of("00_cohorts", "smoke")
+    smoke.write_text("\n".join(line for line in original.splitlines() if not line.startswith("SHAPE:")))
+    with pytest.raises(BrainAgeError, match="has no value for SHAPE"):
+        cfg_of("00_cohorts", "smoke")
 
 
 def test_banner_lists_every_parameter_that_differs_from_the_paper_profile():
     paper = yaml.safe_load((paths.params_dir() / "03_lstm.paper.yaml").read_text())
-    cfg = resolve_params("03_lstm", "quick", EPOCHS=paper["EPOCHS"])
+    cfg = cfg_of("03_lstm", "quick", EPOCHS=paper["EPOCHS"])
     expected = sorted(k for k, v in cfg.values.items() if v != paper[k])
     assert "EPOCHS" not in expected and {"LR", "BATCH_SIZE"} <= set(expected)
     assert sorted(cfg.deviations()) == expected
     banner, table = cfg.banner(), cfg.table()
     assert all(f"`{k}` = {cfg[k]!r} (paper profile: {paper[k]!r})" in banner for k in expected)
     assert "`EPOCHS`" not in banner and sorted(table.index[table["differs"]]) == expected
-    full = resolve_params("03_lstm", "paper")
+    full = cfg_of("03_lstm", "paper")
     assert full.deviations() == [] and "Every parameter equals" in full.banner()
 
 
@@ -115,30 +127,21 @@ def test_runner_rejects_unknown_notebook_and_parameters():
 
 
 def test_core_parameters_are_recorded_in_results_and_figures(tmp_path):
-    # what a notebook does: its parameters cell defines the core names, then resolve_params(NB, PROFILE, ...)
-    ns = {"resolve_params": resolve_params, "PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu",
-          "OUTPUT_DIR": str(tmp_path)}
-    exec("cfg = resolve_params('00_cohorts', PROFILE, N_SUBJECTS=9)", ns)
-    cfg = ns["cfg"]
-    assert "SEED" not in cfg.values  # the notebook's own parameters (and cfg.table()) are unchanged
     recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu", "OUTPUT_DIR": str(tmp_path)}
+    cfg = resolve_params("00_cohorts", parameters_namespace("00_cohorts", **recorded, N_SUBJECTS=9))
+    assert "SEED" not in cfg.values  # the notebook's own parameters (and cfg.table()) are unchanged
     assert cfg.as_dict() == {**recorded, **cfg.values} and cfg.as_dict()["N_SUBJECTS"] == 9
-    rec = Recorder("nbx", cfg.profile, "simulated", params=cfg.as_dict(), output_dir=tmp_path)
+    rec = cfg.recorder("simulated")
     rec.finalize()
-    assert load_results("nbx", output_dir=tmp_path)["params"].items() >= recorded.items()
+    assert load_results("00_cohorts", output_dir=tmp_path)["params"].items() >= recorded.items()
     fig, _ = plt.subplots()
-    png = save_figure(fig, "nbx", "f", params=cfg.as_dict(), output_dir=tmp_path, formats=("png",))
-    assert json.loads(png.with_suffix(".json").read_text())["params"].items() >= recorded.items()
-    assert resolve_params("00_cohorts", "auto", core={"SEED": 1}).as_dict()["PROFILE"] == resolve_profile("auto")
-    with pytest.raises(BrainAgeError, match="Unknown core parameter"):
-        resolve_params("00_cohorts", "smoke", core={"EPOCHS": 1})
-
-
-def test_every_notebook_parameter_has_a_checkable_type():
-    for nb in notebook_names():
-        assert set(CORE) | set(load_profile(nb, "smoke")) <= set(parameter_types(nb)), nb
-    assert parameter_types("00_cohorts")["N_SUBJECTS"] == ((int,), True)
-    assert parameter_types("00_cohorts")["SEED"] == ((int,), False)
+    png = rec.figure(fig, "f", "a caption", formats=("png",))
+    assert png == tmp_path / "figures" / "00_cohorts" / "f.png"
+    side = json.loads(png.with_suffix(".json").read_text())
+    assert side["params"].items() >= recorded.items() and side["caption"] == "a caption"
+    assert cfg.checkpoint_dir == tmp_path / "checkpoints" / "00_cohorts"
+    auto = resolve_params("00_cohorts", parameters_namespace("00_cohorts", PROFILE="auto"))
+    assert auto.as_dict()["PROFILE"] == resolve_profile("auto")
 
 
 def test_override_types_are_checked_before_running():

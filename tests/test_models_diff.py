@@ -12,21 +12,11 @@ from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from scipy import stats as sps
 from torch import nn
 
-from brainage_lib import stats
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics import stats
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.models.diffae import (
-    DiffAE,
-    DiffAEConfig,
-    _slerp,
-    _ZResnetBlock,
-    ddim_decode,
-    ddim_encode,
-    diffae_loss,
-    interpolate,
-    make_scheduler,
-    predict_age,
-)
+from brainage_lib.models.diffae import (DiffAE, DiffAEConfig, _slerp, _ZResnetBlock, ddim_decode, ddim_encode,
+                                        diffae_loss, interpolate, make_scheduler, predict_age)
 
 torch.set_num_threads(1)
 

@@ -9,19 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from brainage_lib import lstm as L
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
 from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
 from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig, pool_adjacent_slices
-from brainage_lib.scores import (
-    DISCOVERY_EDGES,
-    DISCOVERY_LABELS,
-    REPLICATION_EDGES,
-    REPLICATION_LABELS,
-    cs_area,
-    cumulative_score,
-    mae_by_group,
-)
+from brainage_lib.papers.lstm.evaluation import DISCOVERY_EDGES, DISCOVERY_LABELS, REPLICATION_EDGES, REPLICATION_LABELS
+from brainage_lib.papers.lstm import evaluation as L
 
 # Small configs: 1/8 width, the smallest inputs instance norm allows in layer4 (2 voxels).
 SMALL_LSTM = ResNetLSTMConfig(n_slices=7, slice_size=33, pool_k=3, lstm_hidden=5, widen_factor=0.125)

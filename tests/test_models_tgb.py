@@ -9,16 +9,8 @@ import torch
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_gan import (
-    GANConfig,
-    TGBCritic,
-    TGBGenerator,
-    critic_loss,
-    generator_loss,
-    gradient_penalty,
-    interpolate_latents,
-    plan_synthesis,
-)
+from brainage_lib.models.tgb_gan import (GANConfig, TGBCritic, TGBGenerator, critic_loss, generator_loss,
+                                         gradient_penalty, interpolate_latents, plan_synthesis)
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor, he_init
 
 torch.set_num_threads(1)

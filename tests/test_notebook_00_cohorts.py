@@ -8,8 +8,8 @@ import pytest
 from conftest import run_smoke_notebook
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.results import load_results
-from brainage_lib.runner import run_notebook
+from brainage_lib.run.results import load_results
+from brainage_lib.run.runner import run_notebook
 
 pytestmark = pytest.mark.notebook
 PRESETS = ["abide_like", "lifespan_train", "clinical_test", "als_like", "nihpd_like", "mghbch_like"]

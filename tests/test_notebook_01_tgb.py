@@ -9,8 +9,8 @@ import pytest
 import scipy.stats as sps
 from conftest import run_smoke_notebook
 
-from brainage_lib.params import load_profile
-from brainage_lib.results import load_results
+from brainage_lib.run.params import load_profile
+from brainage_lib.run.results import load_results
 
 pytestmark = pytest.mark.notebook
 METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")

@@ -11,9 +11,9 @@ import pytest
 from conftest import run_smoke_notebook
 from scipy import stats as sps
 
-from brainage_lib.diff import load_diffae, open_diff_cohorts
-from brainage_lib.diff_eval import MODELS
-from brainage_lib.results import load_results
+from brainage_lib.papers.diff.evaluation import MODELS
+from brainage_lib.papers.diff.training import load_diffae, open_diff_cohorts
+from brainage_lib.run.results import load_results
 
 pytestmark = pytest.mark.notebook
 BASELINES = [m for m in MODELS if m != "diffae"]

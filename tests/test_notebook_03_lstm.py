@@ -9,13 +9,13 @@ import torch
 from conftest import run_smoke_notebook
 from scipy import stats
 
-from brainage_lib import lstm as L
-from brainage_lib.results import load_results
+from brainage_lib.papers.lstm import evaluation as L
+from brainage_lib.run.results import load_results
 
 pytestmark = pytest.mark.notebook
 
 MODELS = (L.CNN3D_NAME, L.LSTM_NAME)
-# Paper groups as half-open year intervals, the last one closed (written out here, not taken from brainage_lib.scores).
+# Paper groups as half-open year intervals, the last one closed (written out here, not taken from brainage_lib.metrics.scores).
 TABLE1_GROUPS = {"0-5": (0, 6), "6-10": (6, 11), "11-15": (11, 16), "16-22": (16, 23)}
 YEAR_GROUPS = {f"{a}-{a + 1}": (a, a + 1) for a in range(6)}
 EVALUATIONS = {"discovery_test.trained_0-22": "discovery test (trained 0-22)",

@@ -15,9 +15,9 @@ from conftest import run_smoke_notebook, smoke_root
 from test_summary import _fake_run
 
 from brainage_lib import cli
-from brainage_lib.report import build_index
-from brainage_lib.results import Recorder, load_results
-from brainage_lib.runner import run_notebook
+from brainage_lib.report.index_page import build_index
+from brainage_lib.run.results import Recorder, load_results
+from brainage_lib.run.runner import run_notebook
 
 
 class _Refs(HTMLParser):
@@ -62,7 +62,8 @@ def test_index_updates_each_notebooks_part(tmp_path):
     assert "A beats B" in index and "not testable" in index and "make 01_tgb" in index  # 01_tgb not run yet
     assert "Reduced profile (smoke)" in index and "Simulated data" in index
     lstm_part = index[index.index("LSTM:"):index.index("</table>", index.index("LSTM:"))]
-    rec = Recorder("01_tgb", "paper", "/data/abide", output_dir=tmp_path)  # a later, separate run of another notebook
+    rec = Recorder("01_tgb", "paper", "/data/abide", output_dir=tmp_path,  # a later
+                   paper={"short": "TGB", "title": "GAN", "tables": {}})  #, separate run of another notebook
     rec.record("table1.REG.mae_mean", 1.8, paper=1.706)
     rec.claim("reg_learns", "REG learns age", True, "MAE 1.8 vs 3.5", "MAE < 0.8 x mean prediction", paper="1.71")
     rec.finalize()
@@ -81,14 +82,17 @@ def test_running_one_paper_notebook_also_refreshes_summary_and_index(tmp_path, m
         out.parent.mkdir(parents=True, exist_ok=True)
         return out
 
-    monkeypatch.setattr("brainage_lib.runner.run_notebook", fake_run)
+    monkeypatch.setattr("brainage_lib.run.runner.run_notebook", fake_run)
     args = argparse.Namespace(notebook="02_diff", param=["EPOCHS=1"], profile="smoke", output_dir=str(tmp_path), quiet=True)
     assert cli.cmd_run(args) == 0
     assert calls == [("02_diff", {"EPOCHS": 1}), ("04_summary", {})]  # the summary does not get 02_diff's parameters
     assert (tmp_path / "rendered" / "index.html").is_file()
     calls.clear()
     cli.cmd_run(argparse.Namespace(notebook="00_cohorts", param=[], profile="smoke", output_dir=str(tmp_path), quiet=True))
-    assert [c[0] for c in calls] == ["00_cohorts"]
+    assert [c[0] for c in calls] == ["00_cohorts", "04_summary"]  # its "what was run" table lists every notebook
+    calls.clear()
+    cli.cmd_run(argparse.Namespace(notebook="04_summary", param=[], profile="smoke", output_dir=str(tmp_path), quiet=True))
+    assert [c[0] for c in calls] == ["04_summary"]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.results import Recorder, claims_frame, load_predictions
+from brainage_lib.run.results import Recorder, claims_frame, load_predictions
 
 
 def test_claim_verdicts_and_fields(tmp_path):

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 from conftest import tree_digest
 
-from brainage_lib import ageing
-from brainage_lib.anatomy import MNI_EXTENT, make_grid, region_map
-from brainage_lib.baseline import downsample_features, ridge_age_baseline
 from brainage_lib.cli import main
-from brainage_lib.cohort import balance_by_sex, load_cohort
+from brainage_lib.data.baseline import downsample_features, ridge_age_baseline
+from brainage_lib.data.cohort import balance_by_sex, load_cohort
+from brainage_lib.data.transforms import load_volume
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.presets import PRESETS
-from brainage_lib.simulate import simulate_cohort
-from brainage_lib.transforms import load_volume
+from brainage_lib.simulation import ageing
+from brainage_lib.simulation.anatomy import MNI_EXTENT, make_grid, region_map
+from brainage_lib.simulation.presets import PRESETS
+from brainage_lib.simulation.simulate import simulate_cohort
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

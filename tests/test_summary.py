@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from brainage_lib import summary as S
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.results import Recorder
+from brainage_lib.report import summary as S
+from brainage_lib.run.results import Recorder
 
 
 def test_bootstrap_constant_shift_gives_a_degenerate_interval():
@@ -54,8 +54,12 @@ def test_bootstrap_rejects_bad_input():
         S.bootstrap_differences([1, np.nan, 3], [1, 2, 3], [1, 2, 3])
 
 
+# how a paper notebook describes its paper in its results: the summary reads table titles from there
+FAKE_PAPER = {"short": "LSTM", "title": "a paper", "tables": {"table1": "Table 1: discovery MAE per age group (trained 0-22 y)"}}
+
+
 def _fake_run(out, nb="03_lstm"):
-    rec = Recorder(nb, "smoke", "simulated", output_dir=out)
+    rec = Recorder(nb, "smoke", "simulated", output_dir=out, paper=FAKE_PAPER)
     rec.record("table1.A.Average", 1.5, paper=1.07, unit="years")
     rec.record("data.n", 10)
     rec.claim("a_better", "A beats B", True, "1.5 vs 2.0", "MAE_A < MAE_B", paper="1.07 vs 0.96")

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from brainage_lib import tgb, tgb_synthesis
-from brainage_lib.datasets import VolumeDataset
+from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.tgb import GANTrainConfig, GANTrainer, critic_groups, train_gan
-from brainage_lib.tgb_eval import claims, recovery_scores, reference_maps
-from brainage_lib.tgb_synthesis import load_synthetic, synthesise
+from brainage_lib.papers.tgb import synthesis as tgb_synthesis
+from brainage_lib.papers.tgb import training as tgb
+from brainage_lib.papers.tgb.evaluation import claims, recovery_scores, reference_maps
+from brainage_lib.papers.tgb.synthesis import load_synthetic, synthesise
+from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, critic_groups, train_gan
 
 
 def tiny_gan():

@@ -8,12 +8,12 @@ import pytest
 from conftest import write_nifti
 from scipy import ndimage
 
-from brainage_lib import cache as cache_mod
-from brainage_lib.cache import cached_array, cache_path
-from brainage_lib.cohort import load_cohort
-from brainage_lib.datasets import SliceDataset, SliceSequenceDataset, VolumeDataset
+from brainage_lib.data import cache as cache_mod
+from brainage_lib.data.cache import cache_path, cached_array
+from brainage_lib.data.cohort import load_cohort
+from brainage_lib.data.datasets import SliceDataset, SliceSequenceDataset, VolumeDataset
+from brainage_lib.data.transforms import DIFFSlice, LSTMSlices, TGBVolume, get_transform, load_volume
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.transforms import DIFFSlice, LSTMSlices, TGBVolume, get_transform, load_volume
 
 
 def ramp(shape):

@@ -43,8 +43,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks import SpatialAttentionBlock
 from monai.networks.nets import DiffusionModelUNet
-from monai.networks.nets.diffusion_model_unet import (DiffusionUNetResnetBlock, DownBlock,
-                                                      get_timestep_embedding)
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, DownBlock, get_timestep_embedding
 from monai.networks.schedulers import DDPMScheduler, Scheduler
 from torch import nn
 

@@ -1,0 +1,254 @@
+"""Training and prediction for the DIFF paper's semi-supervised diffusion autoencoder.
+
+``train_diffae`` draws shuffled batches from one dataset that holds labelled and
+unlabelled slices (age NaN), so each batch mixes both in the cohort's proportion;
+``diffae_loss`` adds the age MSE over the batch's labelled rows only, so unlabelled
+images reach the weights through the diffusion loss alone. Adam, bf16 autocast on
+CUDA, the age head's validation MAE selects the epoch whose weights are kept (after
+re-estimating the head's BatchNorm statistics, see ``recalibrate_head_bn``), and
+checkpoints hold weights, both configs and provenance.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from brainage_lib.data.cohort import Cohort
+from brainage_lib.data.sources import open_cohort
+from brainage_lib.data.splits import stratified_split
+from brainage_lib.engine.training import load_checkpoint, save_checkpoint
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.models.diffae import AGE_LOSSES, DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
+from brainage_lib.run.seeding import worker_init_fn
+
+__all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages", "load_diffae",
+           "open_diff_cohorts", "parse_widths", "predict_diffae", "recalibrate_head_bn", "save_diffae",
+           "split_training_cohort", "train_diffae"]
+
+
+@dataclass(frozen=True)
+class DiffTrainConfig:
+    """Optimisation of the diffusion autoencoder (the paper names Adam and nothing else).
+
+    Parameters
+    ----------
+    epochs, batch_size, lr
+        Passes over the training slices (labelled + unlabelled), images per batch, Adam's rate.
+    age_loss
+        Units of the age MSE added to the noise MSE (``diffae_loss``): ``"years"`` (the
+        paper's eq. 6) or ``"standardised"`` (the years² term divided by the labelled
+        training ages' variance).
+    amp
+        bf16 autocast on CUDA (ignored on CPU).
+    val_every
+        Epochs between validations of the age head (the last epoch is always validated).
+    """
+
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 1e-4
+    age_loss: str = "years"
+    amp: bool = True
+    val_every: int = 1
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.val_every < 1:
+            raise BrainAgeError(f"DiffTrainConfig: epochs={self.epochs} and val_every={self.val_every} must be >= 1, "
+                                f"batch_size={self.batch_size} >= 2 (BatchNorm in the age head) and lr={self.lr} > 0.")
+        if self.age_loss not in AGE_LOSSES:
+            raise BrainAgeError(f"DiffTrainConfig: age_loss={self.age_loss!r}; choose one of {', '.join(AGE_LOSSES)}.")
+
+
+@dataclass
+class DiffTrainResult:
+    model: DiffAE  # holds the best-validation weights, in eval mode
+    history: pd.DataFrame  # epoch, loss, noise_mse, age_mse, labelled, unlabelled, val_mae, lr, seconds
+    best_epoch: int
+    wall_time_s: float
+
+
+@dataclass(frozen=True)
+class DiffSplits:
+    """Row indices into the training cohort: ``train`` (labelled + all unlabelled), ``val``, ``heldout``."""
+
+    train: np.ndarray
+    val: np.ndarray
+    heldout: np.ndarray
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"32,64,96,128"`` -> ``(32, 64, 96, 128)``; a bad list raises BrainAgeError naming it."""
+    try:
+        widths = tuple(int(w) for w in str(text).split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise BrainAgeError(f"Channel list {text!r}: write positive integers separated by commas, e.g. '32,64,96,128'.")
+    return widths
+
+
+def split_training_cohort(ages: np.ndarray, val_fraction: float, heldout_fraction: float, seed: int = 0) -> DiffSplits:
+    """Age-stratified split of the labelled rows into train / validation / held-out healthy.
+
+    Unlabelled rows (NaN age) all go to ``train``: they only feed the diffusion loss.
+    ``val`` selects the epoch (model selection); ``heldout`` is never used in training or
+    selection and fits the age-bias correction.
+    """
+    ages = np.asarray(ages, dtype=float)
+    lab = np.flatnonzero(~np.isnan(ages))
+    if not (0 < val_fraction and 0 < heldout_fraction and val_fraction + heldout_fraction < 1):
+        raise BrainAgeError(f"VAL_FRACTION={val_fraction} and HELDOUT_FRACTION={heldout_fraction} must be positive "
+                            "and sum to less than 1.")
+    sizes = (1 - val_fraction - heldout_fraction, val_fraction, heldout_fraction)
+    tr, va, ho = (lab[p] for p in stratified_split(ages[lab], sizes, seed=seed))
+    if min(len(tr), len(va), len(ho)) < 3:
+        raise BrainAgeError(f"Training cohort has {len(lab)} labelled subjects: train/val/held-out of {len(tr)}/{len(va)}/"
+                            f"{len(ho)}; each needs at least 3. Raise N_TRAIN or the fractions.")
+    return DiffSplits(np.sort(np.concatenate([tr, np.flatnonzero(np.isnan(ages))])), va, ho)
+
+
+def open_diff_cohorts(data_dir: str = "", n_train: int = 0, n_test: int = 0, n_als: int = 0, seed: int = 0,
+                      shape: int | None = None) -> dict[str, Cohort]:
+    """The three roles: ``train`` (lifespan_train, unlabelled rows allowed), ``test`` (clinical_test), ``als``.
+
+    Simulated by default (``n_*`` = 0: the preset's size; ``shape`` None or 0: the 2 mm MNI
+    grid); with ``data_dir``, its sub-folders ``lifespan_train/``, ``clinical_test/`` and ``als_like/``.
+    """
+    roles = {"train": ("lifespan_train", n_train), "test": ("clinical_test", n_test), "als": ("als_like", n_als)}
+    if data_dir:
+        missing = [p for p, _ in roles.values() if not (Path(data_dir).expanduser() / p / "participants.tsv").is_file()]
+        if missing:
+            raise BrainAgeError(f"DATA_DIR {data_dir} needs one cohort folder per role; missing: "
+                                f"{', '.join(f'{p}/participants.tsv' for p in missing)}.")
+    return {role: open_cohort(preset, data_dir, allow_unlabelled=role == "train", n=n or None, seed=seed,
+                              shape=shape or None) for role, (preset, n) in roles.items()}
+
+
+def als_survival(cohort: Cohort) -> np.ndarray:
+    """``survival_months`` of a disease cohort as floats; raises BrainAgeError if missing."""
+    t = cohort.table
+    if "survival_months" not in t or t["survival_months"].isna().any():
+        raise BrainAgeError(f"{cohort.root}/participants.tsv: the ALS cohort needs a numeric 'survival_months' column "
+                            "(months from scan to death) on every row.")
+    return t["survival_months"].to_numpy(dtype=float)
+
+
+def dataset_ages(ds: Dataset) -> np.ndarray:
+    """The targets of a ``CachedArrayDataset`` (NaN for unlabelled) in item order."""
+    if hasattr(ds, "ages") and hasattr(ds, "indices"):
+        return np.asarray(ds.ages, dtype=float)[ds.indices]
+    return np.array([float(ds[i][1]) for i in range(len(ds))])
+
+
+@torch.no_grad()
+def recalibrate_head_bn(model: DiffAE, ds: Dataset, device: torch.device, batch_size: int = 64) -> None:
+    """Re-estimate the age head's BatchNorm statistics on ``ds`` with the current weights ("precise BN").
+
+    The running averages lag behind an encoder that changes every step, and ``z_sem``
+    varies little across images, so stale statistics can shift eval-mode predictions by
+    decades. Here ``z_sem`` of every image is computed in eval mode and the head's
+    BatchNorm layers take the exact mean and variance of their inputs (dropout off, as
+    at inference). Leaves the model in eval mode.
+    """
+    model.eval()
+    z = torch.cat([model.encode(x.to(device)) for x, _ in DataLoader(ds, batch_size=batch_size)])  # (N, z_dim)
+    norms = [m for m in model.age_head if isinstance(m, torch.nn.BatchNorm1d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: one batch = the exact statistics
+        bn.train()
+    model.age_head(z)
+    for bn in norms:
+        bn.momentum = 0.1
+        bn.eval()
+
+
+@torch.no_grad()
+def predict_diffae(model: DiffAE, ds: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Brain-predicted ages in years for every item of ``ds`` (in order), fp32, eval mode."""
+    out = [predict_age(model, x.to(device)).float().cpu().numpy()
+           for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=False)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTrainConfig, device: torch.device,
+                 desc: str = "DiffAE", progress: bool = True) -> DiffTrainResult:
+    """Train a ``DiffAE`` jointly (encoder, noise U-Net, age head) on labelled + unlabelled slices.
+
+    The age head's output is in standardised units of the labelled training ages (their
+    mean and sd go into the model's config as ``age_offset``/``age_scale``); the age loss
+    is taken in ``cfg.age_loss`` units. The weights of the epoch with the lowest
+    validation MAE (years) are kept.
+    """
+    ages = dataset_ages(train)
+    labelled = ages[~np.isnan(ages)]
+    if labelled.size < 2 or len(val) < 1:
+        raise BrainAgeError(f"train_diffae: {labelled.size} labelled training and {len(val)} validation images; "
+                            "need at least 2 and 1.")
+    config = replace(config, age_offset=float(labelled.mean()), age_scale=float(labelled.std() or 1.0))
+    torch.manual_seed(cfg.seed)
+    model = DiffAE(config).to(device)
+    sched = make_scheduler(config)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed),
+                        drop_last=len(train) > cfg.batch_size)  # no batch of one for BatchNorm
+    val_ages = dataset_ages(val)
+    train_labelled = Subset(train, np.flatnonzero(~np.isnan(ages)).tolist())
+    use_amp = cfg.amp and device.type == "cuda"
+    rows, best, best_state, best_epoch, t0 = [], np.inf, None, 0, time.time()
+    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
+    for epoch in bar:
+        model.train()
+        te, sums = time.time(), np.zeros(5)  # loss, noise, age (per batch), labelled, unlabelled
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
+            opt.zero_grad(set_to_none=True)
+            loss.total.backward()
+            opt.step()
+            n_lab = int((~torch.isnan(y)).sum())
+            sums += (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
+        n_batches = max(len(loader), 1)
+        val_mae = np.nan
+        if (epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1:
+            recalibrate_head_bn(model, train_labelled, device)
+            val_mae = float(np.mean(np.abs(predict_diffae(model, val, device) - val_ages)))
+            if val_mae < best:
+                best, best_epoch, best_state = val_mae, epoch, copy.deepcopy(model.state_dict())
+        rows.append({"epoch": epoch, "loss": sums[0] / n_batches, "noise_mse": sums[1] / n_batches,
+                     "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
+                     "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
+        bar.set_postfix(noise=f"{rows[-1]['noise_mse']:.3f}", age=f"{rows[-1]['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
+    if best_state is None:
+        raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
+    model.load_state_dict(best_state)
+    return DiffTrainResult(model.eval(), pd.DataFrame(rows), best_epoch, time.time() - t0)
+
+
+def save_diffae(path: str | Path, result: DiffTrainResult, train_config: DiffTrainConfig, extra: dict | None = None) -> Path:
+    """Checkpoint: weights, the model and training configs, provenance and ``extra``."""
+    return save_checkpoint(path, result.model, {"model": asdict(result.model.config), "train": asdict(train_config)},
+                           {"best_epoch": result.best_epoch, "wall_time_s": result.wall_time_s, **(extra or {})})
+
+
+def load_diffae(path: str | Path, device: torch.device | str = "cpu") -> tuple[DiffAE, dict]:
+    """Rebuild a ``DiffAE`` from a checkpoint (``torch.load(weights_only=True)``); returns (model, metadata)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    stored = blob["config"]["model"]
+    config = DiffAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    model = DiffAE(config)
+    meta = load_checkpoint(path, model)
+    return model.to(device).eval(), meta

@@ -1,0 +1,118 @@
+"""LSTM paper (He et al., ISBI 2020): models from parameters, paper tables, and claim verdicts."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics.scores import mae_by_group
+from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
+from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+
+# What the summary and the index page show of this paper: its name and the titles of its record tables.
+PAPER = {"short": "LSTM", "title": "2D-ResNet18+LSTM vs 3D-ResNet18 on children's MRI",
+         "tables": {"table1": "Table 1: discovery MAE per age group (trained 0-22 y)",
+                    "table2": "Table 2: replication MAE per year (trained 0-22 y)",
+                    "table3": "Table 3: replication MAE per year (trained 0-6 y)",
+                    "train_hours_paper": "Training time", "train_time_ratio_3d_over_lstm": "Training time",
+                    "data": "Data"}}
+
+LSTM_NAME, CNN3D_NAME = "2D-ResNet18+LSTM", "3D-ResNet18"
+MODELS = (CNN3D_NAME, LSTM_NAME)
+
+# Table 1 (discovery, NIH-PD 0-22 y): "0-5", "6-10", "11-15", "16-22".
+DISCOVERY_EDGES: tuple[float, ...] = (0, 6, 11, 16, 23)
+DISCOVERY_LABELS: tuple[str, ...] = ("0-5", "6-10", "11-15", "16-22")
+# Tables 2-3 (replication, MGHBCH 0-6 y): one group per year.
+REPLICATION_EDGES: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6)
+REPLICATION_LABELS: tuple[str, ...] = ("0-1", "1-2", "2-3", "3-4", "4-5", "5-6")
+# Paper tables: MAE (years) per group, last entry the average over all test subjects.
+PAPER_TABLE1 = {CNN3D_NAME: [0.30, 1.12, 1.19, 1.85, 1.07], LSTM_NAME: [0.32, 0.92, 1.02, 1.79, 0.96]}
+PAPER_TABLE2 = {CNN3D_NAME: [2.57, 2.43, 2.80, 2.64, 2.85, 2.75, 2.64], LSTM_NAME: [0.83, 1.65, 1.40, 1.36, 1.21, 0.83, 1.14]}
+PAPER_TABLE3 = {CNN3D_NAME: [0.66, 0.48, 0.43, 0.75, 1.26, 2.10, 0.79], LSTM_NAME: [0.24, 1.34, 1.43, 1.25, 0.69, 0.92, 0.78]}
+# "3 hours versus 7 hours on an NVIDIA K80 GPU", said of the trainings on 0-6 y (Sec. 3.2, Table 3).
+PAPER_TRAIN_HOURS_K80 = {LSTM_NAME: 3.0, CNN3D_NAME: 7.0}
+
+# Thresholds of notebook 03's verdict rules: this project's choices, the paper states none.
+# The notebook writes each rule's text from these values.
+BEATS_MEAN_FACTOR = 0.9  # a model has learned age where its MAE < 0.9 x the MAE of predicting the training mean
+SAME_MAE_TOLERANCE = 0.15  # "approximately the same": the two average MAEs within 15 % of the larger
+WILCOXON_LEVEL = 0.05  # "much better" also needs the paired Wilcoxon p below this
+CS_ALPHA_MAX = 4.0  # years; CS curves are drawn and compared for alpha in [0, 4]
+CS_LEVELS = CS_ALPHA_MAX * np.arange(1, 41) / 40  # alpha = 0.1, 0.2, ..., 4.0 for "at every error level"
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"128x160x112"`` -> (128, 160, 112)."""
+    try:
+        shape = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise BrainAgeError(f"ATLAS_SHAPE '{text}' must look like 128x160x112.") from None
+    if len(shape) != 3:
+        raise BrainAgeError(f"ATLAS_SHAPE '{text}' must have three sizes, e.g. 128x160x112.")
+    return shape  # type: ignore[return-value]
+
+
+def build_models(atlas_shape: tuple[int, int, int], slice_size: int, pool_k: int, width: float,
+                 hidden: int = 64, stem_kernel: int = 7) -> dict[str, torch.nn.Module]:
+    """Both networks at the given input sizes.
+
+    ``width`` scales every ResNet stage (1.0 = paper); ``stem_kernel`` is the 3D-ResNet18's
+    first conv (7 = standard ResNet18, 3 = the paper's literal "3x3x3"; see ``resnet3d``).
+    The 2D slice encoder keeps ResNet18's 7x7 stem.
+    """
+    lstm = ResNetLSTM(ResNetLSTMConfig(n_slices=atlas_shape[2], slice_size=slice_size, pool_k=pool_k,
+                                       lstm_hidden=hidden, widen_factor=width))
+    cnn = ResNet3D(ResNet3DConfig(input_shape=atlas_shape, widen_factor=width, stem_kernel=stem_kernel))
+    return {CNN3D_NAME: cnn, LSTM_NAME: lstm}
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def group_table(ages: np.ndarray, preds: dict[str, np.ndarray], edges, labels, paper: dict[str, list[float]]) -> pd.DataFrame:
+    """Paper vs this run's MAE per age group and overall ("Average"), one row per model."""
+    rows = []
+    for model, pred in preds.items():
+        g = mae_by_group(ages, np.abs(pred - ages), edges, labels, include_all=True)
+        values = list(g["mae"])
+        counts = list(g["n"])
+        for label, v, n, p in zip(list(labels) + ["Average"], values, counts, paper[model]):
+            rows.append({"model": model, "group": label, "n": int(n), "paper MAE": p, "this run MAE": v})
+    return pd.DataFrame(rows)
+
+
+def lstm_wins_ends(mae_lstm: Sequence[float], mae_3d: Sequence[float]) -> bool | None:
+    """Rule for "LSTM higher accuracy at both ends of the age range, 3D in the middle" (Table 3, Sec. 4).
+
+    True when LSTM's MAE is below 3D's in the first and in the last age bin and 3D's is
+    below LSTM's in at least one middle bin (an empty, NaN, middle bin never counts).
+
+    Parameters
+    ----------
+    mae_lstm, mae_3d
+        MAE per age bin, in age order, without the average ``(G,)``, ``G >= 3``.
+
+    Returns
+    -------
+    bool or None
+        None (not testable) when an end bin is empty (NaN) for either model.
+    """
+    lstm, cnn = np.asarray(mae_lstm, dtype=float), np.asarray(mae_3d, dtype=float)
+    if lstm.ndim != 1 or lstm.shape != cnn.shape or lstm.size < 3:
+        raise BrainAgeError(f"lstm_wins_ends: need two equal 1-D arrays of >= 3 bins, got {lstm.shape} and {cnn.shape}.")
+    if not np.all(np.isfinite([lstm[0], lstm[-1], cnn[0], cnn[-1]])):
+        return None
+    return bool(lstm[0] < cnn[0] and lstm[-1] < cnn[-1] and np.any(cnn[1:-1] < lstm[1:-1]))
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Group table with models as rows and 'paper / this run' per group as columns."""
+    t = table.assign(cell=[f"{p:.2f} / {r:.2f}" if np.isfinite(r) else f"{p:.2f} / -" for p, r in
+                           zip(table["paper MAE"], table["this run MAE"])])
+    order = list(dict.fromkeys(table["group"]))
+    return t.pivot(index="model", columns="group", values="cell")[order]

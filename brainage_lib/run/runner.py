@@ -1,0 +1,201 @@
+"""Execute a notebook headlessly: jupytext source -> papermill -> rendered .ipynb and .html.
+
+The executed notebook is written under a temporary name and moved to
+``rendered/<notebook>.ipynb`` only on success; a failed run leaves the previous
+rendering untouched and keeps the failed one as ``rendered/<notebook>.failed.ipynb``.
+Every refusal (unknown notebook, profile or parameter, a value of the wrong type) is
+raised by ``check_run`` before a kernel starts.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from brainage_lib import paths
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.params import check_profile_keys, resolve_profile
+
+
+def notebook_names() -> list[str]:
+    return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.py"))
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["N=5", "NAME=abc"]`` -> ``{"N": 5, "NAME": "abc"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BrainAgeError(f"Parameter '{item}' must be written KEY=VALUE, e.g. N_SUBJECTS=40.")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+PARAMETER_TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,)}
+
+
+def _annotation_types(node: ast.expr) -> tuple[tuple[type, ...], bool] | None:
+    """``int`` -> ((int,), False); ``Optional[int]`` or ``int | None`` -> ((int,), True); None if not understood."""
+    if isinstance(node, ast.Name) and node.id in PARAMETER_TYPES:
+        return PARAMETER_TYPES[node.id], False
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Optional":
+        inner = _annotation_types(node.slice)
+        return (inner[0], True) if inner else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        sides = [node.left, node.right]
+        none = [n for n in sides if isinstance(n, ast.Constant) and n.value is None]
+        other = [n for n in sides if n not in none]
+        if len(none) == 1 and len(other) == 1:
+            inner = _annotation_types(other[0])
+            return (inner[0], True) if inner else None
+    return None
+
+
+def parameter_types(name: str) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Accepted types (and whether None is allowed) of each annotated name in a notebook's ``parameters`` cell."""
+    import jupytext
+
+    nb = jupytext.read(paths.notebooks_dir() / f"{name}.py")
+    out = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for stmt in ast.parse(cell.source).body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    types = _annotation_types(stmt.annotation)
+                    if types is None:
+                        raise BrainAgeError(f"notebooks/{name}.py: parameter {stmt.target.id} is annotated "
+                                            f"'{ast.unparse(stmt.annotation)}'; use int, float, str or bool, "
+                                            "or Optional[...] of one.")
+                    out[stmt.target.id] = types
+    return out
+
+
+def parameters_namespace(name: str, **values: Any) -> dict[str, Any]:
+    """The namespace a notebook's ``parameters`` cell leaves (its names, defaults and ``__annotations__``),
+    with ``values`` set on top as papermill would inject them: what ``resolve_params(NB, globals())`` reads."""
+    import jupytext
+
+    nb = jupytext.read(paths.notebooks_dir() / f"{name}.py")
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise BrainAgeError(f"notebooks/{name}.py has {len(cells)} cells tagged 'parameters'; it needs exactly one.")
+    ns: dict[str, Any] = {}
+    exec(compile(cells[0].source, f"{name}.py:parameters", "exec"), ns)
+    ns.update(values)
+    return ns
+
+
+def _check_value(notebook: str, key: str, value: Any, types: tuple[tuple[type, ...], bool] | None) -> Any:
+    """``value`` if it has the expected type (an int given for a float becomes a float); else a BrainAgeError."""
+    if types is None:
+        return value
+    accepted, optional = types
+    if value is None and optional:
+        return value
+    if isinstance(value, accepted) and (bool in accepted or not isinstance(value, bool)):
+        return float(value) if accepted[0] is float else value
+    expected = accepted[0].__name__ + (" or null" if optional else "")
+    hint = f"; to pass it as text, quote it: -p '{key}=\"{value}\"'" if accepted[0] is str and value is not None else ""
+    raise BrainAgeError(f"Parameter {key} of {notebook} expects {expected}, got {value!r} ({type(value).__name__}){hint}. "
+                        "Nothing was run.")
+
+
+def check_run(name: str, profile: str = "auto", params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Refuse a run before it starts: unknown notebook, profile or parameter, a value of the wrong type, or a
+    profile file whose keys differ from the notebook's ``parameters`` cell.
+
+    Returns the resolved profile and the checked parameters. A parameter's type comes from
+    its annotation in the notebook's ``parameters`` cell.
+    """
+    src = paths.notebooks_dir() / f"{name}.py"
+    if not src.is_file():
+        raise BrainAgeError(f"No notebook '{name}'. Available: {', '.join(notebook_names())}.")
+    prof = resolve_profile(profile)
+    params = dict(params or {})
+    annotated = parameter_types(name)
+    check_profile_keys(name, prof, list(annotated))
+    unknown = set(params) - set(annotated)
+    if unknown:
+        raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(annotated)}.")
+    for key, value in params.items():
+        params[key] = _check_value(name, key, value, annotated[key])
+    return prof, params
+
+
+def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None = None,
+                 output_dir: str | os.PathLike | None = None, kernel: str = "python3", html: bool = True,
+                 progress: bool = True) -> Path:
+    """Run ``notebooks/<name>.py`` with papermill and render it; returns the rendered ``.ipynb``."""
+    import jupytext
+    import papermill as pm
+
+    prof, params = check_run(name, profile, params)
+    src = paths.notebooks_dir() / f"{name}.py"
+    params["PROFILE"] = prof
+    out_root = paths.output_root(output_dir)
+    params.setdefault("OUTPUT_DIR", str(out_root))
+    rendered = paths.rendered_dir(output_dir)
+    rendered.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        source_nb = Path(tmp) / f"{name}.ipynb"
+        jupytext.write(nb, source_nb)
+        running = rendered / f".{name}.running.ipynb"
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name=kernel,
+                                cwd=str(paths.notebooks_dir()), progress_bar=progress)
+        except pm.PapermillExecutionError as exc:
+            failed = rendered / f"{name}.failed.ipynb"
+            os.replace(running, failed)
+            raise BrainAgeError(f"Notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                                f"The executed copy is at {failed}; earlier results and renderings are unchanged.") from None
+        wall = time.time() - t0
+    final = rendered / f"{name}.ipynb"
+    tidy_streams(running)
+    os.replace(running, final)
+    (rendered / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    if html:
+        export_html(final, rendered / f"{name}.html")
+    run_info = {"notebook": name, "profile": prof, "params": {k: v for k, v in params.items()}, "wall_time_s": round(wall, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (rendered / f"{name}.run.json").write_text(json.dumps(run_info, indent=1, default=str) + "\n")
+    return final
+
+
+def tidy_streams(ipynb: Path) -> None:
+    """Merge each cell's consecutive stdout/stderr outputs and keep only the last state of
+    carriage-return updates, so a progress bar renders as its final line, not one line per update."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
+    nbformat.write(nb, str(ipynb))
+
+
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
+
+
+def export_html(ipynb: Path, html_path: Path) -> Path:
+    """Self-contained HTML (figures embedded) from an executed notebook."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
+    # no resources from the network: the page must read the same offline (MathJax and require.js are not
+    # needed for these notebooks' outputs; TeX in markdown then shows as written)
+    body = EXTERNAL_SCRIPT.sub("", body)
+    tmp = html_path.with_name(f".{html_path.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html_path)
+    return html_path
