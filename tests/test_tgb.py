@@ -11,7 +11,9 @@ from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb import synthesis as tgb_synthesis
 from brainage_lib.papers.tgb import training as tgb
-from brainage_lib.papers.tgb.evaluation import claims, recovery_scores, reference_maps
+from brainage_lib.data.transforms import TGBVolume
+from brainage_lib.papers.tgb.claims import claims
+from brainage_lib.papers.tgb.regions import recovery_scores, reference_maps
 from brainage_lib.papers.tgb.synthesis import load_synthetic, synthesise
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, critic_groups, train_gan
 
@@ -69,6 +71,23 @@ def test_joint_gan_and_branch_training_step_changes_weights():
     assert len(res.history) == 1 and np.isfinite(res.history.select_dtypes("number").to_numpy()).all()
 
 
+def test_one_batch_gets_one_joint_update_from_one_generator_pass():
+    torch.manual_seed(0)
+    gen, critic = tiny_gan()
+    trainer = GANTrainer(gen, critic, GANTrainConfig(n_critic=1), torch.device("cpu"))
+    x = torch.rand(2, 1, 16, 16, 16)
+    calls = {"gen": 0, "critic_on_real": 0}
+    gen.register_forward_pre_hook(lambda *_: calls.__setitem__("gen", calls["gen"] + 1))
+    critic.register_forward_pre_hook(lambda _, args: calls.__setitem__(
+        "critic_on_real", calls["critic_on_real"] + int(torch.equal(args[0], x))))
+    d_before = [p.detach().clone() for p in critic.parameters()]
+    trainer.step([(x, torch.tensor([8.0, 9.0]))])
+    steps = {name: opt.state[opt.param_groups[0]["params"][0]]["step"] for name, opt in
+             (("critic", trainer.opt_d), ("generator", trainer.opt_g))}
+    assert steps == {"critic": 1, "generator": 1} and calls == {"gen": 1, "critic_on_real": 1}
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, critic.parameters()))
+
+
 def test_each_critic_update_gets_a_fresh_real_batch():
     torch.manual_seed(0)
     gen, critic = tiny_gan()
@@ -96,13 +115,14 @@ def test_train_gan_groups_batches_by_n_critic(monkeypatch):
 
 
 def test_reference_maps_on_the_input_grid(tiny_abide):
-    refs = reference_maps(tiny_abide / "ground_truth", 32)
-    assert set(refs) == {"effect", "expected_change", "mask"}
+    refs = reference_maps(tiny_abide / "ground_truth", TGBVolume(size=32))
+    assert {"effect", "mask"} <= set(refs)
     assert all(v.shape == (32, 32, 32) for v in refs.values())
     eff, mask = refs["effect"], refs["mask"]
     assert 0.05 < mask.mean() < 0.8 and eff.max() > 0.5
     assert eff[mask].mean() > 5 * eff[~mask].mean()  # the effect region lies inside the brain
-    assert reference_maps(None, 32) is None and reference_maps(tiny_abide, 32) is None  # real data: no ground truth
+    none = (reference_maps(None, TGBVolume(size=32)), reference_maps(tiny_abide, TGBVolume(size=32)))
+    assert none == (None, None)  # real data: no ground truth
 
 
 def test_claims_judged_from_records():

@@ -14,7 +14,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from brainage_lib.errors import BrainAgeError
 
 __all__ = ["BiasCorrection", "bias_correct", "brain_pad", "ks_2samp", "pearson",
-           "regression_metrics", "wilcoxon_paired"]
+           "regression_metrics", "wilcoxon_p", "wilcoxon_paired"]
 
 
 def _vector(x: object, name: str, min_len: int = 1) -> np.ndarray:
@@ -115,3 +115,10 @@ def wilcoxon_paired(a: object, b: object) -> tuple[float, float]:
         raise BrainAgeError("wilcoxon_paired: all paired differences are zero; the test is undefined.")
     res = sps.wilcoxon(x, y)
     return float(res.statistic), float(res.pvalue)
+
+
+def wilcoxon_p(a: object, b: object) -> float:
+    """Two-sided p of :func:`wilcoxon_paired`, NaN where the test is undefined (all differences zero,
+    as for two identical or constant predictors): a claim resting on it is then not testable."""
+    x, y = _pair(a, b, "a,b")
+    return float("nan") if np.all(x == y) else wilcoxon_paired(x, y)[1]

@@ -26,7 +26,7 @@ from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format
 from brainage_lib.run.params import load_profile
-from brainage_lib.run.timing import samples_per_second, sync
+from brainage_lib.run.timing import samples_per_second
 
 __all__ = ["bench_tgb"]
 

@@ -1,24 +1,22 @@
 """Joint training of the TGB paper's GAN and task-guided branch (sections 2.1-2.2, eq. 5).
 
-One ``GANTrainer.step`` on a group of ``n_critic`` consecutive batches of real images
-``x`` with ages ``y`` (WGAN-GP, Gulrajani et al. 2017, Algorithm 1):
+``GANTrainer.step`` follows the authors' public trainer (``core/trainer_tf.py`` of
+``ruizhe-l/tgb-gan``): for each batch of real images ``x`` with ages ``y`` it computes,
+from one forward pass ``G(x)``,
 
-1. one critic update per batch on ``E[D(G(x))] - E[D(x)] + GP`` (eq. 1), each with a
-   fresh real batch and fresh fakes ``G(x)`` of it;
-2. one generator update, on the group's last batch, on ``-E[D(G(x))] + alpha * L1(x, G(x))``
-   (eqs. 2-3) and, for TGB, ``+ beta * (y - R(G(x)))^2`` (eqs. 4-5), where the attached
-   regressor ``R`` is updated by the same loss in the same step: G and R are trained
-   jointly, end to end.
+1. the critic loss ``E[D(G(x))] - E[D(x)] + GP`` (WGAN-GP, eq. 1), and
+2. the generator loss ``-E[D(G(x))] + alpha * L1(x, G(x))`` (eqs. 2-3) and, for TGB,
+   ``+ beta * (y - R(G(x)))^2`` (eqs. 4-5), where the attached regressor ``R`` is trained
+   by the same loss: G and R are trained jointly, end to end,
 
-``train_gan`` cuts each epoch's batches into such groups, so in one epoch the critic sees
-every training image once and the generator is updated every ``n_critic`` batches (the
-epoch's last group may be shorter; it still ends with a generator update, so every epoch
-updates both). With ``n_critic=1`` every batch gets one critic and one generator update.
+and applies the generator, critic and branch gradients once, together. With
+``n_critic > 1`` (WGAN-GP's Algorithm 1, an option) the step instead takes ``n_critic``
+consecutive batches: one critic update on each, each with fresh fakes, then one generator
+(+ branch) update on the last; ``train_gan`` cuts each epoch into such groups.
 
 Choices the paper leaves open, stated here and in the notebook:
 
-- ``n_critic`` (critic updates per generator update) is not given; WGAN-GP's default
-  is 5, the paper profile uses it, the reduced profiles use 1 (a parameter).
+- ``n_critic``: 1 in every profile, as in the authors' trainer (a parameter).
 - The paper says only "Adam, learning rate 1e-4, x0.8 every 10 epochs"; the GAN's Adam
   uses ``betas=(0.5, 0.9)`` (the usual WGAN-GP setting), the attached regressor
   PyTorch's defaults, as the stand-alone regressors.
@@ -64,7 +62,7 @@ class GANTrainConfig:
     lr_step: int = 10  # epochs between learning-rate decays
     lr_gamma: float = 0.8
     betas: tuple[float, float] = (0.5, 0.9)  # Adam betas of generator and critic (paper: not given)
-    n_critic: int = 5  # critic updates per generator update (paper: not given; WGAN-GP's default)
+    n_critic: int = 1  # 1: one joint update per batch (the authors' trainer); k > 1: k critic updates per generator update
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # channels-last-3d memory format on CUDA (ignored on CPU)
     num_workers: int = 0
@@ -131,14 +129,18 @@ class GANTrainer:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
     def step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """Critic updates on each batch, then one generator (+ branch) update on the last; returns the losses.
+        """One training step on ``batches`` of ``(x, age)``, images ``(B, 1, D, H, W)`` and ages ``(B,)``; returns the losses.
 
-        ``batches`` holds ``(x, age)`` pairs, images ``(B, 1, D, H, W)`` and ages ``(B,)``,
-        normally ``n_critic`` of them. The critic terms are averaged over its updates.
+        One batch: the joint update of the authors' trainer. ``n_critic`` batches: a critic
+        update on each, then one generator (+ branch) update on the last (critic terms averaged).
         """
         if not batches:
             raise BrainAgeError("GANTrainer.step needs at least one batch.")
         self.gen.train(), self.critic.train()
+        if self.reg is not None:
+            self.reg.train()
+        if len(batches) == 1:
+            return self._joint_step(*batches[0])
         crit: list[torch.Tensor] = []
         for x, _ in batches:
             x = self._input(x)
@@ -151,23 +153,53 @@ class GANTrainer:
             self.opt_d.step()
             crit.append(torch.stack([t.detach().float() for t in c]))  # total, wasserstein, gp
         x, age = self._input(batches[-1][0]), batches[-1][1].to(self.device).float()
-        for p in self.critic.parameters():  # the generator step must not accumulate critic gradients
-            p.requires_grad_(False)
-        if self.reg is not None:
-            self.reg.train()
         with self._autocast():
-            g = generator_loss(self.critic, self.gen(x), x, self.gcfg.alpha, self.reg,
-                               age if self.reg is not None else None, self.gcfg.beta)
+            g = self._generator_loss(self.gen(x), x, age)
+        self._zero_gen()
+        g.total.float().backward()
+        self._step_gen()
+        return self._losses(torch.stack(crit).mean(0), g)
+
+    def _joint_step(self, x: torch.Tensor, age: torch.Tensor) -> dict[str, float]:
+        """Critic, generator and branch gradients from one batch and one ``G(x)``, applied together."""
+        x, age = self._input(x), age.to(self.device).float()
+        with self._autocast():
+            fake = self.gen(x)
+            c = critic_loss(self.critic, x, fake.detach(), self.gcfg.lambda_gp, self.gp_rng)
+        self.opt_d.zero_grad(set_to_none=True)
+        c.total.float().backward()
+        with self._autocast():
+            g = self._generator_loss(fake, x, age)
+        self._zero_gen()
+        g.total.float().backward()
+        self.opt_d.step()
+        self._step_gen()
+        return self._losses(torch.stack([t.detach().float() for t in c]), g)
+
+    def _generator_loss(self, fake: torch.Tensor, x: torch.Tensor, age: torch.Tensor):
+        """Generator (+ branch) loss with the critic frozen, so its gradients are not touched."""
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        try:
+            return generator_loss(self.critic, fake, x, self.gcfg.alpha, self.reg,
+                                  age if self.reg is not None else None, self.gcfg.beta)
+        finally:
+            for p in self.critic.parameters():
+                p.requires_grad_(True)
+
+    def _zero_gen(self) -> None:
         self.opt_g.zero_grad(set_to_none=True)
         if self.reg is not None:
             self.opt_r.zero_grad(set_to_none=True)
-        g.total.float().backward()
+
+    def _step_gen(self) -> None:
         self.opt_g.step()
         if self.reg is not None:
             self.opt_r.step()
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
-        critic_means = dict(zip(("critic", "wasserstein", "gp"), torch.stack(crit).mean(0).tolist()))
+
+    @staticmethod
+    def _losses(critic_terms: torch.Tensor, g) -> dict[str, float]:
+        critic_means = dict(zip(("critic", "wasserstein", "gp"), critic_terms.tolist()))
         terms = {"gen": g.total, "adversarial": g.adversarial, "l1": g.l1, "task": g.task}
         return {**critic_means, **{k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}}
 
