@@ -31,7 +31,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from brainage_lib.data.cohort import validate_cohort
+    from brainage_lib.data.validation import validate_cohort
 
     report = validate_cohort(args.dir, allow_unlabelled=args.allow_unlabelled, check_data=not args.headers_only,
                              progress=not args.quiet)

@@ -10,7 +10,8 @@ import pytest
 from conftest import tree_digest, write_nifti
 
 from brainage_lib.cli import main
-from brainage_lib.data.cohort import balance_by_sex, load_cohort, validate_cohort
+from brainage_lib.data.cohort import balance_by_sex, load_cohort
+from brainage_lib.data.validation import validate_cohort
 from brainage_lib.errors import BrainAgeError
 
 
