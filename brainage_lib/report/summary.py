@@ -17,6 +17,7 @@ import pandas as pd
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics.verdicts import LEARNED_FRACTION
 from brainage_lib.run.results import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_frame, load_predictions
 
 __all__ = ["papers", "VERDICT_RULE", "bootstrap_differences", "claims_table", "collect", "paper_values",
@@ -26,9 +27,11 @@ NOT_METHODS = {"evaluation", "participant_id", "age", "survival_months"}
 VERDICT_RULE = (
     f"Each claim is judged by its notebook from that notebook's recorded numbers, by the rule printed beside it: "
     f"**{REPRODUCED}** when this run's numbers satisfy the rule, **{NOT_REPRODUCED}** when they do not, "
-    f"**{NOT_TESTABLE}** when this data cannot decide it (the numbers it needs were not measured, e.g. no "
-    "ground-truth map or survival on real data, or the models it compares did not learn age, i.e. did not beat "
-    "predicting the training mean). Checks against the simulator's ground truth are marked passed/failed and are "
+    f"**{NOT_TESTABLE}** when this data cannot decide it (the numbers it needs were not measured or are NaN, e.g. "
+    "no ground-truth map or survival on real data; or a model it names did not learn: its test MAE is not below "
+    f"{LEARNED_FRACTION:g} x that of predicting the evaluated cohort's own mean age; or, on simulated data, the "
+    "claim's truth is a choice of the simulator). Checks against the simulator's ground truth are marked "
+    "passed/failed and are "
     "not claims of the paper. A reduced profile (smoke, quick) can reproduce the direction of a claim, never the "
     "paper's magnitudes."
 )
