@@ -47,9 +47,9 @@ PAPER_TABLE3 = {CNN3D_NAME: [0.66, 0.48, 0.43, 0.75, 1.26, 2.10, 0.79], LSTM_NAM
 # "3 hours versus 7 hours on an NVIDIA K80 GPU", said of the trainings on 0-6 y (Sec. 3.2, Table 3).
 PAPER_TRAIN_HOURS_K80 = {LSTM_NAME: 3.0, CNN3D_NAME: 7.0}
 
-# Thresholds of notebook 03's verdict rules: this project's choices, the paper states none.
-# The notebook writes each rule's text from these values.
-BEATS_MEAN_FACTOR = 0.9  # a model has learned age where its MAE < 0.9 x the MAE of predicting the training mean
+# Thresholds of notebook 03's verdict rules: this project's choices, the paper states none. The rules
+# (``claims``) write their texts from these values; whether a model learned age is decided by the shared
+# gate of ``brainage_lib.metrics.verdicts`` (LEARNED_FRACTION).
 SAME_MAE_TOLERANCE = 0.15  # "approximately the same": the two average MAEs within 15 % of the larger
 WILCOXON_LEVEL = 0.05  # "much better" also needs the paired Wilcoxon p below this
 CS_ALPHA_MAX = 4.0  # years; CS curves are drawn and compared for alpha in [0, 4]
@@ -111,12 +111,15 @@ def lstm_wins_ends(mae_lstm: Sequence[float], mae_3d: Sequence[float]) -> bool |
     Returns
     -------
     bool or None
-        None (not testable) when an end bin is empty (NaN) for either model.
+        None (not testable) when an end bin is empty (NaN) for either model, or when no middle
+        bin has a finite MAE for both.
     """
     lstm, cnn = np.asarray(mae_lstm, dtype=float), np.asarray(mae_3d, dtype=float)
     if lstm.ndim != 1 or lstm.shape != cnn.shape or lstm.size < 3:
         raise BrainAgeError(f"lstm_wins_ends: need two equal 1-D arrays of >= 3 bins, got {lstm.shape} and {cnn.shape}.")
     if not np.all(np.isfinite([lstm[0], lstm[-1], cnn[0], cnn[-1]])):
+        return None
+    if not np.any(np.isfinite(lstm[1:-1]) & np.isfinite(cnn[1:-1])):
         return None
     return bool(lstm[0] < cnn[0] and lstm[-1] < cnn[-1] and np.any(cnn[1:-1] < lstm[1:-1]))
 
@@ -205,12 +208,23 @@ def record_young_discovery(rec: Recorder, pred: Mapping[tuple[str, str, str], np
     return pd.Series(rows, name="MAE (years)").unstack()
 
 
+def paired_p(e_lstm: np.ndarray, e_3d: np.ndarray) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test of paired absolute errors; NaN when every difference is zero."""
+    try:
+        return wilcoxon_paired(e_lstm, e_3d)[1]
+    except BrainAgeError:
+        return float("nan")
+
+
 def record_paired(rec: Recorder, evals: Mapping[str, Evaluation]) -> pd.DataFrame:
-    """Wilcoxon signed-rank test of the two models' absolute errors on each evaluation; returns the table."""
+    """Wilcoxon signed-rank test of the two models' absolute errors on each evaluation; returns the table.
+
+    p is NaN (recorded as null) where the two models' errors are identical.
+    """
     rows = []
     for ev in evals.values():
         e_lstm, e_3d = ev.errors(LSTM_NAME), ev.errors(CNN3D_NAME)
-        _, p = wilcoxon_paired(e_lstm, e_3d)
+        p = paired_p(e_lstm, e_3d)
         rec.record(f"wilcoxon.{ev.key}.p", p)
         rec.record(f"wilcoxon.{ev.key}.median_diff", float(np.median(e_lstm - e_3d)), unit="years")
         rows.append({"comparison": ev.label, "MAE LSTM": e_lstm.mean(), "MAE 3D": e_3d.mean(),
