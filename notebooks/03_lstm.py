@@ -53,23 +53,19 @@ STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 = standard ResN
 
 # %%
 import time
+from functools import partial
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
-from brainage_lib.data.cache import cached_array
-from brainage_lib.data.datasets import SliceSequenceDataset, VolumeDataset
-from brainage_lib.data.sources import open_cohort
-from brainage_lib.data.splits import stratified_split
-from brainage_lib.data.transforms import AtlasVolume, LSTMSlices
-from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
-from brainage_lib.metrics.scores import cs_area, cumulative_score
-from brainage_lib.metrics.stats import wilcoxon_paired
+from brainage_lib.engine.training import TrainConfig
+from brainage_lib.metrics.verdicts import LEARNED_FRACTION
+from brainage_lib.papers.lstm import claims as C
 from brainage_lib.papers.lstm import evaluation as L
-from brainage_lib.papers.lstm.evaluation import DISCOVERY_EDGES, DISCOVERY_LABELS, REPLICATION_EDGES, REPLICATION_LABELS
+from brainage_lib.papers.lstm import figures as F
+from brainage_lib.papers.lstm.data import load_data
+from brainage_lib.papers.lstm.training import evaluations, predict_all, train_models
 from brainage_lib.run.params import resolve_params
 from brainage_lib.run.provenance import provenance_text
 from brainage_lib.run.seeding import resolve_device, seed_everything
@@ -105,43 +101,20 @@ cfg.table()
 # Discovery cohort (`nihpd_like`) split 80/20, stratified by age; replication cohort
 # (`mghbch_like`) never seen in training. Volumes are resampled to the atlas grid and
 # z-scored per subject; the LSTM reads each axial slice resized to `SLICE_SIZE`^2. Both
-# inputs are cached on disk and memory-mapped.
+# inputs are cached on disk and memory-mapped (`brainage_lib.papers.lstm.data`).
 
 # %%
-sim = {"seed": SEED, "shape": cfg.SHAPE or None}
-disc = open_cohort("nihpd_like", DATA_DIR, n=cfg.N_DISCOVERY or None, **sim)
-repl = open_cohort("mghbch_like", DATA_DIR, n=cfg.N_REPLICATION or None, **sim)
-train_idx, test_idx = stratified_split(disc.ages, (0.8, 0.2), seed=SEED)
-young_idx = train_idx[disc.ages[train_idx] <= cfg.YOUNG_MAX_AGE]
-young_test_idx = test_idx[disc.ages[test_idx] <= cfg.YOUNG_MAX_AGE]
-slices_tr, volume_tr = LSTMSlices(atlas_shape=atlas, slice_size=cfg.SLICE_SIZE), AtlasVolume(atlas_shape=atlas)
-arrays = {name: {L.LSTM_NAME: cached_array(c, slices_tr), L.CNN3D_NAME: cached_array(c, volume_tr)}
-          for name, c in (("discovery", disc), ("replication", repl))}
-sizes = {"discovery train (0-22 y)": len(train_idx), f"discovery train ({young} y)": len(young_idx),
-         "discovery test": len(test_idx), f"discovery test ({young} y)": len(young_test_idx), "replication": len(repl)}
+data = load_data(DATA_DIR, SEED, cfg.N_DISCOVERY, cfg.N_REPLICATION, cfg.SHAPE, atlas, cfg.SLICE_SIZE,
+                 cfg.YOUNG_MAX_AGE)
+sizes = data.sizes(young)
 for k, v in sizes.items():
     rec.record(f"data.n.{k}", v)
-rec.record("data.paper_n_discovery", len(disc), paper=1212)
-rec.record("data.paper_n_replication", len(repl), paper=428)
+rec.record("data.paper_n_discovery", len(data.disc), paper=1212)
+rec.record("data.paper_n_replication", len(data.repl), paper=428)
 pd.Series(sizes, name="subjects").to_frame()
 
-
 # %%
-def dataset(model_name: str, cohort: str, indices=None):
-    """The cached inputs of one model for one cohort (slice stacks or volumes)."""
-    c = disc if cohort == "discovery" else repl
-    make = SliceSequenceDataset if model_name == L.LSTM_NAME else VolumeDataset
-    return make(arrays[cohort][model_name], c.ages, indices)
-
-
-fig, ax = plt.subplots(1, 2, figsize=(9, 3))
-ax[0].hist([disc.ages[train_idx], disc.ages[test_idx]], bins=22, range=(0, 22), stacked=True, label=["train", "test"])
-ax[0].set_title("discovery (nihpd_like)")
-ax[0].legend()
-ax[1].hist(repl.ages, bins=12, range=(0, 6))
-ax[1].set_title("replication (mghbch_like)")
-for a in ax:
-    a.set_xlabel("age (years)")
+fig = F.age_distributions(data.disc.ages[data.train_idx], data.disc.ages[data.test_idx], data.repl.ages)
 rec.figure(fig, "age_distributions",
            "Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
 plt.show()
@@ -152,7 +125,8 @@ plt.show()
 # 3D stem: `STEM_KERNEL` defaults to 7 because the paper's "3x3x3" describes "the corresponding 3D-ResNet18" of ResNet18 [8], whose stem is 7x7 stride 2 (its 1x1 shortcuts are not 3x3x3 either); 3 is the literal reading.
 
 # %%
-models = L.build_models(atlas, cfg.SLICE_SIZE, cfg.POOL_K, cfg.WIDTH, stem_kernel=cfg.STEM_KERNEL)
+build = partial(L.build_models, atlas, cfg.SLICE_SIZE, cfg.POOL_K, cfg.WIDTH, stem_kernel=cfg.STEM_KERNEL)
+models = build()
 for name, m in models.items():
     rec.record(f"model.{name}.parameters", L.n_parameters(m))
 rec.record(f"model.{L.CNN3D_NAME}.stem_kernel", cfg.STEM_KERNEL)
@@ -170,33 +144,10 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 # %%
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
                    loss="l1", seed=SEED)
-trained = {}
-histories = []
-for regime, idx in (("0-22", train_idx), ("young", young_idx)):
-    for name in L.MODELS:
-        seed_everything(SEED)
-        model = L.build_models(atlas, cfg.SLICE_SIZE, cfg.POOL_K, cfg.WIDTH, stem_kernel=cfg.STEM_KERNEL)[name]
-        if device.type == "cuda" and name == L.CNN3D_NAME:
-            model = model.to(memory_format=torch.channels_last_3d)
-        res = train_regressor(model, dataset(name, "discovery", idx), None, tcfg, device, desc=f"{name} [{regime}]")
-        trained[(regime, name)] = res
-        rec.record(f"train_time_s.{regime}.{name}", res.wall_time_s, unit="s")
-        histories.append(res.history.assign(model=name, regime=regime))
-        save_checkpoint(cfg.checkpoint_dir / f"{regime}_{name.replace('+', '_').replace(' ', '')}.pt", res.model,
-                        {"params": cfg.as_dict(), "model": name, "regime": regime},
-                        {"target_mean": res.target_mean, "target_sd": res.target_sd})
-history = pd.concat(histories)
+trained, history = train_models(data, build, tcfg, device, SEED, cfg.checkpoint_dir, cfg.as_dict())
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
-for ax, regime in zip(axes, ("0-22", "young")):
-    for name in L.MODELS:
-        h = history[(history.model == name) & (history.regime == regime)]
-        ax.plot(h["epoch"], h["train_loss"] * trained[(regime, name)].target_sd, label=name)
-    ax.set_title(f"trained on {regime if regime == '0-22' else young} y")
-    ax.set_xlabel("epoch")
-axes[0].set_ylabel("training MAE (years)")
-axes[0].legend()
+fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young)
 rec.figure(fig, "training_curves", "Training MAE per epoch.")
 plt.show()
 
@@ -205,44 +156,21 @@ plt.show()
 # ### Table 1: discovery test set, models trained on 0-22 y (MAE in years, paper / this run)
 
 # %%
-age_test, age_repl = disc.ages[test_idx], repl.ages
-young_test = age_test <= cfg.YOUNG_MAX_AGE  # the discovery test subjects inside the young models' age range
-pred = {}
-for name in L.MODELS:
-    for regime in ("0-22", "young"):
-        pred[(regime, "replication", name)] = trained[(regime, name)].predict(dataset(name, "replication"), device)
-    pred[("0-22", "discovery", name)] = trained[("0-22", name)].predict(dataset(name, "discovery", test_idx), device)
-    # the young models only on the discovery test subjects of their own age range (same order as age_test[young_test])
-    pred[("young", "discovery", name)] = (trained[("young", name)].predict(dataset(name, "discovery", young_test_idx), device)
-                                          if len(young_test_idx) else np.empty(0))
-
-
-def record_table(key: str, table: pd.DataFrame) -> None:
-    """Record a paper-vs-this-run group table (MAE and subject count per model and group)."""
-    for _, r in table.iterrows():
-        rec.record(f"{key}.{r['model']}.{r['group']}", r["this run MAE"], paper=r["paper MAE"], unit="years")
-        rec.record(f"{key}_n.{r['model']}.{r['group']}", r["n"])
-
-
-t1 = L.group_table(age_test, {m: pred[("0-22", "discovery", m)] for m in L.MODELS}, DISCOVERY_EDGES, DISCOVERY_LABELS, L.PAPER_TABLE1)
-record_table("table1", t1)
-L.wide(t1)
+pred = predict_all(trained, data, device)
+evals = evaluations(data, pred, young)
+L.wide(L.record_table(rec, "table1", evals))
 
 # %% [markdown]
 # ### Table 2: replication cohort, models trained on 0-22 y
 
 # %%
-t2 = L.group_table(age_repl, {m: pred[("0-22", "replication", m)] for m in L.MODELS}, REPLICATION_EDGES, REPLICATION_LABELS, L.PAPER_TABLE2)
-record_table("table2", t2)
-L.wide(t2)
+L.wide(L.record_table(rec, "table2", evals))
 
 # %% [markdown]
 # ### Table 3: replication cohort, models trained on 0-`YOUNG_MAX_AGE` y
 
 # %%
-t3 = L.group_table(age_repl, {m: pred[("young", "replication", m)] for m in L.MODELS}, REPLICATION_EDGES, REPLICATION_LABELS, L.PAPER_TABLE3)
-record_table("table3", t3)
-L.wide(t3)
+L.wide(L.record_table(rec, "table3", evals))
 
 # %% [markdown]
 # ### Discovery test subjects aged 0-`YOUNG_MAX_AGE` y: trained on 0-22 y vs on 0-`YOUNG_MAX_AGE` y
@@ -250,56 +178,28 @@ L.wide(t3)
 # range (same sites and protocol as their training), beside the 0-22 y models on the same subjects.
 
 # %%
-rec.record("young_discovery_test_n", int(young_test.sum()))
-young_rows = {}
-for regime in ("0-22", "young"):
-    for name in L.MODELS:
-        p = pred[(regime, "discovery", name)]
-        err = np.abs((p[young_test] if regime == "0-22" else p) - age_test[young_test])
-        young_rows[(f"trained {regime if regime == '0-22' else young} y", name)] = (
-            rec.record(f"young_discovery_test.{regime}.{name}", float(err.mean()) if err.size else None, unit="years"))
+young_test = data.disc.ages[data.test_idx] <= cfg.YOUNG_MAX_AGE  # the test subjects inside the young models' range
 print(f"{int(young_test.sum())} discovery test subjects aged <= {cfg.YOUNG_MAX_AGE:g} y")
-pd.Series(young_rows, name="MAE (years)").unstack()
+L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young)
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)
 
 # %%
-EVALUATIONS = (("discovery test, trained 0-22", "0-22", "discovery", age_test),
-               ("replication, trained 0-22", "0-22", "replication", age_repl),
-               ("replication, trained young", "young", "replication", age_repl))
-rows = []
-for label, regime, cohort, ages in EVALUATIONS:
-    e_lstm = np.abs(pred[(regime, cohort, L.LSTM_NAME)] - ages)
-    e_3d = np.abs(pred[(regime, cohort, L.CNN3D_NAME)] - ages)
-    stat, p = wilcoxon_paired(e_lstm, e_3d)
-    key = label.replace(", ", ".").replace(" ", "_")
-    rec.record(f"wilcoxon.{key}.p", p)
-    rec.record(f"wilcoxon.{key}.median_diff", float(np.median(e_lstm - e_3d)), unit="years")
-    rows.append({"comparison": label, "MAE LSTM": e_lstm.mean(), "MAE 3D": e_3d.mean(),
-                 "median(|e_LSTM| - |e_3D|)": np.median(e_lstm - e_3d), "Wilcoxon p": p})
-pd.DataFrame(rows).set_index("comparison").round(4)
+L.record_paired(rec, evals).round(4)
 
 # %% [markdown]
-# ### Reference: predicting the training set's mean age
-# A model that has learned nothing about the images scores this MAE; each model's
-# average is compared with it before any claim about the two models is judged.
+# ### Reference: predicting the evaluated cohort's mean age
+# A model that has learned nothing about the images does no better than one age for everybody;
+# the best such constant is the evaluated cohort's own mean age. A model has learned age on an
+# evaluation where its MAE is below `LEARNED_FRACTION` (`brainage_lib.metrics.verdicts`) times
+# that constant's MAE, and a claim comparing the two models is judged only where both have. The
+# training set's mean is shown beside it: on the 0-6 y replication cohort the 0-22 y training
+# mean is far off, so beating it says little.
 
 # %%
-ref_rows = []
-for label, regime, cohort, ages in EVALUATIONS:
-    idx = train_idx if regime == "0-22" else young_idx
-    mean_mae = float(np.mean(np.abs(disc.ages[idx].mean() - ages)))
-    key = label.replace(", ", ".").replace(" ", "_")
-    rec.record(f"reference.mean_prediction.{key}", mean_mae, unit="years")
-    row = {"comparison": label, "MAE predicting the mean": mean_mae}
-    for name in L.MODELS:
-        m = float(np.mean(np.abs(pred[(regime, cohort, name)] - ages)))
-        row[f"MAE {name}"] = m
-        rec.record(f"reference.beats_mean.{key}.{name}", m < L.BEATS_MEAN_FACTOR * mean_mae)
-    ref_rows.append(row)
-print(f"A model beats the mean where its MAE < {L.BEATS_MEAN_FACTOR:g} x the MAE of predicting the training mean.")
-pd.DataFrame(ref_rows).set_index("comparison").round(3)
+print(f"A model learned age where its MAE < {LEARNED_FRACTION:g} x the MAE of predicting the evaluated cohort's mean.")
+C.record_reference(rec, evals).round(3)
 
 # %% [markdown]
 # ### Training time
@@ -309,19 +209,11 @@ pd.DataFrame(ref_rows).set_index("comparison").round(3)
 
 # %%
 amp_used = tcfg.amp and device.type == "cuda"
-rec.record("train_bf16_autocast", amp_used)
-ratio = {}
-for regime in ("0-22", "young"):
-    ratio[regime] = trained[(regime, L.CNN3D_NAME)].wall_time_s / trained[(regime, L.LSTM_NAME)].wall_time_s
-    rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=7 / 3 if regime == "young" else None)
-for name in L.MODELS:
-    rec.record(f"train_hours_paper.{young}.{name}", trained[("young", name)].wall_time_s / 3600,
-               paper=L.PAPER_TRAIN_HOURS_K80[name], unit="h")
-times = pd.DataFrame({f"train on {r if r == '0-22' else young} y (s)": {m: trained[(r, m)].wall_time_s for m in L.MODELS}
-                      for r in ("0-22", "young")})
-times.loc["3D / LSTM"] = [ratio["0-22"], ratio["young"]]
+wall_s = {k: res.wall_time_s for k, res in trained.items()}
+times = L.record_training_times(rec, wall_s, young, amp_used)
+ratio = times.loc["3D / LSTM"].to_numpy()
 print(f"on {device}, bf16 autocast: {'yes' if amp_used else 'no'} (TrainConfig.amp={tcfg.amp}, used on CUDA only)")
-print(f"3D / LSTM training-time ratio: trained 0-22 y {ratio['0-22']:.2f}; trained {young} y {ratio['young']:.2f} "
+print(f"3D / LSTM training-time ratio: trained 0-22 y {ratio[0]:.2f}; trained {young} y {ratio[1]:.2f} "
       f"(paper, trained 0-6 y on a K80: 7 h / 3 h = {7 / 3:.2f})")
 times.round(2)
 
@@ -331,135 +223,37 @@ times.round(2)
 # (paper Fig. 4 for the discovery test set, Fig. 5 for the replication cohort).
 
 # %%
-panels = (("discovery test (trained 0-22)", "0-22", "discovery", age_test),
-          ("replication (trained 0-22)", "0-22", "replication", age_repl),
-          (f"replication (trained {young})", "young", "replication", age_repl))
-cs_alphas = np.concatenate([[0.0], L.CS_LEVELS])
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, (title, regime, cohort, ages) in zip(axes, panels):
-    for name in L.MODELS:
-        err = np.abs(pred[(regime, cohort, name)] - ages)
-        ax.plot(cs_alphas, 100 * cumulative_score(err, cs_alphas), label=name)
-        rec.record(f"cs.{regime}.{cohort}.{name}.at_1y", float(cumulative_score(err, [1.0])[0]))
-        rec.record(f"cs_area.{regime}.{cohort}.{name}", cs_area(err, L.CS_ALPHA_MAX))
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("error level alpha (years)")
-    ax.set_ylim(0, 100)
-axes[0].set_ylabel("CS (%)")
-axes[0].legend()
+L.record_cs(rec, evals)
+fig = F.cumulative_scores(evals)
 rec.figure(fig, "cumulative_scores", "Cumulative score curves of both models (paper Figs. 4 and 5).")
 plt.show()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, (title, regime, cohort, ages) in zip(axes, panels):
-    for name in L.MODELS:
-        ax.scatter(ages, pred[(regime, cohort, name)], s=8, alpha=0.6, label=name)
-    lo, hi = float(ages.min()), float(ages.max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("age (years)")
-axes[0].set_ylabel("predicted age")
-axes[0].legend()
+fig = F.predicted_vs_true(evals)
 rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
 plt.show()
 
 # %% [markdown]
 # ## What reproduced and what did not
-# Each claim is judged from the recorded numbers by the rule printed beside it. The thresholds
-# are constants of `brainage_lib.papers.lstm.evaluation` (this project's choices; the paper states none), and the
-# rule texts below are written from the same values the code compares with.
+# Each claim is judged from this run's predictions by the rule printed beside it. The thresholds
+# are constants of `brainage_lib.papers.lstm.evaluation` and `brainage_lib.metrics.verdicts` (this project's
+# choices; the paper states none), and the rules in `brainage_lib.papers.lstm.claims` write their texts from
+# the same values the code compares with.
 
 # %%
-display(Markdown(
-    f"Rules: a claim that one model is better is **reproduced** when this run's MAE points the same way; "
-    f"\"much better\" also needs the paired Wilcoxon test at p < {L.WILCOXON_LEVEL:g}; \"about the same\" means "
-    f"average MAEs within {100 * L.SAME_MAE_TOLERANCE:g} % of the larger; CS curves are compared by their mean over "
-    f"alpha in [0, {L.CS_ALPHA_MAX:g}] y or, for \"every error level\", at the {len(L.CS_LEVELS)} levels "
-    f"{L.CS_LEVELS[0]:g}, {L.CS_LEVELS[1]:g}, ..., {L.CS_LEVELS[-1]:g} y. A comparison is **not testable** on an "
-    f"evaluation where neither model's MAE is below {L.BEATS_MEAN_FACTOR:g} x the MAE of predicting the training "
-    "mean (neither has learned age there)."))
-
-
-def mae(table: pd.DataFrame, model: str, group: str = "Average") -> float:
-    """This run's MAE of ``model`` in ``group`` of a group table (NaN for an empty group)."""
-    return float(table[(table.model == model) & (table.group == group)]["this run MAE"].iloc[0])
-
-
-def no_learning(evaluation: str) -> Optional[str]:
-    """Why a comparison on ``evaluation`` cannot be judged, or None."""
-    if any(rec.get(f"reference.beats_mean.{evaluation}.{n}") for n in L.MODELS):
-        return None
-    return (f"neither model's MAE is below {L.BEATS_MEAN_FACTOR:g} x that of predicting the training mean on "
-            f"{evaluation.replace('_', ' ').replace('.', ', ')}")
-
-
-DISC, REP, REP_YOUNG = "discovery_test.trained_0-22", "replication.trained_0-22", "replication.trained_young"
-LSTM, CNN = L.LSTM_NAME, L.CNN3D_NAME
-cs_l = cumulative_score(np.abs(pred[("0-22", "replication", LSTM)] - age_repl), L.CS_LEVELS)
-cs_3 = cumulative_score(np.abs(pred[("0-22", "replication", CNN)] - age_repl), L.CS_LEVELS)
-area = {n: rec.get(f"cs_area.0-22.discovery.{n}") for n in L.MODELS}
-better = [g for g in ("6-10", "11-15", "16-22") if mae(t1, LSTM, g) < mae(t1, CNN, g)]
-p_rep = rec.get("wilcoxon.replication.trained_0-22.p")
-a_l, a_3 = mae(t3, LSTM), mae(t3, CNN)
-bins_l, bins_3 = [mae(t3, LSTM, g) for g in REPLICATION_LABELS], [mae(t3, CNN, g) for g in REPLICATION_LABELS]
-first, last, middle = REPLICATION_LABELS[0], REPLICATION_LABELS[-1], REPLICATION_LABELS[1:-1]
-claims = [  # key, claim, paper, outcome (None: not testable), evidence, rule, evaluation
-    ("discovery_average", "Discovery: LSTM has the lower average MAE", "0.96 vs 1.07 y",
-     mae(t1, LSTM) < mae(t1, CNN), f"{mae(t1, LSTM):.2f} vs {mae(t1, CNN):.2f} y",
-     "LSTM's average discovery-test MAE below 3D's", DISC),
-    ("discovery_older_groups", "Discovery: LSTM is better in 6-10, 11-15 and 16-22 y", "0.92/1.02/1.79 vs 1.12/1.19/1.85 y",
-     len(better) == 3, f"LSTM better in {', '.join(better) or 'none'}", "LSTM's MAE below 3D's in all three groups", DISC),
-    ("discovery_cs", "Discovery: LSTM better than 3D in terms of CS", "Fig. 4",
-     area[LSTM] > area[CNN], f"mean CS over [0, {L.CS_ALPHA_MAX:g}] y: {area[LSTM]:.3f} vs {area[CNN]:.3f}",
-     f"LSTM's mean CS over alpha in [0, {L.CS_ALPHA_MAX:g}] y (area under the CS curve / {L.CS_ALPHA_MAX:g} y) "
-     "above 3D's", DISC),
-    ("replication_much_better", "Replication (trained 0-22): LSTM much better", "1.14 vs 2.64 y",
-     mae(t2, LSTM) < mae(t2, CNN) and p_rep < L.WILCOXON_LEVEL,
-     f"{mae(t2, LSTM):.2f} vs {mae(t2, CNN):.2f} y, Wilcoxon p = {p_rep:.3g}",
-     f"LSTM's replication MAE below 3D's and paired Wilcoxon p < {L.WILCOXON_LEVEL:g}", REP),
-    ("replication_cs_curve", "Replication (trained 0-22): LSTM's CS curve at or above 3D's at every alpha", "Fig. 5",
-     bool(np.all(cs_l >= cs_3)),
-     f"LSTM at or above at {int(np.sum(cs_l >= cs_3))}/{len(L.CS_LEVELS)} alpha levels ({L.CS_LEVELS[0]:g}-{L.CS_ALPHA_MAX:g} y)",
-     f"LSTM's CS at or above 3D's at all {len(L.CS_LEVELS)} levels alpha = {L.CS_LEVELS[0]:g}, {L.CS_LEVELS[1]:g}, ..., "
-     f"{L.CS_LEVELS[-1]:g} y", REP),
-    ("replication_young_same", f"Replication (trained {young}): average MAEs about the same",
-     "0.78 vs 0.79 y", abs(a_l - a_3) <= L.SAME_MAE_TOLERANCE * max(a_l, a_3), f"{a_l:.2f} vs {a_3:.2f} y",
-     f"the two average MAEs within {100 * L.SAME_MAE_TOLERANCE:g} % of the larger", REP_YOUNG),
-    ("replication_young_ends", f"Replication (trained {young}): LSTM more accurate at both ends of the age range, "
-     "3D in the middle", "0-1 y 0.24 vs 0.66, 5-6 y 0.92 vs 2.10; 3D lower in 1-2, 2-3, 3-4 y",
-     L.lstm_wins_ends(bins_l, bins_3), "LSTM vs 3D MAE per year: " + ", ".join(
-         f"{g} {x:.2f} vs {y:.2f}" for g, x, y in zip(REPLICATION_LABELS, bins_l, bins_3)),
-     f"LSTM's MAE below 3D's in the {first} and {last} y bins and 3D's below LSTM's in at least one of "
-     f"{', '.join(middle)} y; not testable if the {first} or {last} y bin is empty", REP_YOUNG),
-    ("lstm_trains_faster", f"LSTM trains faster than 3D (trained {young})", "3 h vs 7 h (K80)", ratio["young"] > 1,
-     f"3D/LSTM wall-time ratio {ratio['young']:.2f} trained {young} y ({ratio['0-22']:.2f} trained 0-22 y) on {device}"
-     f"{', bf16 autocast' if amp_used else ''}",
-     f"3D's measured wall time above LSTM's for the trainings on {young} y", None),
-]
-learned = all(r[f"MAE {n}"] < L.BEATS_MEAN_FACTOR * r["MAE predicting the mean"] for r in ref_rows for n in L.MODELS)
-rec.record("reference.both_models_beat_mean_everywhere", learned)
-lines = []
-for key, text, paper, ok, evidence, rule, evaluation in claims:
-    reason = no_learning(evaluation) if evaluation else None
-    if ok is None:
-        reason = reason or "an age bin the rule needs has no subject"
-    word = rec.claim(key, text, ok, evidence, rule, paper=paper, untestable_because=reason)
-    lines.append(f"- **{word}**: {text} (paper {paper}) — this run: {evidence}" + (f"; {reason}." if reason else "."))
+display(Markdown(C.rules_text()))
+rows = C.claims(evals, wall_s, young, f"{device}{', bf16 autocast' if amp_used else ''}")
+lines = C.record_claims(rec, rows)
+learned = rec.record("reference.both_models_learned_everywhere", C.both_learned_everywhere(evals))
 if not learned:
-    lines.append(f"\n**Caution:** at least one model's MAE is not below {L.BEATS_MEAN_FACTOR:g} x that of predicting "
-                 "the training mean somewhere (see the reference table), so differences between the models there say "
-                 "little about the architectures.")
+    lines.append(f"\n**Caution:** at least one model's MAE is not below {LEARNED_FRACTION:g} x that of predicting the "
+                 "evaluated cohort's mean age somewhere (see the reference table); the claims resting on those "
+                 "evaluations are not testable.")
 if cfg.profile != "paper":
     lines.append(f"\nThis was a **{cfg.profile}** run on {DATA_DIR or 'simulated cohorts'}: reduced sizes and epochs, "
                  "so verdicts describe this configuration, not the paper's.")
 display(Markdown("\n".join(lines)))
-evaluations = (("discovery test (trained 0-22)", "0-22", "discovery", disc.table["participant_id"].iloc[test_idx], age_test),
-               ("replication (trained 0-22)", "0-22", "replication", repl.table["participant_id"], age_repl),
-               (f"replication (trained {young})", "young", "replication", repl.table["participant_id"], age_repl))
-rec.save_predictions(pd.concat([pd.DataFrame({"evaluation": label, "participant_id": ids.to_numpy(), "age": ages,
-                                              **{n: pred[(regime, cohort, n)] for n in L.MODELS}})
-                                for label, regime, cohort, ids, ages in evaluations], ignore_index=True))
+rec.save_predictions(L.predictions_frame(evals))
 rec.record("wall_time_s", time.time() - t_start, unit="s")
 print("results:", rec.finalize())
 

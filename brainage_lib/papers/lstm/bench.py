@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, LSTM_NAME, build_models
+from brainage_lib.papers.lstm.evaluation import LSTM_NAME, build_models
 
 
 def time_epoch(model: torch.nn.Module, x: torch.Tensor, steps: int = 3) -> float:

@@ -1,16 +1,24 @@
-"""LSTM paper (He et al., ISBI 2020): models from parameters, paper tables, and claim verdicts."""
+"""LSTM paper (He et al., ISBI 2020): models from parameters, the paper's tables and their evaluations.
+
+An ``Evaluation`` holds one test set's ages and both models' predictions; the ``record_*``
+functions turn the evaluations into the recorded numbers (through the notebook's
+``Recorder``) and return the table the notebook shows.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.metrics.scores import mae_by_group
+from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
+from brainage_lib.metrics.stats import wilcoxon_paired
 from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
 from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+from brainage_lib.run.results import Recorder
 
 # What the summary and the index page show of this paper: its name and the titles of its record tables.
 PAPER = {"short": "LSTM", "title": "2D-ResNet18+LSTM vs 3D-ResNet18 on children's MRI",
@@ -22,6 +30,9 @@ PAPER = {"short": "LSTM", "title": "2D-ResNet18+LSTM vs 3D-ResNet18 on children'
 
 LSTM_NAME, CNN3D_NAME = "2D-ResNet18+LSTM", "3D-ResNet18"
 MODELS = (CNN3D_NAME, LSTM_NAME)
+REGIMES = ("0-22", "young")  # training on the whole discovery split, or on its young part (0-YOUNG_MAX_AGE y)
+# The three evaluations of tables 1-3, by Evaluation.key.
+DISC, REP, REP_YOUNG = "discovery_test.trained_0-22", "replication.trained_0-22", "replication.trained_young"
 
 # Table 1 (discovery, NIH-PD 0-22 y): "0-5", "6-10", "11-15", "16-22".
 DISCOVERY_EDGES: tuple[float, ...] = (0, 6, 11, 16, 23)
@@ -36,9 +47,9 @@ PAPER_TABLE3 = {CNN3D_NAME: [0.66, 0.48, 0.43, 0.75, 1.26, 2.10, 0.79], LSTM_NAM
 # "3 hours versus 7 hours on an NVIDIA K80 GPU", said of the trainings on 0-6 y (Sec. 3.2, Table 3).
 PAPER_TRAIN_HOURS_K80 = {LSTM_NAME: 3.0, CNN3D_NAME: 7.0}
 
-# Thresholds of notebook 03's verdict rules: this project's choices, the paper states none.
-# The notebook writes each rule's text from these values.
-BEATS_MEAN_FACTOR = 0.9  # a model has learned age where its MAE < 0.9 x the MAE of predicting the training mean
+# Thresholds of notebook 03's verdict rules: this project's choices, the paper states none. The rules
+# (``claims``) write their texts from these values; whether a model learned age is decided by the shared
+# gate of ``brainage_lib.metrics.verdicts`` (LEARNED_FRACTION).
 SAME_MAE_TOLERANCE = 0.15  # "approximately the same": the two average MAEs within 15 % of the larger
 WILCOXON_LEVEL = 0.05  # "much better" also needs the paired Wilcoxon p below this
 CS_ALPHA_MAX = 4.0  # years; CS curves are drawn and compared for alpha in [0, 4]
@@ -100,12 +111,15 @@ def lstm_wins_ends(mae_lstm: Sequence[float], mae_3d: Sequence[float]) -> bool |
     Returns
     -------
     bool or None
-        None (not testable) when an end bin is empty (NaN) for either model.
+        None (not testable) when an end bin is empty (NaN) for either model, or when no middle
+        bin has a finite MAE for both.
     """
     lstm, cnn = np.asarray(mae_lstm, dtype=float), np.asarray(mae_3d, dtype=float)
     if lstm.ndim != 1 or lstm.shape != cnn.shape or lstm.size < 3:
         raise BrainAgeError(f"lstm_wins_ends: need two equal 1-D arrays of >= 3 bins, got {lstm.shape} and {cnn.shape}.")
     if not np.all(np.isfinite([lstm[0], lstm[-1], cnn[0], cnn[-1]])):
+        return None
+    if not np.any(np.isfinite(lstm[1:-1]) & np.isfinite(cnn[1:-1])):
         return None
     return bool(lstm[0] < cnn[0] and lstm[-1] < cnn[-1] and np.any(cnn[1:-1] < lstm[1:-1]))
 
@@ -116,3 +130,136 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
                            zip(table["paper MAE"], table["this run MAE"])])
     order = list(dict.fromkeys(table["group"]))
     return t.pivot(index="model", columns="group", values="cell")[order]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One test set: its true ages and both models' predictions, in the same subject order."""
+
+    regime: str  # training regime of the models: "0-22" or "young"
+    cohort: str  # "discovery" (its test split) or "replication"
+    young: str  # label of the young regime, e.g. "0-6"
+    ages: np.ndarray  # (N,) true ages, years
+    preds: Mapping[str, np.ndarray]  # model name -> (N,) predicted ages
+    ids: np.ndarray | None = None  # (N,) participant ids
+    train_ages: np.ndarray | None = None  # ages of the models' training subjects
+
+    @property
+    def key(self) -> str:
+        """Record key, e.g. ``discovery_test.trained_0-22`` or ``replication.trained_young``."""
+        return f"{'discovery_test' if self.cohort == 'discovery' else 'replication'}.trained_{self.regime}"
+
+    @property
+    def label(self) -> str:
+        """Plain name, e.g. ``discovery test, trained 0-22``."""
+        return self.key.replace("_", " ").replace(".", ", ")
+
+    @property
+    def title(self) -> str:
+        """Figure and predictions-file name, e.g. ``replication (trained 0-6)``."""
+        cohort = "discovery test" if self.cohort == "discovery" else "replication"
+        return f"{cohort} (trained {self.regime if self.regime == '0-22' else self.young})"
+
+    def errors(self, model: str) -> np.ndarray:
+        """Absolute errors ``(N,)`` of ``model``."""
+        return np.abs(self.preds[model] - self.ages)
+
+    def mae(self, model: str) -> float:
+        return float(np.mean(self.errors(model)))
+
+
+# Paper table -> (evaluation, age-group edges, labels, the paper's values).
+TABLES = {"table1": (DISC, DISCOVERY_EDGES, DISCOVERY_LABELS, PAPER_TABLE1),
+          "table2": (REP, REPLICATION_EDGES, REPLICATION_LABELS, PAPER_TABLE2),
+          "table3": (REP_YOUNG, REPLICATION_EDGES, REPLICATION_LABELS, PAPER_TABLE3)}
+
+
+def paper_table(evals: Mapping[str, Evaluation], name: str) -> pd.DataFrame:
+    """``group_table`` of paper table ``name`` ("table1" .. "table3") from its evaluation."""
+    key, edges, labels, paper = TABLES[name]
+    ev = evals[key]
+    return group_table(ev.ages, dict(ev.preds), edges, labels, paper)
+
+
+def record_table(rec: Recorder, name: str, evals: Mapping[str, Evaluation]) -> pd.DataFrame:
+    """Record paper table ``name`` (MAE and subject count per model and group); returns it."""
+    table = paper_table(evals, name)
+    for _, r in table.iterrows():
+        rec.record(f"{name}.{r['model']}.{r['group']}", r["this run MAE"], paper=r["paper MAE"], unit="years")
+        rec.record(f"{name}_n.{r['model']}.{r['group']}", r["n"])
+    return table
+
+
+def record_young_discovery(rec: Recorder, pred: Mapping[tuple[str, str, str], np.ndarray], ages: np.ndarray,
+                           young_mask: np.ndarray, young: str) -> pd.DataFrame:
+    """MAE of every model on the discovery test subjects of the young range (``young_mask`` of the test set).
+
+    ``pred[(regime, "discovery", model)]`` covers the whole test set for the 0-22 y models and only the
+    young subjects for the young models. Returns training regime x model.
+    """
+    rec.record("young_discovery_test_n", int(young_mask.sum()))
+    rows = {}
+    for regime in REGIMES:
+        for name in MODELS:
+            p = pred[(regime, "discovery", name)]
+            err = np.abs((p[young_mask] if regime == "0-22" else p) - ages[young_mask])
+            rows[(f"trained {regime if regime == '0-22' else young} y", name)] = rec.record(
+                f"young_discovery_test.{regime}.{name}", float(err.mean()) if err.size else None, unit="years")
+    return pd.Series(rows, name="MAE (years)").unstack()
+
+
+def paired_p(e_lstm: np.ndarray, e_3d: np.ndarray) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test of paired absolute errors; NaN when every difference is zero."""
+    try:
+        return wilcoxon_paired(e_lstm, e_3d)[1]
+    except BrainAgeError:
+        return float("nan")
+
+
+def record_paired(rec: Recorder, evals: Mapping[str, Evaluation]) -> pd.DataFrame:
+    """Wilcoxon signed-rank test of the two models' absolute errors on each evaluation; returns the table.
+
+    p is NaN (recorded as null) where the two models' errors are identical.
+    """
+    rows = []
+    for ev in evals.values():
+        e_lstm, e_3d = ev.errors(LSTM_NAME), ev.errors(CNN3D_NAME)
+        p = paired_p(e_lstm, e_3d)
+        rec.record(f"wilcoxon.{ev.key}.p", p)
+        rec.record(f"wilcoxon.{ev.key}.median_diff", float(np.median(e_lstm - e_3d)), unit="years")
+        rows.append({"comparison": ev.label, "MAE LSTM": e_lstm.mean(), "MAE 3D": e_3d.mean(),
+                     "median(|e_LSTM| - |e_3D|)": np.median(e_lstm - e_3d), "Wilcoxon p": p})
+    return pd.DataFrame(rows).set_index("comparison")
+
+
+def record_cs(rec: Recorder, evals: Mapping[str, Evaluation]) -> None:
+    """Record each model's CS at 1 y and mean CS over [0, ``CS_ALPHA_MAX``] y on each evaluation."""
+    for ev in evals.values():
+        for name in MODELS:
+            err = ev.errors(name)
+            rec.record(f"cs.{ev.regime}.{ev.cohort}.{name}.at_1y", float(cumulative_score(err, [1.0])[0]))
+            rec.record(f"cs_area.{ev.regime}.{ev.cohort}.{name}", cs_area(err, CS_ALPHA_MAX))
+
+
+def record_training_times(rec: Recorder, wall_s: Mapping[tuple[str, str], float], young: str,
+                          amp_used: bool) -> pd.DataFrame:
+    """Record wall times ``{(regime, model): s}``, the 3D/LSTM ratios and the paper's hours; returns the table."""
+    rec.record("train_bf16_autocast", amp_used)
+    for (regime, name), s in wall_s.items():
+        rec.record(f"train_time_s.{regime}.{name}", s, unit="s")
+    ratio = {r: wall_s[(r, CNN3D_NAME)] / wall_s[(r, LSTM_NAME)] for r in REGIMES}
+    for regime in REGIMES:
+        rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=7 / 3 if regime == "young" else None)
+    for name in MODELS:
+        rec.record(f"train_hours_paper.{young}.{name}", wall_s[("young", name)] / 3600,
+                   paper=PAPER_TRAIN_HOURS_K80[name], unit="h")
+    times = pd.DataFrame({f"train on {r if r == '0-22' else young} y (s)": {m: wall_s[(r, m)] for m in MODELS}
+                          for r in REGIMES})
+    times.loc["3D / LSTM"] = [ratio[r] for r in REGIMES]
+    return times
+
+
+def predictions_frame(evals: Mapping[str, Evaluation]) -> pd.DataFrame:
+    """Per-subject predictions of every evaluation (``Recorder.save_predictions`` format)."""
+    return pd.concat([pd.DataFrame({"evaluation": ev.title, "participant_id": ev.ids, "age": ev.ages,
+                                    **{n: ev.preds[n] for n in MODELS}}) for ev in evals.values()], ignore_index=True)
