@@ -21,31 +21,12 @@ import numpy as np
 import pandas as pd
 
 from brainage_lib.metrics.scores import cs_area, cumulative_score
-from brainage_lib.metrics.verdicts import (
-    LEARNED_FRACTION,
-    is_finite,
-    learned,
-    mean_prediction_mae,
-    nan_reason,
-    not_learned_reason,
-)
-from brainage_lib.papers.lstm.evaluation import (
-    CNN3D_NAME,
-    CS_ALPHA_MAX,
-    CS_LEVELS,
-    DISC,
-    LSTM_NAME,
-    MODELS,
-    REP,
-    REP_YOUNG,
-    REPLICATION_LABELS,
-    SAME_MAE_TOLERANCE,
-    WILCOXON_LEVEL,
-    Evaluation,
-    lstm_wins_ends,
-    paired_p,
-    paper_table,
-)
+from brainage_lib.metrics.stats import wilcoxon_p
+from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, is_finite, learned, mean_prediction_mae, nan_reason,
+                                           not_learned_reason)
+from brainage_lib.papers.lstm.evaluation import (CNN3D_NAME, CS_ALPHA_MAX, CS_LEVELS, DISC, LSTM_NAME, MODELS, REP,
+                                                 REP_YOUNG, REPLICATION_LABELS, SAME_MAE_TOLERANCE, WILCOXON_LEVEL,
+                                                 Evaluation, lstm_wins_ends, paper_table)
 from brainage_lib.run.results import Recorder
 
 __all__ = ["ClaimRow", "both_learned_everywhere", "claims", "record_claims", "record_reference", "rules_text"]
@@ -160,7 +141,7 @@ def claims(evals: Mapping[str, Evaluation], train_time_s: Mapping[tuple[str, str
     better = [g for g in older if g1[(LSTM, g)] < g1[(CNN, g)]]
     area = {n: cs_area(d.errors(n), CS_ALPHA_MAX) for n in MODELS}
     cs_l, cs_3 = (cumulative_score(r.errors(n), CS_LEVELS) for n in (LSTM, CNN))
-    p_rep = paired_p(r.errors(LSTM), r.errors(CNN))
+    p_rep = wilcoxon_p(r.errors(LSTM), r.errors(CNN))
     a_l, a_3 = avg[("y", LSTM)], avg[("y", CNN)]
     bins = {n: [_mae(t3, n, g) for g in REPLICATION_LABELS] for n in MODELS}
     first, last, middle = REPLICATION_LABELS[0], REPLICATION_LABELS[-1], REPLICATION_LABELS[1:-1]

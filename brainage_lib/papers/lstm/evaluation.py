@@ -15,7 +15,7 @@ import torch
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
-from brainage_lib.metrics.stats import wilcoxon_paired
+from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
 from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
 from brainage_lib.run.results import Recorder
@@ -208,14 +208,6 @@ def record_young_discovery(rec: Recorder, pred: Mapping[tuple[str, str, str], np
     return pd.Series(rows, name="MAE (years)").unstack()
 
 
-def paired_p(e_lstm: np.ndarray, e_3d: np.ndarray) -> float:
-    """Two-sided p of the Wilcoxon signed-rank test of paired absolute errors; NaN when every difference is zero."""
-    try:
-        return wilcoxon_paired(e_lstm, e_3d)[1]
-    except BrainAgeError:
-        return float("nan")
-
-
 def record_paired(rec: Recorder, evals: Mapping[str, Evaluation]) -> pd.DataFrame:
     """Wilcoxon signed-rank test of the two models' absolute errors on each evaluation; returns the table.
 
@@ -224,7 +216,7 @@ def record_paired(rec: Recorder, evals: Mapping[str, Evaluation]) -> pd.DataFram
     rows = []
     for ev in evals.values():
         e_lstm, e_3d = ev.errors(LSTM_NAME), ev.errors(CNN3D_NAME)
-        p = paired_p(e_lstm, e_3d)
+        p = wilcoxon_p(e_lstm, e_3d)
         rec.record(f"wilcoxon.{ev.key}.p", p)
         rec.record(f"wilcoxon.{ev.key}.median_diff", float(np.median(e_lstm - e_3d)), unit="years")
         rows.append({"comparison": ev.label, "MAE LSTM": e_lstm.mean(), "MAE 3D": e_3d.mean(),

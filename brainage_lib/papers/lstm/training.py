@@ -8,12 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainage_lib.engine.training import (
-    TrainConfig,
-    TrainResult,
-    save_checkpoint,
-    train_regressor,
-)
+from brainage_lib.engine.training import TrainConfig, TrainResult, save_checkpoint, train_regressor
 from brainage_lib.papers.lstm.data import LSTMData
 from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, MODELS, REGIMES, Evaluation
 from brainage_lib.run.seeding import seed_everything
