@@ -49,7 +49,7 @@ BATCH_SIZE: Optional[int] = None  # paper 1
 LR: Optional[float] = None  # paper 1e-4
 LR_STEP: Optional[int] = None  # epochs between halvings of the learning rate, paper 15
 YOUNG_MAX_AGE: Optional[float] = None  # upper age of the "trained on 0-6 y" discovery subset, paper 6
-STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 = standard ResNet18 stem, 3 = the paper's literal "3x3x3"
+STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 (standard ResNet18 stem) or 3 (the paper's literal "3x3x3")
 
 # %%
 import time

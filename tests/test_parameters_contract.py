@@ -41,3 +41,15 @@ def test_one_convention_none_takes_the_profile_value(nb):
     cfg = resolve_params(nb, ns)
     smoke = yaml.safe_load((paths.params_dir() / f"{nb}.smoke.yaml").read_text()) or {}
     assert cfg.values == smoke and set(cfg.sources.values()) <= {"profile smoke"}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS)
+def test_papermill_reads_every_parameter(nb, tmp_path):
+    """papermill's inspection (what `papermill --help-notebook` shows) parses every entry of the cell."""
+    import jupytext
+    import papermill
+
+    ipynb = tmp_path / f"{nb}.ipynb"
+    jupytext.write(jupytext.read(paths.notebooks_dir() / f"{nb}.py"), ipynb)
+    found = set(papermill.inspect_notebook(str(ipynb)))
+    assert found == set(parameter_types(nb)), f"{nb}: papermill cannot parse {set(parameter_types(nb)) - found}"
