@@ -10,15 +10,22 @@ PROFILE ?= auto
 DATA_DIR ?=
 OUTPUT_DIR ?=
 ARGS ?=
+PORT ?= 8888
+IP ?= 127.0.0.1
+# `make lab` opens a browser unless this is an SSH session or a Linux machine without a display
+NO_BROWSER ?= $(if $(SSH_CONNECTION),1,$(if $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)))
 NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
 RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) $(ARGS)
 
-.PHONY: help venv browser reproduce smoke test bench clean distclean $(NOTEBOOKS)
+LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
+
+.PHONY: help venv browser lab reproduce smoke test bench clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
 	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium)"
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
+	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
 	@echo "make bench          throughput benchmarks into bench/results.json"
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
@@ -40,6 +47,20 @@ reproduce: $(STAMP)
 
 $(NOTEBOOKS): $(STAMP)
 	$(PY) -m brainage_lib.cli run $@ --profile $(PROFILE) $(RUN_OPTS)
+
+# JupyterLab for students: the notebooks/*.py files open as notebooks (jupytext's contents manager, which
+# its wheel enables as a server extension; a double click opens them as notebooks through jupytext's own
+# setting, written inside the venv), run on the venv's `python3` kernel in notebooks/, and write results/,
+# figures/ and checkpoints/ where `make` would (the project root, or OUTPUT_DIR).
+# From another machine: `make lab NO_BROWSER=1` here, then on yours `ssh -N -L 8888:localhost:8888 user@host`
+# and open the http://127.0.0.1:8888/lab/tree/notebooks?token=... address printed below (or IP=0.0.0.0 on a trusted network).
+lab: $(STAMP) $(LAB_VIEWERS)
+	$(if $(OUTPUT_DIR),BRAINAGE_OUTPUT_DIR=$(abspath $(OUTPUT_DIR))) $(PY) -m jupyterlab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks --ip=$(IP) --port=$(PORT) \
+	  $(if $(filter 1 yes true,$(NO_BROWSER)),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(LAB_VIEWERS): $(STAMP)
+	$(PY) -m jupytext_config --settings-file $@ set-default-viewer python
 
 smoke: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile smoke --output-dir build/smoke $(ARGS)

@@ -90,10 +90,32 @@ def smoke_root(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "smoke_outputs"
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def assert_text_progress(rendered: Path) -> None:
+    """A headless rendering shows its progress bars as text at their final state: no widget (its state is
+    lost offline: HTML would show nothing, or "HBox(children=...)"), no tqdm warning about ipywidgets,
+    no line overwritten by carriage returns."""
+    import json
+
+    html = rendered.with_suffix(".html")
+    for page in (rendered, html) if html.is_file() else (rendered,):
+        text = page.read_text(encoding="utf-8")
+        for bad in ("IProgress", "TqdmWarning", "HBox(children", WIDGET_MIME):
+            assert bad not in text, f"{page.name} contains {bad!r}: progress bars must be text in renderings"
+    for cell in json.loads(rendered.read_text(encoding="utf-8"))["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                lines = "".join(out["text"]).split("\n")
+                overwritten = [line for line in lines if "\r" in line.rstrip("\r")]
+                assert not overwritten, f"{rendered.name}: lines overwritten by carriage returns: {overwritten[:3]!r}"
+
+
 def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
     """Execute notebook ``name`` with PROFILE=smoke into the shared smoke output folder (once per session).
 
-    Returns the output folder and the rendered notebook.
+    Returns the output folder and the rendered notebook, whose progress bars were checked to be final text.
     """
     from brainage_lib.run.runner import run_notebook
 
@@ -106,4 +128,5 @@ def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
             _SMOKE_RUNS[name] = run_notebook(name, profile="smoke", output_dir=out, progress=False)
         finally:
             mp.undo()
+    assert_text_progress(_SMOKE_RUNS[name])  # every test of the notebook checks its rendering
     return out, _SMOKE_RUNS[name]

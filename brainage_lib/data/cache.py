@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from brainage_lib import paths
 from brainage_lib.data.cohort import Cohort
 from brainage_lib.data.transforms import Transform, load_volume
+from brainage_lib.run.progress import tqdm
 
 CACHE_DTYPE = np.float16
 

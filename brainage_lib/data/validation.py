@@ -12,8 +12,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from brainage_lib.run.progress import tqdm
 from brainage_lib.simulation.anatomy import MNI_EXTENT, MNI_ORIGIN
 
 REQUIRED_COLUMNS = ("participant_id", "age", "sex", "site")

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.progress import tqdm
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import worker_init_fn
 

@@ -5,6 +5,10 @@ The executed notebook is written under a temporary name and moved to
 rendering untouched and keeps the failed one as ``rendered/<notebook>.failed.ipynb``.
 Every refusal (unknown notebook, profile or parameter, a value of the wrong type) is
 raised by ``check_run`` before a kernel starts.
+
+The kernel runs with ``BRAINAGE_TEXT_PROGRESS=1`` (see ``brainage_lib.run.progress``): its progress
+bars are text, whose final state ``tidy_streams`` keeps; a widget's state would not survive the
+offline rendering.
 """
 from __future__ import annotations
 
@@ -14,12 +18,15 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.params import check_profile_keys, resolve_profile
+from brainage_lib.run.progress import TEXT_PROGRESS_ENV
 
 
 def notebook_names() -> list[str]:
@@ -151,8 +158,9 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
         running = rendered / f".{name}.running.ipynb"
         t0 = time.time()
         try:
-            pm.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name=kernel,
-                                cwd=str(paths.notebooks_dir()), progress_bar=progress)
+            with _kernel_env({TEXT_PROGRESS_ENV: "1"}):  # the kernel inherits this process's environment
+                pm.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name=kernel,
+                                    cwd=str(paths.notebooks_dir()), progress_bar=progress)
         except pm.PapermillExecutionError as exc:
             failed = rendered / f"{name}.failed.ipynb"
             os.replace(running, failed)
@@ -169,6 +177,21 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (rendered / f"{name}.run.json").write_text(json.dumps(run_info, indent=1, default=str) + "\n")
     return final
+
+
+@contextmanager
+def _kernel_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables while a kernel is started, then restore the previous values."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def tidy_streams(ipynb: Path) -> None:

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.progress import tqdm
 from brainage_lib.simulation import ageing
 from brainage_lib.simulation.anatomy import (MNI_EXTENT, MNI_ORIGIN, Grid, make_grid, region_map, smooth_field,
                                              tissue_maps)

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from brainage_lib.data.cohort import Cohort
 from brainage_lib.data.sources import open_cohort
@@ -27,6 +26,7 @@ from brainage_lib.data.splits import stratified_split
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.diffae import AGE_LOSSES, DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
+from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import worker_init_fn
 
 __all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages", "load_diffae",

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBGenerator, interpolate_latents, plan_synthesis
+from brainage_lib.run.progress import tqdm
 
 __all__ = ["SyntheticSet", "bin_fill", "load_synthetic", "synthesis_key", "synthesise", "synthesise_at_age"]
 

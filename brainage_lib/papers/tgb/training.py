@@ -42,10 +42,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
+from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import worker_init_fn
 
 __all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "critic_groups", "reconstruct", "reconstruction_l1", "to_memory_format",
