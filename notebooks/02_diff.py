@@ -26,12 +26,14 @@
 # Fig. 2). Decoded latent interpolations (Fig. 3) and reconstructions (Fig. 4) are real
 # model outputs: deterministic DDIM encoding to `x_T` and decoding from `(x_T, z_sem)`.
 #
-# **Simulated data and the sign of the survival correlation.** The simulator shortens ALS
+# **Simulated data and the signs the simulator chooses.** The simulator shortens ALS
 # survival with the hidden brain-age gap and with disease severity (its survival model is
 # printed in section 4 from `ground_truth/simulation.json`, beside the correlation of the
-# true gap with survival). A brain-PAD that captures the gap should then correlate
-# **negatively** with survival here, whereas the paper reports **+0.24** on its patients.
-# The closing cell compares sign and significance separately.
+# true gap with survival), and draws the ALS patients' gaps with a positive mean. A
+# brain-PAD that captures the gap should then correlate **negatively** with survival and
+# have a positive mean here, whereas the paper reports **+0.24** and **-6.19 y** on its
+# patients. On simulated data those two claims are therefore not testable; checks of the
+# simulator's own signs stand beside them in the closing cell.
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -87,8 +89,10 @@ from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_reg
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers.diff import figures as diff_plots
-from brainage_lib.papers.diff.evaluation import (MODELS, PAPER, als_pads, evaluate, format_table, record_claims,
-                                                 record_evaluation, wide_table)
+from brainage_lib.papers.diff.claims import record_claims
+from brainage_lib.papers.diff.evaluation import (MODELS, PAPER, als_pads, evaluate, format_table, record_evaluation,
+                                                 reference_numbers, wide_table)
+from brainage_lib.papers.diff.rules import GATE
 from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
                                                parse_widths, predict_diffae, save_diffae, split_training_cohort,
                                                train_diffae)
@@ -256,6 +260,9 @@ print(f"brainageR-style GP: {gp.pca_.n_components_} PCA components, kernel {gp.g
 # the mean) on the test set, and Pearson r of the ALS brain-PAD (predicted - chronological
 # age) with survival months. Table 2: mean and sd of the ALS PADs and the two-sample KS
 # statistic of ours against each baseline. Every number is recorded beside the paper's.
+# Also recorded: the MAE of predicting the test set's own mean age
+# (`gate.test_mean_prediction_mae`, the reference of the learning gate in the closing
+# cell) and, on simulated data, the ALS patients' true gaps (`simulator.als_gap_*`).
 
 # %%
 sets = {"test": ds["test"], "als": ds["als"], "heldout": ds["heldout"]}
@@ -267,12 +274,11 @@ preds = {"diffae": {k: predict_diffae(diffae, d, device) for k, d in sets.items(
 preds = {m: {k: np.asarray(v, dtype=float) for k, v in p.items()} for m, p in preds.items()}  # years, float64
 truth = {k: cohorts[k].ground_truth() for k in ("test", "als")}
 simulated = all(t is not None for t in truth.values())
+gaps = {k: t["gap"].to_numpy() if simulated else None for k, t in truth.items()}  # the simulator's hidden gaps
 ev = evaluate(cohorts["test"].ages, {m: p["test"] for m, p in preds.items()}, cohorts["als"].ages,
               {m: p["als"] for m, p in preds.items()}, survival, train_ages[splits.heldout],
-              {m: p["heldout"] for m, p in preds.items()},
-              test_gap=truth["test"]["gap"].to_numpy() if simulated else None,
-              als_gap=truth["als"]["gap"].to_numpy() if simulated else None)
-record_evaluation(rec, ev)
+              {m: p["heldout"] for m, p in preds.items()}, test_gap=gaps["test"], als_gap=gaps["als"])
+record_evaluation(rec, ev, reference_numbers(cohorts["test"].ages, survival, gaps["als"]))
 ids = {"test": cohorts["test"].table["participant_id"], "als": cohorts["als"].table["participant_id"],
        "heldout": cohorts["train"].table["participant_id"].iloc[splits.heldout]}
 set_ages = {"test": cohorts["test"].ages, "als": cohorts["als"].ages, "heldout": train_ages[splits.heldout]}
@@ -300,7 +306,10 @@ format_table(wide_table(rec, "pad", paper=False))
 # %% [markdown]
 # ### On simulated data: does each PAD track the hidden brain-age gap?
 # The simulator knows every subject's biological-minus-chronological age. Pearson r of
-# each model's PAD with it, on the test set and the ALS patients (absent for real data).
+# each model's PAD with it, on the test set and the ALS patients (absent for real data);
+# on the ALS patients also the part of the PAD spread that follows the gap,
+# `als_gap_spread` = cov(PAD, gap) / sd(gap) in years (the true gap's sd for a perfect PAD,
+# unchanged by noise unrelated to the gap), and `als_mae_gap` = mean |PAD - gap|.
 # For reference, `simulator.als_gap_survival_r` is the survival correlation of the true gap
 # itself: the best a PAD could do on these patients (disease severity adds the rest).
 
@@ -308,11 +317,10 @@ format_table(wide_table(rec, "pad", paper=False))
 if simulated:
     sim_info = json.loads((cohorts["als"].ground_truth_dir / "simulation.json").read_text())
     print(f"simulated survival (months): {sim_info['survival_model']}")
-    rec.record("simulator.als_gap_survival_r", sps.pearsonr(truth["als"]["gap"], survival).statistic)
-    rec.record("simulator.als_gap_survival_p", sps.pearsonr(truth["als"]["gap"], survival).pvalue)
     display(format_table(wide_table(rec, "truth", paper=False)))
     print(f"true gap vs survival on the ALS cohort: r = {rec.get('simulator.als_gap_survival_r'):+.3f} "
-          f"(p = {rec.get('simulator.als_gap_survival_p'):.3g})")
+          f"(p = {rec.get('simulator.als_gap_survival_p'):.3g}); true ALS gap mean "
+          f"{rec.get('simulator.als_gap_mean'):+.2f} y, sd {rec.get('simulator.als_gap_sd'):.2f} y")
 else:
     print("Real data: no hidden gap to compare with.")
 
@@ -410,19 +418,21 @@ print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's 
 
 # %% [markdown]
 # ## What reproduced and what did not
-# Decided from the recorded numbers above by the rule recorded with each claim (`claims.<key>`);
-# lines marked PASSED/FAILED are checks against the simulator's ground truth, not claims of the paper.
+# Decided from the recorded numbers above by the rule recorded with each claim
+# (`claims.<key>`, with the reason where a claim is not testable); lines marked
+# PASSED/FAILED are checks against the simulator's ground truth, not claims of the paper.
+# The gate (printed below) keeps a claim about a model that has not learned age from being
+# judged. On simulated data, the spread and KS claims can be won by noise (a noisier PAD is
+# wider and differs more), so checks ask whether ours' spread follows the hidden gap and
+# whether its PADs lie nearest to it; the paper's survival sign and negative mean PAD are
+# the simulator's choice there and are replaced by checks of the simulator's signs.
 
 # %%
 lines = record_claims(rec, simulated)
+lines.insert(0, f"*Gate of every claim about a model:* {GATE}\n")
 if cfg.profile != "paper":
     lines.insert(0, f"*{cfg.profile} profile: a reduced run; the absolute values are not comparable with the "
                     "paper's.*\n")
-if simulated:
-    gap_r = rec.get("simulator.als_gap_survival_r")
-    lines.append(f"\nOn these simulated patients the true gap correlates {'negatively' if gap_r < 0 else 'positively'} "
-                 f"with survival (r = {gap_r:+.2f}), so a faithful brain-PAD should too; the paper reports +0.24. The "
-                 "two survival lines above judge sign and significance separately.")
 display(Markdown("\n".join(lines)))
 rec.record("wall_time_s", time.time() - t_start, unit="s")
 rec.save_predictions(per_subject.rename(columns={"set": "evaluation"}))

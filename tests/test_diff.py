@@ -11,7 +11,8 @@ from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
 from brainage_lib.papers.diff import training as diff
-from brainage_lib.papers.diff.evaluation import claims, evaluate, record_evaluation, wide_table
+from brainage_lib.papers.diff.claims import claims
+from brainage_lib.papers.diff.evaluation import evaluate, numbers, record_evaluation, reference_numbers, wide_table
 from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
                                                parse_widths, predict_diffae, recalibrate_head_bn, save_diffae,
                                                split_training_cohort, train_diffae)
@@ -197,10 +198,11 @@ def tables(tmp_path):
     ev = evaluate(AGE_T, test_pred, AGE_A, als_pred, SURV, AGE_H, held_pred,
                   test_gap=np.linspace(-3, 3, AGE_T.size), als_gap=np.linspace(2, -2, AGE_A.size))
     rec = Recorder("unit_diff", "smoke", "simulated", output_dir=tmp_path)
-    record_evaluation(rec, ev)
+    record_evaluation(rec, ev, reference_numbers(AGE_T, SURV, np.linspace(2, -2, AGE_A.size)))
     return ev, rec, test_pred, als_pred
 
 
+@pytest.mark.filterwarnings("ignore:An input array is constant")
 def test_evaluate_hand_worked(tables) -> None:
     ev, _, test_pred, als_pred = tables
     ours = ev["diffae"]
@@ -227,6 +229,15 @@ def test_evaluate_hand_worked(tables) -> None:
     gap_a = np.linspace(2, -2, AGE_A.size)
     assert ours["truth_als_r_gap"] == pytest.approx(sps.pearsonr(pad, gap_a).statistic)
     assert ours["truth_als_r_gap_corrected"] == pytest.approx(sps.pearsonr(pad_c, gap_a).statistic)
+    # the gap-following spread is the OLS slope of PAD on gap times sd(gap); the error is the MAE against brain age
+    fit = sps.linregress(gap_a, pad)
+    assert ours["truth_als_gap_spread"] == pytest.approx(fit.slope * gap_a.std(ddof=1))
+    assert ours["truth_als_mae_gap"] == pytest.approx(np.abs(als_pred["diffae"] - (AGE_A + gap_a)).mean())
+    assert ours["pad_mean_corrected_p"] == pytest.approx(sps.ttest_1samp(pad_c, 0).pvalue)
+    # a constant model's corrected PAD is 0 up to rounding: no correlation, no t-test
+    const = evaluate(AGE_T, {"diffae": np.full(8, 60.0)}, AGE_A, {"diffae": np.full(7, 60.0)}, SURV, AGE_H,
+                     {"diffae": np.full(5, 60.0)})["diffae"]
+    assert np.isnan(const["survival_r_corrected"]) and np.isnan(const["pad_mean_corrected_p"])
 
 
 def test_recorded_tables_and_claims(tables) -> None:
@@ -238,13 +249,20 @@ def test_recorded_tables_and_claims(tables) -> None:
     t2 = wide_table(rec, "table2")
     assert t2.loc["ks", ("DenseNet121", "paper")] == 0.32
     assert rec.doc["records"]["pad.diffae.pad_mean_corrected"]["value"] == pytest.approx(ev["diffae"]["pad_mean_corrected"])
-    found = {k: ok for k, ok, _ in claims(rec, simulated=True)}
-    assert found["ours_lowest_mae"] is (ev["diffae"]["test_mae"] < ev["densenet121"]["test_mae"])
-    assert found["ours_joint_highest_r"] is True  # r = 1 for both
-    assert found["ours_survival_positive_significant"] is False  # built to fall with survival
+    ref = rec.get("gate.test_mean_prediction_mae")
+    assert ref == pytest.approx(np.abs(AGE_T - AGE_T.mean()).mean())
+    assert rec.get("simulator.als_gap_survival_r") == pytest.approx(sps.pearsonr(np.linspace(2, -2, 7), SURV).statistic)
+    values = lambda: {k: e["value"] for k, e in rec.doc["records"].items()}  # noqa: E731
+    expected = numbers(ev, reference_numbers(AGE_T, SURV, np.linspace(2, -2, 7)))
+    assert {k: values()[k] for k in expected} == {k: None if np.isnan(v) else pytest.approx(v)  # NaN is stored as null
+                                                 for k, v in expected.items()}
+    # both learned (MAE 5 and 5.625 < 0.8 x 10): the comparisons are judged
+    assert max(ev["diffae"]["test_mae"], ev["densenet121"]["test_mae"]) < 0.8 * ref
+    found = {v.key: v for v in claims(values(), simulated=True)}
+    assert found["ours_lowest_mae"].outcome is True and found["ours_joint_highest_r"].outcome is True  # r = 1 for both
+    assert found["ours_survival_positive_significant"].outcome is None  # the simulator's sign: not testable
     sr, sp = ev["diffae"]["survival_r"], ev["diffae"]["survival_p"]
-    assert found["sim_survival_sign"] is bool(sr < 0 and sp < 0.05)
-    assert found["ours_largest_pad_spread"] is (ev["diffae"]["pad_sd"] > ev["densenet121"]["pad_sd"])
+    assert found["sim_survival_sign"].outcome is bool(sr < 0 and sp < 0.05)
     # fig. 3: predicted ages running from old to young on an old -> young row count as monotone
     for row, (rho, first, last) in {"row1": (1.0, 25.0, 75.0), "row2": (-0.9, 90.0, 40.0)}.items():
         for k, v in (("age_spearman", rho), ("true_age_first", first), ("true_age_last", last)):
@@ -252,8 +270,9 @@ def test_recorded_tables_and_claims(tables) -> None:
     rec.record("fig3.z_sem_share", 0.123)
     rec.record("fig4.recon_mse", 0.001)
     rec.record("fig4.other_image_mse", 0.01)
-    found = {k: (ok, text) for k, ok, text in claims(rec, simulated=False)}
-    assert found["interpolation_ages_monotone"][0] is True and "12.3 %" in found["interpolation_ages_monotone"][1]
-    assert found["reconstructions_faithful"][0] is True and "sim_survival_sign" not in found
+    found = {v.key: v for v in claims(values(), simulated=False)}
+    monotone = found["interpolation_ages_monotone"]
+    assert monotone.outcome is True and "12.3 %" in monotone.evidence
+    assert found["reconstructions_faithful"].outcome is True and "sim_survival_sign" not in found
     rec.record("fig3.row2.age_spearman", 0.9)  # moving towards the older end: wrong direction
-    assert dict((k, ok) for k, ok, _ in claims(rec, simulated=False))["interpolation_ages_monotone"] is False
+    assert {v.key: v.outcome for v in claims(values(), simulated=False)}["interpolation_ages_monotone"] is False

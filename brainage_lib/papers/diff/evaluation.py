@@ -1,18 +1,22 @@
-"""DIFF paper tables 1-2, the bias-corrected brain-PAD and the checks of its claims.
+"""DIFF paper tables 1-2, the bias-corrected brain-PAD and the numbers its claims are judged on.
 
-``evaluate`` turns each model's predictions into every reported number;
-``record_evaluation`` writes them through the notebook's ``Recorder`` beside the
-paper's values; ``wide_table`` reads them back as model-by-metric tables; ``claims``
-decides from the recorded numbers which of the paper's claims this run reproduces.
+``evaluate`` turns each model's predictions into every reported number, and
+``reference_numbers`` adds the cohorts' own (the gate's reference MAE and, on simulated
+data, the ALS subjects' true gaps); ``numbers`` lays both out under the recorded keys,
+``record_evaluation`` writes them through the notebook's ``Recorder`` beside the paper's
+values and ``wide_table`` reads them back as model-by-metric tables. The verdicts are
+decided from these numbers in ``claims``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from brainage_lib.metrics import stats
+from brainage_lib.metrics.verdicts import mean_prediction_mae
 from brainage_lib.run.results import Recorder
 
 # What the summary and the index page show of this paper: its name, the titles of its record tables, and the
@@ -23,14 +27,16 @@ PAPER = {"short": "DIFF", "title": "Semi-supervised diffusion model for brain ag
                     "model": "Model size"},
          "bootstrap_evaluations": ["test"]}
 
-__all__ = ["CLAIMS", "MODELS", "PAPER_TABLE1", "PAPER_TABLE2", "als_pads", "claims", "record_claims", "evaluate", "format_table",
-           "record_evaluation", "wide_table"]
+__all__ = ["MODELS", "OURS", "PAPER_TABLE1", "PAPER_TABLE2", "als_pads", "evaluate", "format_table", "numbers",
+           "record_evaluation", "reference_numbers", "wide_table"]
 
 OURS = "diffae"
 MODELS = {"diffae": "Ours (DiffAE)", "densenet121": "DenseNet121", "brainager": "brainageR-style GPR",
           "deepbrainnet": "DeepBrainNet-style CNN"}
 UNITS = {"test_mae": "years", "pad_mean": "years", "pad_sd": "years", "pad_mean_corrected": "years",
-         "pad_sd_corrected": "years", "bias_intercept": "years"}
+         "pad_sd_corrected": "years", "bias_intercept": "years", "truth_als_gap_spread": "years",
+         "truth_als_mae_gap": "years", "gate.test_mean_prediction_mae": "years", "simulator.als_gap_mean": "years",
+         "simulator.als_gap_sd": "years"}
 
 # Paper table 1 (test set of 473 clinical-grade scans; ALS survival: 72 patients). Every test r has p < 0.001.
 PAPER_TABLE1 = {
@@ -48,11 +54,39 @@ PAPER_TABLE2 = {
 }
 
 
+def _constant(x: np.ndarray) -> bool:
+    """Constant up to rounding: a constant model's bias-corrected PAD is 0 plus ~1e-14 of floating-point noise,
+    whose correlations would be random numbers with real-looking p-values."""
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
+
+
 def _pearson_or_nan(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Pearson (r, p); NaN where a vector is constant (a degenerate model)."""
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
+    if _constant(x) or _constant(y):
         return float("nan"), float("nan")
     return stats.pearson(x, y)
+
+
+def _mean_test_p(x: np.ndarray) -> float:
+    """Two-sided p of the one-sample t-test of mean 0; NaN for a constant vector."""
+    return float("nan") if _constant(x) else float(sps.ttest_1samp(x, 0.0).pvalue)
+
+
+def _truth(pad: np.ndarray, tpad: np.ndarray, pad_c: np.ndarray, tpad_c: np.ndarray, test_gap: np.ndarray,
+           als_gap: np.ndarray) -> dict[str, float]:
+    """One model's PADs against the simulator's hidden gaps.
+
+    ``truth_als_gap_spread`` is the part of the ALS PAD spread that follows the gap,
+    ``cov(PAD, gap) / sd(gap)`` in years: the gap's own sd for a perfect PAD, unchanged in
+    expectation by noise independent of the gap. ``truth_als_mae_gap`` is ``mean |PAD - gap|``
+    (the MAE against the true brain age), which independent zero-mean noise can only raise.
+    """
+    return {"truth_test_r_gap": _pearson_or_nan(tpad, test_gap)[0],
+            "truth_test_r_gap_corrected": _pearson_or_nan(tpad_c, test_gap)[0],
+            "truth_als_r_gap": _pearson_or_nan(pad, als_gap)[0],
+            "truth_als_r_gap_corrected": _pearson_or_nan(pad_c, als_gap)[0],
+            "truth_als_gap_spread": float(np.cov(pad, als_gap, ddof=1)[0, 1] / als_gap.std(ddof=1)),
+            "truth_als_mae_gap": float(np.abs(pad - als_gap).mean())}
 
 
 def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age: np.ndarray,
@@ -64,7 +98,7 @@ def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age:
     Raw brain-PAD is ``pred - age``; the corrected one is the residual of the linear
     age-bias fitted on the held-out healthy set (``stats.bias_correct``). KS statistics
     compare ours with each baseline. With the simulator's hidden gaps, the correlation
-    of each PAD with the gap is added (``truth_*``).
+    of each PAD with the gap and its spread and error against it are added (``truth_*``).
     """
     out: dict[str, dict[str, float]] = {}
     pads, pads_c = {}, {}
@@ -76,7 +110,8 @@ def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age:
         pads[m], pads_c[m] = pad, pad_c
         e = {"test_r": reg["r"], "test_r_p": reg["p"], "test_mae": reg["mae"], "test_r2": reg["r2"],
              "pad_mean": float(pad.mean()), "pad_sd": float(pad.std(ddof=1)),
-             "pad_mean_corrected": float(pad_c.mean()), "pad_sd_corrected": float(pad_c.std(ddof=1)),
+             "pad_mean_corrected": float(pad_c.mean()), "pad_mean_corrected_p": _mean_test_p(pad_c),
+             "pad_sd_corrected": float(pad_c.std(ddof=1)),
              "bias_slope": bc.slope, "bias_intercept": bc.intercept,
              "test_mae_corrected": float(np.abs(tpad_c).mean())}
         e["survival_r"], e["survival_p"] = _pearson_or_nan(pad, survival)
@@ -87,10 +122,7 @@ def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age:
             e["ks"], e["ks_p"] = stats.ks_2samp(pads[OURS], pad)
             e["ks_corrected"], e["ks_p_corrected"] = stats.ks_2samp(pads_c[OURS], pad_c)
         if test_gap is not None and als_gap is not None:
-            e["truth_test_r_gap"] = _pearson_or_nan(tpad, test_gap)[0]
-            e["truth_test_r_gap_corrected"] = _pearson_or_nan(tpad_c, test_gap)[0]
-            e["truth_als_r_gap"] = _pearson_or_nan(pad, als_gap)[0]
-            e["truth_als_r_gap_corrected"] = _pearson_or_nan(pad_c, als_gap)[0]
+            e.update(_truth(pad, tpad, pad_c, tpad_c, np.asarray(test_gap, float), np.asarray(als_gap, float)))
         out[m] = e
     return out
 
@@ -108,22 +140,52 @@ def als_pads(preds: Mapping[str, Mapping[str, np.ndarray]], als_age: np.ndarray,
 TABLE_KEYS = {
     "table1": ("test_r", "test_r_p", "test_mae", "test_r2", "survival_r", "survival_p"),
     "table2": ("pad_mean", "pad_sd", "ks", "ks_p"),
-    "pad": ("pad_mean", "pad_mean_corrected", "pad_sd", "pad_sd_corrected", "survival_r", "survival_p",
-            "survival_r_corrected", "survival_p_corrected", "ks", "ks_corrected", "ks_p", "ks_p_corrected",
-            "test_pad_age_r", "test_pad_age_r_corrected", "test_mae_corrected", "bias_slope", "bias_intercept"),
-    "truth": ("truth_test_r_gap", "truth_test_r_gap_corrected", "truth_als_r_gap", "truth_als_r_gap_corrected"),
+    "pad": ("pad_mean", "pad_mean_corrected", "pad_mean_corrected_p", "pad_sd", "pad_sd_corrected", "survival_r",
+            "survival_p", "survival_r_corrected", "survival_p_corrected", "ks", "ks_corrected", "ks_p",
+            "ks_p_corrected", "test_pad_age_r", "test_pad_age_r_corrected", "test_mae_corrected", "bias_slope", "bias_intercept"),
+    "truth": ("truth_test_r_gap", "truth_test_r_gap_corrected", "truth_als_r_gap", "truth_als_r_gap_corrected",
+              "truth_als_gap_spread", "truth_als_mae_gap"),
 }
 
 
-def record_evaluation(rec: Recorder, ev: Mapping[str, Mapping[str, float]]) -> None:
-    """Record ``evaluate``'s numbers as ``<table>.<model>.<quantity>``, with the paper's value where it has one."""
+def reference_numbers(test_age: np.ndarray, survival: np.ndarray,
+                      als_gap: np.ndarray | None = None) -> dict[str, float]:
+    """The cohorts' own numbers, under their recorded keys.
+
+    ``gate.test_mean_prediction_mae``: the MAE of predicting the clinical test set's own
+    mean age (the learning gate's reference). With the simulator's ALS gaps: their mean, sd
+    and Pearson r (p) with survival (``simulator.als_gap_*``).
+    """
+    out = {"gate.test_mean_prediction_mae": mean_prediction_mae(test_age)}
+    if als_gap is not None:
+        gap = np.asarray(als_gap, dtype=float)
+        r, p = _pearson_or_nan(gap, np.asarray(survival, dtype=float))
+        out |= {"simulator.als_gap_mean": float(gap.mean()), "simulator.als_gap_sd": float(gap.std(ddof=1)),
+                "simulator.als_gap_survival_r": r, "simulator.als_gap_survival_p": p}
+    return out
+
+
+def _entries(ev: Mapping[str, Mapping[str, float]]) -> Iterator[tuple[str, float, object, str | None]]:
+    """``(key, value, paper's value, unit)`` of every per-model number, as ``<table>.<model>.<quantity>``."""
     for table, keys in TABLE_KEYS.items():
         paper = {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2}.get(table, {})
         for m, e in ev.items():
             for k in keys:
                 if k in e:
-                    name = k.removeprefix("truth_")
-                    rec.record(f"{table}.{m}.{name}", e[k], paper=paper.get(m, {}).get(k), unit=UNITS.get(k))
+                    yield f"{table}.{m}.{k.removeprefix('truth_')}", e[k], paper.get(m, {}).get(k), UNITS.get(k)
+
+
+def numbers(ev: Mapping[str, Mapping[str, float]], reference: Mapping[str, float]) -> dict[str, float]:
+    """``evaluate``'s and ``reference_numbers``' output as the flat ``{recorded key: value}`` the claims read."""
+    return {k: v for k, v, _, _ in _entries(ev)} | dict(reference)
+
+
+def record_evaluation(rec: Recorder, ev: Mapping[str, Mapping[str, float]], reference: Mapping[str, float]) -> None:
+    """Record ``numbers(ev, reference)``, each per-model number beside the paper's value where it has one."""
+    for key, value, paper, unit in _entries(ev):
+        rec.record(key, value, paper=paper, unit=unit)
+    for key, value in reference.items():
+        rec.record(key, value, unit=UNITS.get(key))
 
 
 def wide_table(rec: Recorder, prefix: str, paper: bool = True) -> pd.DataFrame:
@@ -153,120 +215,3 @@ def format_table(wide: pd.DataFrame) -> pd.DataFrame:
         return f"{float(v):.2g}" if q.endswith("_p") or "_p_" in q else f"{float(v):.3f}"
 
     return pd.DataFrame({c: [cell(v, q) for q, v in wide[c].items()] for c in wide.columns}, index=wide.index)
-
-
-def _f(v: float | None, spec: str = ".2f") -> str:
-    """A recorded number for a sentence; ``n/a`` for a missing (non-finite) one."""
-    return "n/a" if v is None or not np.isfinite(v) else format(v, spec)
-
-
-# key: (claim, paper's value, rule applied to this run's numbers); the evidence sentences come from ``claims``.
-CLAIMS = {
-    "ours_joint_highest_r": ("The diffusion autoencoder has the (joint) highest test r", "0.83 vs 0.83/0.46/0.81",
-                             "its test r at least every baseline's minus 0.02"),
-    "ours_lowest_mae": ("The diffusion autoencoder has the lowest test MAE", "5 vs 8.63/11.7/5.55 y",
-                        "its test MAE below every baseline's"),
-    "ours_highest_r2": ("The diffusion autoencoder has the highest test R²", "0.65 vs 0.12/-1.14/0.56",
-                        "its test R² above every baseline's"),
-    "ours_survival_positive_significant": ("Its ALS brain-PAD correlates positively and significantly with survival",
-                                           "r = 0.24, p < 0.05", "Pearson r > 0 with p < 0.05"),
-    "baselines_survival_not_significant": ("No baseline's ALS brain-PAD is significantly associated with survival",
-                                           "p = 0.61/0.14/0.28", "every baseline's Pearson p >= 0.05"),
-    "ours_largest_pad_spread": ("It gives the widest spread of ALS brain-PADs", "sd 27.29 vs 7.74/10.97/8.06 y",
-                                "its PAD sd above every baseline's"),
-    "ks_all_significant": ("Its ALS PAD distribution differs from each baseline's", "KS D = 0.32/0.47/0.31, all p < 0.05",
-                           "two-sample KS p < 0.05 against every baseline"),
-    "ours_negative_mean_pad": ("Its mean ALS brain-PAD is negative", "-6.19 y", "mean PAD < 0"),
-    "sim_survival_sign": ("Simulator check: its PAD correlates negatively with survival, as the simulator implies",
-                          "—", "Pearson r < 0 with p < 0.05"),
-    "sim_ours_tracks_gap_best": ("Simulator check: its bias-corrected PAD tracks the hidden gap best", "—",
-                                 "its r with the hidden gap above every baseline's"),
-    "interpolation_ages_monotone": ("Fig. 3: predicted ages move monotonically along the latent interpolation",
-                                    "shown by eye", "signed Spearman of predicted age vs alpha >= 0.8 in every row"),
-    "reconstructions_faithful": ("Fig. 4: reconstructions are close to their originals", "shown by eye",
-                                 "reconstruction MSE below a quarter of the MSE to another subject's image"),
-}
-
-
-def record_claims(rec: Recorder, simulated: bool, alpha: float = 0.05) -> list[str]:
-    """Judge every claim (``claims``) and record it with ``Recorder.claim``; returns Markdown lines."""
-    lines = []
-    for key, ok, sentence in claims(rec, simulated, alpha):
-        text, paper, rule = CLAIMS[key]
-        kind = "check" if key.startswith("sim_") else "claim"
-        word = rec.claim(key, text, bool(ok), sentence, rule, paper=paper, kind=kind)
-        lines.append(f"- **{word.upper()}**: {sentence}")
-    return lines
-
-
-def claims(rec: Recorder, simulated: bool, alpha: float = 0.05) -> list[tuple[str, bool, str]]:
-    """The paper's claims, each ``(key, reproduced, sentence)``, decided from the recorded numbers.
-
-    Keys starting with ``sim_`` are checks against the simulator's truth, not claims of the paper.
-    """
-    g = rec.get
-    base = [m for m in MODELS if m != OURS and f"table1.{m}.test_r" in rec.doc["records"]]
-    every = [OURS, *base]
-    fin = lambda v: v is not None and bool(np.isfinite(v))  # noqa: E731
-    sig = lambda p: fin(p) and p < alpha  # noqa: E731
-    r, mae, r2, sd, mean = ({m: g(f"{t}.{m}.{q}") for m in every} for t, q in (
-        ("table1", "test_r"), ("table1", "test_mae"), ("table1", "test_r2"), ("table2", "pad_sd"),
-        ("table2", "pad_mean")))
-    s_r, s_p = ({m: g(f"table1.{m}.survival_{q}") for m in every} for q in ("r", "p"))
-    src, spc = g(f"pad.{OURS}.survival_r_corrected"), g(f"pad.{OURS}.survival_p_corrected")
-    ks, ks_p = ({m: g(f"table2.{m}.{q}") for m in base} for q in ("ks", "ks_p"))
-    vs = lambda d, spec=".2f": ", ".join(f"{MODELS[m]} {_f(d[m], spec)}" for m in base)  # noqa: E731
-    out = [
-        ("ours_joint_highest_r", fin(r[OURS]) and all(r[OURS] >= r[m] - 0.02 for m in base if fin(r[m])),
-         f"Ours has the (joint) highest test r: {_f(r[OURS])} vs {vs(r)} (paper 0.83 vs 0.83/0.46/0.81; "
-         "'joint' = within 0.02)."),
-        ("ours_lowest_mae", fin(mae[OURS]) and all(mae[OURS] < mae[m] for m in base),
-         f"Ours has the lowest test MAE: {_f(mae[OURS])} y vs {vs(mae)} (paper 5 vs 8.63/11.7/5.55)."),
-        ("ours_highest_r2", fin(r2[OURS]) and all(r2[OURS] > r2[m] for m in base),
-         f"Ours has the highest test R²: {_f(r2[OURS])} vs {vs(r2)} (paper 0.65 vs 0.12/-1.14/0.56)."),
-        ("ours_survival_positive_significant", fin(s_r[OURS]) and s_r[OURS] > 0 and sig(s_p[OURS]),
-         f"Ours: ALS brain-PAD vs survival r = {_f(s_r[OURS], '+.2f')} (p = {_f(s_p[OURS], '.3g')}); paper +0.24 "
-         f"(p < 0.05). Bias-corrected: r = {_f(src, '+.2f')} (p = {_f(spc, '.3g')})."),
-        ("baselines_survival_not_significant", all(not sig(s_p[m]) for m in base),
-         "No baseline's PAD is significantly associated with survival: " + ", ".join(
-             f"{MODELS[m]} r = {_f(s_r[m], '+.2f')} (p = {_f(s_p[m], '.3g')})" for m in base)
-         + " (paper: p = 0.61/0.14/0.28)."),
-        ("ours_largest_pad_spread", fin(sd[OURS]) and all(sd[OURS] > sd[m] for m in base),
-         f"Ours gives the widest spread of ALS PADs: sd {_f(sd[OURS])} y vs {vs(sd)} "
-         "(paper 27.29 vs 7.74/10.97/8.06)."),
-        ("ks_all_significant", all(sig(ks_p[m]) for m in base),
-         "Our ALS PAD distribution differs from each baseline's (KS p < 0.05): " + ", ".join(
-             f"{MODELS[m]} D = {_f(ks[m])} (p = {_f(ks_p[m], '.3g')})" for m in base)
-         + " (paper D = 0.32/0.47/0.31, all significant)."),
-        ("ours_negative_mean_pad", fin(mean[OURS]) and mean[OURS] < 0,
-         f"Our mean ALS brain-PAD is negative: {_f(mean[OURS], '+.2f')} y (bias-corrected "
-         f"{_f(g(f'pad.{OURS}.pad_mean_corrected'), '+.2f')} y); paper -6.19 y, which its authors call the opposite "
-         "of the expected direction."),
-    ]
-    if simulated:
-        out.append(("sim_survival_sign", fin(s_r[OURS]) and s_r[OURS] < 0 and sig(s_p[OURS]),
-                    "Simulator check: survival falls with the hidden gap, so a faithful PAD correlates NEGATIVELY "
-                    f"with survival; ours r = {_f(s_r[OURS], '+.2f')} (p = {_f(s_p[OURS], '.3g')})."))
-        gap = {m: g(f"truth.{m}.test_r_gap_corrected") for m in every}
-        best = fin(gap[OURS]) and all(gap[OURS] > gap[m] for m in base if fin(gap[m]))
-        out.append(("sim_ours_tracks_gap_best", best,
-                    "Simulator check of the premise that our PAD is the more faithful biomarker: bias-corrected "
-                    f"test PAD vs the hidden gap, ours r = {_f(gap[OURS])} vs {vs(gap)}."))
-    rows = sorted({k.split(".")[1] for k in rec.doc["records"]
-                   if k.startswith("fig3.") and k.endswith(".age_spearman")})
-    share = rec.doc["records"].get("fig3.z_sem_share", {}).get("value")
-    if rows:  # Spearman of predicted age vs alpha, signed so that +1 runs from the first end's age to the second's
-        rho = [g(f"fig3.{r}.age_spearman") * np.sign(g(f"fig3.{r}.true_age_last") - g(f"fig3.{r}.true_age_first"))
-               if fin(g(f"fig3.{r}.age_spearman")) else None for r in rows]
-        out.append(("interpolation_ages_monotone", all(fin(v) and v >= 0.8 for v in rho),
-                    "Fig. 3: the predicted age of the decoded frames moves monotonically from the first subject's "
-                    f"age to the second's (signed Spearman of age vs α: {', '.join(_f(v) for v in rho)}; "
-                    ">= 0.8 counts). Swapping z_sem changes a decoded image by "
-                    f"{_f(100 * share if fin(share) else None, '.1f')} % of the "
-                    "squared difference between the two subjects."))
-    if "fig4.recon_mse" in rec.doc["records"]:
-        mse, other = g("fig4.recon_mse"), g("fig4.other_image_mse")
-        out.append(("reconstructions_faithful", fin(mse) and fin(other) and mse < 0.25 * other,
-                    f"Fig. 4: reconstructions are close to their originals (MSE {_f(mse, '.4f')} vs {_f(other, '.4f')} "
-                    "to another subject's image; below a quarter counts)."))
-    return out

@@ -1,0 +1,92 @@
+"""The DIFF verdict rules as recorded with each claim, written from the constants ``claims`` compares with.
+
+``CLAIMS[key] = (claim, paper's value, rule)``; keys starting with ``sim_`` are checks
+against the simulator's truth, not claims of the paper.
+"""
+from __future__ import annotations
+
+from brainage_lib.metrics.verdicts import LEARNED_FRACTION
+
+__all__ = ["ALPHA", "CLAIMS", "GATE", "JOINT_R_MARGIN", "MONOTONE_RHO", "RECON_SHARE", "SIMULATED_CHOICE",
+           "SIMULATED_SURVIVAL_SIGN"]
+
+ALPHA = 0.05  # significance level of every test
+JOINT_R_MARGIN = 0.02  # "joint highest" test r: within this of the best baseline
+MONOTONE_RHO = 0.8  # Fig. 3: signed Spearman of predicted age vs alpha counted as monotone
+RECON_SHARE = 0.25  # Fig. 4: reconstruction MSE below this share of the MSE to another subject's image
+# The simulator's survival model (simulation.simulate.SURVIVAL_MODEL) multiplies survival by exp(-0.04 * gap):
+# older-looking brains survive shorter, so a faithful brain-PAD correlates negatively with survival.
+SIMULATED_SURVIVAL_SIGN = -1
+
+GATE = (f"Judged only when every model it names learned age: clinical test MAE below {LEARNED_FRACTION:g} x the MAE "
+        "of predicting the test set's own mean age (so no constant or noise predictor is judged); a NaN statistic "
+        "makes it not testable, never 'not significant'.")
+_GATE_OURS = GATE.replace("every model it names", "ours")
+_GATE_BASE = GATE.replace("every model it names", "every baseline")
+
+# Why a claim is not testable on simulated data: its truth there is the simulator's choice.
+SIMULATED_CHOICE = {
+    "survival": "on simulated data the sign of the PAD-survival correlation is the simulator's choice (its survival "
+                "model shortens survival with the hidden gap, so a faithful PAD correlates negatively); see "
+                "sim_survival_sign",
+    "mean_pad": "on simulated data the sign of the ALS group's mean gap is the simulator's choice (it draws the ALS "
+                "gaps with a positive mean); see sim_mean_pad_sign",
+}
+
+CLAIMS = {
+    "ours_joint_highest_r": ("The diffusion autoencoder has the (joint) highest test r", "0.83 vs 0.83/0.46/0.81",
+                             f"Its test r at least every baseline's minus {JOINT_R_MARGIN:g}. {GATE}"),
+    "ours_lowest_mae": ("The diffusion autoencoder has the lowest test MAE", "5 vs 8.63/11.7/5.55 y",
+                        f"Its test MAE below every baseline's. {GATE}"),
+    "ours_highest_r2": ("The diffusion autoencoder has the highest test R²", "0.65 vs 0.12/-1.14/0.56",
+                        f"Its test R² above every baseline's. {GATE}"),
+    "ours_survival_positive_significant": (
+        "Its ALS brain-PAD correlates positively and significantly with survival", "r = 0.24, p < 0.05",
+        (f"Pearson r of its raw ALS PAD with survival > 0 with p < {ALPHA:g}. {_GATE_OURS} Not testable on simulated "
+         "data, where the simulator sets the sign (negative); sim_survival_sign checks that sign instead.")),
+    "baselines_survival_not_significant": (
+        "No baseline's ALS brain-PAD is significantly associated with survival", "p = 0.61/0.14/0.28",
+        (f"Every baseline's two-sided Pearson p (raw ALS PAD vs survival) >= {ALPHA:g}. {_GATE_BASE} Judged on "
+         "simulated data too: the rule has no sign, and there it asks whether a baseline's PAD carries the survival "
+         "signal the simulator ties to the hidden gap.")),
+    "ours_largest_pad_spread": (
+        "It gives the widest spread of ALS brain-PADs", "sd 27.29 vs 7.74/10.97/8.06 y",
+        (f"Its raw ALS PAD sd above every baseline's. {GATE} Noise widens a spread, so on simulated data "
+         "sim_spread_follows_gap asks whether the spread follows the hidden gap.")),
+    "ks_all_significant": (
+        "Its ALS PAD distribution differs from each baseline's", "KS D = 0.32/0.47/0.31, all p < 0.05",
+        (f"Two-sample KS p < {ALPHA:g} of its raw ALS PADs against every baseline's. {GATE} Noise alone can make "
+         "distributions differ, so on simulated data sim_als_pad_nearest_gap asks whether ours differs towards the "
+         "hidden gaps.")),
+    "ours_negative_mean_pad": (
+        "Its mean ALS brain-PAD is negative", "-6.19 y",
+        ("Mean of its age-bias-corrected ALS PAD < 0: judged on the corrected PAD because regression to the mean "
+         "alone makes the raw PAD of patients older than the training mean negative. "
+         f"{_GATE_OURS} Not testable on simulated data, where the simulator sets the ALS group's mean gap; "
+         "sim_mean_pad_sign checks that sign instead.")),
+    "sim_survival_sign": (
+        ("Simulator check: its PAD-survival correlation has the simulator's sign (negative: older-looking brains "
+         "survive shorter)"), "—",
+        f"Pearson r of its raw ALS PAD with survival < 0 with p < {ALPHA:g}. {_GATE_OURS}"),
+    "sim_spread_follows_gap": (
+        "Simulator check: its ALS PAD spread that follows the hidden gap is the widest", "—",
+        ("Its cov(PAD, true gap) / sd(true gap) over the ALS patients (in years; a perfect PAD reaches the true gap's "
+         f"sd, and noise independent of the gap leaves it unchanged) above every baseline's. {GATE}")),
+    "sim_als_pad_nearest_gap": (
+        "Simulator check: its ALS PADs are the nearest to the hidden gaps", "—",
+        ("Its mean |PAD - true gap| over the ALS patients (the MAE against the true brain age, which zero-mean "
+         f"noise independent of the PAD can only raise) below every baseline's. {GATE}")),
+    "sim_mean_pad_sign": (
+        "Simulator check: its mean ALS brain-PAD has the sign of the ALS group's true mean gap", "—",
+        ("Its bias-corrected mean ALS PAD has the sign of the ALS subjects' mean true gap, with one-sample t-test "
+         f"p < {ALPHA:g}. {_GATE_OURS}")),
+    "sim_ours_tracks_gap_best": (
+        "Simulator check: its bias-corrected PAD tracks the hidden gap best", "—",
+        f"Pearson r of its bias-corrected test PAD with the hidden gap above every baseline's. {GATE}"),
+    "interpolation_ages_monotone": (
+        "Fig. 3: predicted ages move monotonically along the latent interpolation", "shown by eye",
+        f"Signed Spearman of predicted age vs alpha >= {MONOTONE_RHO:g} in every row. {_GATE_OURS}"),
+    "reconstructions_faithful": (
+        "Fig. 4: reconstructions are close to their originals", "shown by eye",
+        f"Reconstruction MSE below {RECON_SHARE:g} x the MSE to another subject's image; a NaN MSE is not testable."),
+}
