@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import DataLoader
 
 from brainage_lib import paths

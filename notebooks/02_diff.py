@@ -80,7 +80,6 @@ import torch
 from IPython.display import Markdown, display
 from scipy import stats as sps
 
-from brainage_lib import paths
 from brainage_lib.data import plots
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
-from brainage_lib.run.timing import samples_per_second, sync
+from brainage_lib.run.timing import samples_per_second
 
 __all__ = ["bench_diff"]
 
