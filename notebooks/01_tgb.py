@@ -58,6 +58,7 @@ MIN_PER_BIN: Optional[int] = None  # synthesis fills every 1-year bin to this ma
 N_DIFF: Optional[int] = None  # images per age in the difference maps (paper: 20)
 TOP_PERCENT: Optional[float] = None  # top-k% voxels compared in the recovery Dice
 N_PERM: Optional[int] = None  # age permutations of the null each difference map is tested against
+ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
 
 # %%
 import time
@@ -73,6 +74,7 @@ from brainage_lib.data.cache import cached_array
 from brainage_lib.data.cohort import balance_by_sex
 from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.data.sources import open_cohort
+from brainage_lib.data.space import check_input_space
 from brainage_lib.data.splits import stratified_split
 from brainage_lib.data.transforms import TGBVolume
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
@@ -120,6 +122,7 @@ cfg.table()
 # %%
 sim = {"n": cfg.N_SUBJECTS or None, "seed": SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
 cohort = open_cohort("abide_like", DATA_DIR, **sim)
+check_input_space([cohort], "tgb", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
 balanced = balance_by_sex(cohort.table, seed=SEED)
 data = cohort.subset(cohort.table["participant_id"].isin(set(balanced["participant_id"])))
 ages = data.ages

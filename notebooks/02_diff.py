@@ -68,6 +68,7 @@ BASELINE_LR: Optional[float] = None
 DBN_CHANNELS: Optional[str] = None  # DeepBrainNet-style stage widths
 N_RECON: Optional[int] = None  # images in fig 4 (half held-out healthy, half clinical test)
 N_INTERP: Optional[int] = None  # frames per interpolation in fig 3
+ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
 
 # %%
 import json
@@ -83,6 +84,7 @@ from scipy import stats as sps
 from brainage_lib.data import plots
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset
+from brainage_lib.data.space import check_input_space
 from brainage_lib.data.transforms import DIFFSlice
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
@@ -126,6 +128,7 @@ cfg.table()
 
 # %%
 cohorts = open_diff_cohorts(DATA_DIR, cfg.N_TRAIN, cfg.N_TEST, cfg.N_ALS, seed=SEED, shape=cfg.SHAPE)
+check_input_space(cohorts.values(), "diff", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
 transform = DIFFSlice(size=cfg.SLICE_SIZE)
 arrays = {role: cached_array(c, transform) for role, c in cohorts.items()}  # (N, S, S) float16 in [0, 1]
 train_ages = cohorts["train"].ages

@@ -50,6 +50,7 @@ LR: Optional[float] = None  # paper 1e-4
 LR_STEP: Optional[int] = None  # epochs between halvings of the learning rate, paper 15
 YOUNG_MAX_AGE: Optional[float] = None  # upper age of the "trained on 0-6 y" discovery subset, paper 6
 STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 (standard ResNet18 stem) or 3 (the paper's literal "3x3x3")
+ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
 
 # %%
 import time
@@ -62,6 +63,7 @@ from IPython.display import Markdown, display
 from brainage_lib.engine.training import TrainConfig
 from brainage_lib.metrics.verdicts import LEARNED_FRACTION
 from brainage_lib.papers.lstm import claims as C
+from brainage_lib.data.space import check_input_space
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data
@@ -106,6 +108,7 @@ cfg.table()
 # %%
 data = load_data(DATA_DIR, SEED, cfg.N_DISCOVERY, cfg.N_REPLICATION, cfg.SHAPE, atlas, cfg.SLICE_SIZE,
                  cfg.YOUNG_MAX_AGE)
+check_input_space([data.disc, data.repl], "lstm", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
 sizes = data.sizes(young)
 for k, v in sizes.items():
     rec.record(f"data.n.{k}", v)

@@ -13,8 +13,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from brainage_lib.data.space import space_observations
 from brainage_lib.run.progress import tqdm
-from brainage_lib.simulation.anatomy import MNI_EXTENT, MNI_ORIGIN
 
 REQUIRED_COLUMNS = ("participant_id", "age", "sex", "site")
 OPTIONAL_COLUMNS = ("session", "group", "survival_months", "split")
@@ -25,9 +25,13 @@ HEADER_HINT = f"write a header row: {', '.join(REQUIRED_COLUMNS)} [, {', '.join(
 EXAMPLES = 3  # files named in a summarised warning
 IMAGE_WARNINGS = {  # kind: (what was seen, what to do); each kind is reported once with a count and examples
     "both": ("both .nii.gz and .nii exist", "The .nii.gz is used; remove or rename the file you do not mean."),
-    "orientation": ("orientation is not RAS/LAS as in MNI space", "Are the images registered to MNI152?"),
+    "orientation": ("orientation is not RAS/LAS as in MNI space",
+                    "Are the images registered to MNI152? `brainage preprocess --recipe tgb|diff|lstm` registers them."),
     "voxel": ("voxel size is far from the 1-2 mm of MNI-registered T1s", "Check that this is the resolution you meant."),
-    "fov": ("field of view is far from MNI152's", "The notebooks expect skull-stripped T1s registered to MNI space."),
+    "fov": ("field of view is far from MNI152's", "The notebooks expect skull-stripped T1s registered to MNI space: "
+            "run `brainage preprocess --recipe tgb|diff|lstm`."),
+    "skull": ("the foreground is larger than a brain (skull and scalp present?)",
+              "The notebooks expect skull-stripped T1s: run `brainage preprocess --recipe tgb|diff|lstm`."),
 }
 
 
@@ -211,22 +215,9 @@ def _check_image(path: Path, report: ValidationReport, full: bool, seen: dict[st
                 return None
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
     info = {"path": str(path), "shape": "x".join(map(str, shape)), "voxel_mm": "x".join(f"{z:.2g}" for z in zooms)}
-    try:
-        orient = "".join(nib.aff2axcodes(img.affine))
-    except Exception:  # noqa: BLE001
-        orient = "?"
     name = path.relative_to(report.root)
-    if orient != "RAS" and orient != "LAS":
-        seen["orientation"].append(f"{name} (orientation {orient})")
-    if zooms.max() > 3.0 or zooms.min() < 0.5:
-        seen["voxel"].append(f"{name} (voxel size {info['voxel_mm']} mm)")
-    corners = np.array([[i, j, k, 1] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
-    world = (img.affine @ corners.T)[:3]
-    extent = world.max(1) - world.min(1)
-    centre = (world.max(1) + world.min(1)) / 2
-    mni_centre = MNI_ORIGIN + MNI_EXTENT / 2
-    if np.any(np.abs(centre - mni_centre) > 30) or np.any(np.abs(extent / MNI_EXTENT - 1) > 0.35):
-        seen["fov"].append(f"{name} (field of view centre {np.round(centre)}, extent {np.round(extent)} mm)")
+    for kind, detail in space_observations(img, data if full else None).items():
+        seen[kind].append(f"{name} ({detail})")
     return info
 
 
