@@ -84,6 +84,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from brainage_lib.inference.cards import load_model
+    from brainage_lib.inference.predict import predict_cohort
+    from brainage_lib.run.seeding import resolve_device
+
+    device = resolve_device(args.device)
+    _, card = load_model(args.model)
+    print(card.text())
+    out = args.out or f"{Path(args.model).name.removesuffix('.model.pt')}.predictions.csv"
+    frame = predict_cohort(args.model, args.dir, device, out_csv=out)
+    print(f"{len(frame)} subjects: mean predicted age {frame['predicted_age'].mean():.2f} y; wrote {Path(out).resolve()}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from brainage_lib.bench import run_benchmarks
 
@@ -131,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--transform", required=True, choices=["tgb", "diff", "lstm", "atlas"])
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_cache)
+
+    pr = sub.add_parser("predict", help="apply a model a notebook trained to a preprocessed cohort; one CSV row per subject")
+    pr.add_argument("dir", help="cohort folder in the model's training space (same pipeline and grid)")
+    pr.add_argument("--model", required=True, help="a saved model: checkpoints/<notebook>/models/<model>.model.pt")
+    pr.add_argument("--out", default=None, help="CSV to write (default: <model>.predictions.csv in the current folder)")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="measure simulator, cache and loader throughput (and models, where present)")
     b.add_argument("--n", type=int, default=40, help="subjects per measurement")

@@ -62,6 +62,7 @@ ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are n
 
 # %%
 import time
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -79,6 +80,7 @@ from brainage_lib.data.splits import stratified_split
 from brainage_lib.data.transforms import TGBVolume
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
 from brainage_lib.metrics.scores import mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import mean_prediction_mae
@@ -277,6 +279,24 @@ display(Markdown(f"Profile **{cfg.profile}**, data **{rec.doc['data']}**, {len(t
                  "that does not clearly beat the first, or a generator that does not beat the second, has not learned, "
                  "and the claims that compare it are not judged."))
 table1_frame(rec.doc["records"])
+
+# %% [markdown]
+# ### Saved models
+# Each regressor is saved with a model card (paper, profile, training data and its grid,
+# input transform, test MAE, and an age-bias correction fitted on the validation subjects,
+# who were used to select the epoch but never to fit weights) to
+# `checkpoints/01_tgb/models/<method>.model.pt`; `brainage predict --model <file> DIR` applies it
+# to a cohort preprocessed as the training data were.
+
+# %%
+space, val_age = cohort_space(data), ages[val_idx]
+for m in METHODS:
+    bc = fitted_bias_correction(results[m].predict(val_ds, device), val_age, "the validation subjects")
+    card = ModelCard(paper="TGB", notebook=NB, model=m, architecture="TGBRegressor", config=asdict(reg_cfg),
+                     transform=transform_spec(TGBVolume(size=cfg.SIZE)), inputs="volume", profile=cfg.profile, seed=SEED,
+                     training_data=rec.doc["data"], space=space, test_mae=rec.get(f"table1.{m}.mae_mean"),
+                     target_mean=results[m].target_mean, target_sd=results[m].target_sd, bias_correction=bc)
+    print(export_model(cfg.checkpoint_dir / "models" / f"{m}.model.pt", results[m].model, card))
 
 # %% [markdown]
 # ### Wilcoxon signed-rank tests between methods

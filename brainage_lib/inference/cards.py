@@ -1,0 +1,136 @@
+"""Saved models with a model card: what a notebook trained, on what, and how well.
+
+``export_model`` writes one file per model: its weights and a card (the paper, notebook,
+profile, architecture and its config, the input transform, the training data and its
+space and grid, the test MAE, the target scaling and the age-bias correction fitted in
+the notebook). ``load_model`` rebuilds the network from the card alone and loads the
+weights with ``torch.load(..., weights_only=True)``; ``brainage predict`` applies it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from torch import nn
+
+from brainage_lib.data.cohort import Cohort
+from brainage_lib.data.transforms import TRANSFORMS, Transform
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics.stats import bias_correct
+from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
+from brainage_lib.models.diffae import DiffAE, DiffAEConfig
+from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
+from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.run.jsonable import to_jsonable
+from brainage_lib.run.provenance import provenance
+
+__all__ = ["ARCHITECTURES", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
+           "transform_spec"]
+
+# architecture name -> (builder from a config dict, config class or None); the card stores the name and config
+ARCHITECTURES: dict[str, tuple[Any, Any]] = {
+    "TGBRegressor": (lambda c: TGBRegressor(RegressorConfig(**c)), RegressorConfig),
+    "ResNet3D": (lambda c: ResNet3D(ResNet3DConfig(**c)), ResNet3DConfig),
+    "ResNetLSTM": (lambda c: ResNetLSTM(ResNetLSTMConfig(**c)), ResNetLSTMConfig),
+    "DeepBrainNet2D": (lambda c: DeepBrainNet2D(SliceCNNConfig(**c)), SliceCNNConfig),
+    "DenseNet121-2D": (lambda c: densenet121_2d(**c), None),
+    "DiffAE": (lambda c: DiffAE(DiffAEConfig(**c)), DiffAEConfig),
+}
+INPUTS = ("volume", "slice", "slice_sequence")  # how a transformed image is fed: (1, D, H, W), (1, H, W), (S, H, W)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to apply a saved model and to know what it is."""
+
+    paper: str  # TGB | DIFF | LSTM
+    notebook: str
+    model: str  # the name in the notebook's tables, e.g. REG-GAN-TGB
+    architecture: str  # a key of ARCHITECTURES
+    config: dict  # the architecture's config
+    transform: dict  # {"name": "tgb", **parameters} for data.transforms.get_transform
+    inputs: str  # one of INPUTS
+    profile: str
+    seed: int
+    training_data: str  # what the notebook trained on (DATA_DIR or the simulated preset)
+    space: dict  # the training images' space: {"generated_by": ..., "shape": [...], "affine": [[...]]}
+    test_mae: float | None  # on the notebook's test set, in years
+    target_mean: float = 0.0  # the network predicts (age - target_mean) / target_sd
+    target_sd: float = 1.0
+    bias_correction: dict | None = None  # {"slope", "intercept", "n", "fitted_on"}: pred = slope * age + intercept
+    provenance: dict = field(default_factory=dict)
+    created: str = ""
+
+    def text(self) -> str:
+        """A short human-readable card."""
+        bc = self.bias_correction
+        return "\n".join([
+            f"{self.paper} / {self.notebook} / {self.model} ({self.architecture}), profile {self.profile}, seed {self.seed}",
+            f"trained on {self.training_data}; inputs {self.transform} on grid {self.space.get('shape')}",
+            f"test MAE {self.test_mae:.3f} y" if self.test_mae is not None else "test MAE not measured",
+            (f"age-bias correction pred = {bc['slope']:.4f} * age + {bc['intercept']:.3f} (fitted on {bc['fitted_on']})"
+             if bc else "no age-bias correction fitted in the notebook")])
+
+
+def transform_spec(transform: Transform) -> dict:
+    """``{"name": <short name>, **parameters}`` of a transform, as ``get_transform`` takes it back."""
+    names = [k for k, cls in TRANSFORMS.items() if type(transform) is cls]
+    if not names:
+        raise BrainAgeError(f"transform {type(transform).__name__} has no short name in data.transforms.TRANSFORMS.")
+    return {"name": names[0], **asdict(transform)}
+
+
+def cohort_space(cohort: Cohort) -> dict:
+    """The space of a cohort's images, as predict compares it: who made them, the grid shape and affine."""
+    desc = cohort.root / "dataset_description.json"
+    generated = json.loads(desc.read_text()).get("GeneratedBy", []) if desc.is_file() else []
+    img = nib.load(str(cohort.paths[0]))
+    return {"generated_by": [{k: g.get(k) for k in ("Name", "Recipe") if k in g} for g in generated],
+            "shape": [int(s) for s in img.shape[:3]], "affine": np.round(img.affine, 3).tolist()}
+
+
+def fitted_bias_correction(pred: np.ndarray, age: np.ndarray, fitted_on: str) -> dict | None:
+    """The age-bias correction of ``pred`` on healthy subjects ``age`` as a card entry; None when it cannot be fitted."""
+    try:
+        bc = bias_correct(pred, age)
+    except BrainAgeError:
+        return None
+    return {"slope": bc.slope, "intercept": bc.intercept, "n": bc.n, "fitted_on": fitted_on}
+
+
+def export_model(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> Path:
+    """Write ``model``'s weights and ``card`` to ``path`` (atomically); returns the path."""
+    if card.architecture not in ARCHITECTURES or card.inputs not in INPUTS:
+        raise BrainAgeError(f"export_model: unknown architecture {card.architecture!r} or inputs {card.inputs!r}.")
+    card = ModelCard(**{**asdict(card), "provenance": provenance(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "card": to_jsonable(asdict(card))}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
+    """The network rebuilt from a saved model's card, with its weights, in eval mode on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BrainAgeError(f"No saved model at {path}. Notebooks write them to checkpoints/<notebook>/models/*.model.pt.")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        card = ModelCard(**{f.name: blob["card"][f.name] for f in fields(ModelCard) if f.name in blob["card"]})
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise BrainAgeError(f"{path} is not a saved model with a model card ({type(exc).__name__}: {exc}).") from None
+    build, _ = ARCHITECTURES[card.architecture]
+    model = build({k: tuple(v) if isinstance(v, list) else v for k, v in card.config.items()})  # JSON lists were tuples
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), card
