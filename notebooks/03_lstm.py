@@ -25,7 +25,9 @@
 # an MAE loss, Adam at 1e-4 halved every 15 epochs, 60 epochs, batch 1. Discovery:
 # an 80/20 split of an NIH-PD-like cohort (0-22 y, 12 sites, 1.5T); replication: an
 # MGHBCH-like cohort (0-6 y, an unseen 3T MPRAGE-like site), with models trained on
-# 0-22 y and on 0-6 y.
+# 0-22 y and on 0-6 y. With `DATA_DIR` a single cohort folder (or one holding only
+# `nihpd_like/`) the run is discovery only: every replication table, panel and claim is
+# marked not testable with the reason; the discovery cohort is never its own replication.
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -33,7 +35,7 @@ from typing import Optional
 # Core parameters first; every other entry left at None takes the profile's value from
 # params/03_lstm.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
-DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ and mghbch_like/ cohort folders
+DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ and mghbch_like/, or one cohort (discovery only)
 SEED: int = 0  # seeds the simulator, the split, initialisation and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
@@ -101,23 +103,31 @@ cfg.table()
 # %% [markdown]
 # ## 1 Data
 # Discovery cohort (`nihpd_like`) split 80/20, stratified by age; replication cohort
-# (`mghbch_like`) never seen in training. Volumes are resampled to the atlas grid and
-# z-scored per subject; the LSTM reads each axial slice resized to `SLICE_SIZE`^2. Both
-# inputs are cached on disk and memory-mapped (`brainage_lib.papers.lstm.data`).
+# (`mghbch_like`) never seen in training, taken only from `DATA_DIR/mghbch_like/` (or simulated).
+# Volumes are resampled to the atlas grid and z-scored per subject; the LSTM reads each axial
+# slice resized to `SLICE_SIZE`^2. Both inputs are cached on disk and memory-mapped
+# (`brainage_lib.papers.lstm.data`). The data this run used:
 
 # %%
 data = load_data(DATA_DIR, SEED, cfg.N_DISCOVERY, cfg.N_REPLICATION, cfg.SHAPE, atlas, cfg.SLICE_SIZE,
                  cfg.YOUNG_MAX_AGE)
-check_input_space([data.disc, data.repl], "lstm", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
+check_input_space([c for c in (data.disc, data.repl) if c is not None], "lstm", DATA_DIR,
+                  cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
+missing = data.not_testable()  # evaluation key or regime -> why this data cannot test it
+for k, why in missing.items():
+    rec.record(f"not_testable.{k}", why)
+display(Markdown(data.used("data", young)))
 sizes = data.sizes(young)
 for k, v in sizes.items():
     rec.record(f"data.n.{k}", v)
 rec.record("data.paper_n_discovery", len(data.disc), paper=1212)
-rec.record("data.paper_n_replication", len(data.repl), paper=428)
+rec.record("data.paper_n_replication", len(data.repl) if data.repl is not None else None, paper=428,
+           note=data.no_replication)
 pd.Series(sizes, name="subjects").to_frame()
 
 # %%
-fig = F.age_distributions(data.disc.ages[data.train_idx], data.disc.ages[data.test_idx], data.repl.ages)
+repl_ages = data.repl.ages if data.repl is not None else None
+fig = F.age_distributions(data.disc.ages[data.train_idx], data.disc.ages[data.test_idx], repl_ages, data.no_replication)
 rec.figure(fig, "age_distributions",
            "Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
 plt.show()
@@ -143,14 +153,16 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 # Four trainings: each model on the discovery training split (0-22 y) and on its
 # young part (0-`YOUNG_MAX_AGE` y). MAE loss, Adam, step decay; no validation set in the
 # paper, so the last epoch's weights are evaluated. Wall time is measured per training.
+# The training subjects of this run:
 
 # %%
+display(Markdown(data.used("training", young)))
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
                    loss="l1", seed=SEED)
 trained, history = train_models(data, build, tcfg, device, SEED, cfg.checkpoint_dir, cfg.as_dict())
 
 # %%
-fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young)
+fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young, missing)
 rec.figure(fig, "training_curves", "Training MAE per epoch.")
 plt.show()
 
@@ -160,20 +172,23 @@ plt.show()
 
 # %%
 pred = predict_all(trained, data, device)
-evals = evaluations(data, pred, young)
-L.wide(L.record_table(rec, "table1", evals))
+evals = evaluations(data, pred, young)  # the evaluations this data allows; the others are in `missing`
+display(Markdown(data.used(L.DISC, young)))
+L.wide(L.record_table(rec, "table1", evals, missing))
 
 # %% [markdown]
 # ### Table 2: replication cohort, models trained on 0-22 y
 
 # %%
-L.wide(L.record_table(rec, "table2", evals))
+display(Markdown(data.used(L.REP, young)))
+L.wide(L.record_table(rec, "table2", evals, missing))
 
 # %% [markdown]
 # ### Table 3: replication cohort, models trained on 0-`YOUNG_MAX_AGE` y
 
 # %%
-L.wide(L.record_table(rec, "table3", evals))
+display(Markdown(data.used(L.REP_YOUNG, young)))
+L.wide(L.record_table(rec, "table3", evals, missing))
 
 # %% [markdown]
 # ### Discovery test subjects aged 0-`YOUNG_MAX_AGE` y: trained on 0-22 y vs on 0-`YOUNG_MAX_AGE` y
@@ -181,14 +196,18 @@ L.wide(L.record_table(rec, "table3", evals))
 # range (same sites and protocol as their training), beside the 0-22 y models on the same subjects.
 
 # %%
+display(Markdown(data.used("young", young)))
 young_test = data.disc.ages[data.test_idx] <= cfg.YOUNG_MAX_AGE  # the test subjects inside the young models' range
 print(f"{int(young_test.sum())} discovery test subjects aged <= {cfg.YOUNG_MAX_AGE:g} y")
-L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young)
+L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young, missing)
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)
+# One row per evaluation this run made; this section, the reference table, the figures and the
+# claims below rest on these evaluations:
 
 # %%
+display(Markdown(data.used("evaluations", young)))
 L.record_paired(rec, evals).round(4)
 
 # %% [markdown]
@@ -213,11 +232,12 @@ C.record_reference(rec, evals).round(3)
 # %%
 amp_used = tcfg.amp and device.type == "cuda"
 wall_s = {k: res.wall_time_s for k, res in trained.items()}
-times = L.record_training_times(rec, wall_s, young, amp_used)
+times = L.record_training_times(rec, wall_s, young, amp_used, missing)
 ratio = times.loc["3D / LSTM"].to_numpy()
 print(f"on {device}, bf16 autocast: {'yes' if amp_used else 'no'} (TrainConfig.amp={tcfg.amp}, used on CUDA only)")
+not_trained = f"; {missing['young']}" if "young" in missing else ""
 print(f"3D / LSTM training-time ratio: trained 0-22 y {ratio[0]:.2f}; trained {young} y {ratio[1]:.2f} "
-      f"(paper, trained 0-6 y on a K80: 7 h / 3 h = {7 / 3:.2f})")
+      f"(paper, trained 0-6 y on a K80: 7 h / 3 h = {7 / 3:.2f}){not_trained}")
 times.round(2)
 
 # %% [markdown]
@@ -227,12 +247,12 @@ times.round(2)
 
 # %%
 L.record_cs(rec, evals)
-fig = F.cumulative_scores(evals)
+fig = F.cumulative_scores(evals, young, missing)
 rec.figure(fig, "cumulative_scores", "Cumulative score curves of both models (paper Figs. 4 and 5).")
 plt.show()
 
 # %%
-fig = F.predicted_vs_true(evals)
+fig = F.predicted_vs_true(evals, young, missing)
 rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
 plt.show()
 
@@ -245,7 +265,7 @@ plt.show()
 
 # %%
 display(Markdown(C.rules_text()))
-rows = C.claims(evals, wall_s, young, f"{device}{', bf16 autocast' if amp_used else ''}")
+rows = C.claims(evals, wall_s, young, f"{device}{', bf16 autocast' if amp_used else ''}", missing)
 lines = C.record_claims(rec, rows)
 learned = rec.record("reference.both_models_learned_everywhere", C.both_learned_everywhere(evals))
 if not learned:

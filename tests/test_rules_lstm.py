@@ -169,3 +169,21 @@ def test_reference_records_and_rule_texts(tmp_path):
     rows = C.claims(evaluations(paper_pattern), FAST, "0-6", "cpu")
     assert all(f"below {LEARNED_FRACTION:g} x" in r.rule for r in rows)
     assert f"{LEARNED_FRACTION:g} x" in C.rules_text()
+
+
+@pytest.mark.parametrize("absent", [(REP, REP_YOUNG), (REP_YOUNG,)])
+def test_claims_on_evaluations_the_data_does_not_allow_are_untestable_with_their_reason(tmp_path, absent):
+    """No replication cohort (or no young training subject): those claims say why; the others are judged as before."""
+    full = evaluations(paper_pattern)
+    missing = {k: f"why {k} was not run" for k in absent}
+    rec = Recorder("03_lstm_rules", "smoke", "synthetic", output_dir=tmp_path)
+    rows = C.claims({k: v for k, v in full.items() if k not in absent}, FAST, "0-6", "cpu", missing)
+    C.record_claims(rec, rows)
+    assert [r.key for r in rows] == list(KEYS)
+    for r in rows:
+        entry = rec.doc["records"][f"claims.{r.key}"]
+        if WHERE[r.key] in absent:
+            assert entry["value"] == "not testable" and entry["reason"] == missing[WHERE[r.key]], entry
+            assert entry["rule"] and entry["note"]
+        else:
+            assert entry["value"] == "reproduced" and "reason" not in entry, entry

@@ -10,7 +10,8 @@ evaluation it rests on (``metrics.verdicts``: test MAE below ``LEARNED_FRACTION`
 of predicting that cohort's own mean age); the training-time claim rests on the young
 models' evaluation (Table 3, where the paper states the times). A statistic that cannot be
 computed (NaN: an empty age bin, identical errors for a Wilcoxon test) makes a claim
-not testable.
+not testable; so does an evaluation the data does not allow (no replication cohort, no
+training subject in the young range), with its reason.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, is_finite, learned,
                                            not_learned_reason)
 from brainage_lib.papers.lstm.evaluation import (CNN3D_NAME, CS_ALPHA_MAX, CS_LEVELS, DISC, LSTM_NAME, MODELS, REP,
                                                  REP_YOUNG, REPLICATION_LABELS, SAME_MAE_TOLERANCE, WILCOXON_LEVEL,
-                                                 Evaluation, lstm_wins_ends, paper_table)
+                                                 Evaluation, evaluation_title, lstm_wins_ends, paper_table)
 from brainage_lib.run.results import Recorder
 
 __all__ = ["ClaimRow", "both_learned_everywhere", "claims", "record_claims", "record_reference", "rules_text"]
@@ -109,86 +110,134 @@ def _f(x: float, spec: str = ".2f") -> str:
 
 
 def _row(key: str, claim: str, paper: str, outcome: bool | None, evidence: str, rule: str,
-         where: Evaluation | None, values: Mapping[str, float]) -> ClaimRow:
+         where: Evaluation, values: Mapping[str, float]) -> ClaimRow:
     """A judged claim: not testable when a model did not learn on ``where`` or a number in ``values`` is NaN."""
-    reason = (_not_learned(where) if where is not None else None) or nan_reason(values)
+    reason = _not_learned(where) or nan_reason(values)
     if reason is None and outcome is None:
         reason = "an age bin the rule needs has no subject"
     return ClaimRow(key, claim, paper, None if reason else outcome, evidence, rule, reason)
 
 
+Judged = dict[str, tuple[bool | None, str, dict[str, float]]]  # claim key -> (outcome, evidence, values the rule needs)
+
+
+def _texts(young: str) -> list[tuple[str, str, str, str, str]]:
+    """(key, claim, paper, rule, evaluation key it rests on) of every claim, in the order they are recorded."""
+    first, last, middle = REPLICATION_LABELS[0], REPLICATION_LABELS[-1], REPLICATION_LABELS[1:-1]
+    return [
+        ("discovery_average", "Discovery: LSTM has the lower average MAE", "0.96 vs 1.07 y",
+         f"LSTM's average discovery-test MAE below 3D's; {GATE}", DISC),
+        ("discovery_older_groups", "Discovery: LSTM is better in 6-10, 11-15 and 16-22 y",
+         "0.92/1.02/1.79 vs 1.12/1.19/1.85 y", f"LSTM's MAE below 3D's in all three groups; {GATE}", DISC),
+        ("discovery_cs", "Discovery: LSTM better than 3D in terms of CS", "Fig. 4",
+         (f"LSTM's mean CS over alpha in [0, {CS_ALPHA_MAX:g}] y (area under the CS curve / {CS_ALPHA_MAX:g} y) "
+          f"above 3D's; {GATE}"), DISC),
+        ("replication_much_better", "Replication (trained 0-22): LSTM much better", "1.14 vs 2.64 y",
+         f"LSTM's replication MAE below 3D's and paired Wilcoxon p < {WILCOXON_LEVEL:g}; {GATE}", REP),
+        ("replication_cs_curve", "Replication (trained 0-22): LSTM's CS curve at or above 3D's at every alpha",
+         "Fig. 5", (f"LSTM's CS at or above 3D's at all {len(CS_LEVELS)} levels alpha = {CS_LEVELS[0]:g}, "
+                    f"{CS_LEVELS[1]:g}, ..., {CS_LEVELS[-1]:g} y; {GATE}"), REP),
+        ("replication_young_same", f"Replication (trained {young}): average MAEs about the same", "0.78 vs 0.79 y",
+         f"the two average MAEs within {100 * SAME_MAE_TOLERANCE:g} % of the larger; {GATE}", REP_YOUNG),
+        ("replication_young_ends",
+         f"Replication (trained {young}): LSTM more accurate at both ends of the age range, 3D in the middle",
+         "0-1 y 0.24 vs 0.66, 5-6 y 0.92 vs 2.10; 3D lower in 1-2, 2-3, 3-4 y",
+         (f"LSTM's MAE below 3D's in the {first} and {last} y bins and 3D's below LSTM's in at least one of "
+          f"{', '.join(middle)} y; not testable if the {first} or {last} y bin or every middle bin is empty; "
+          f"{GATE}"), REP_YOUNG),
+        ("lstm_trains_faster", f"LSTM trains faster than 3D (trained {young})", "3 h vs 7 h (K80)",
+         (f"3D's measured wall time above LSTM's for the trainings on {young} y; judged only when both models "
+          f"trained on {young} y learned age on the replication cohort (test MAE below {LEARNED_FRACTION:g} x "
+          "the MAE of predicting its own mean age)"), REP_YOUNG),
+    ]
+
+
+def _discovery(d: Evaluation, t1: pd.DataFrame) -> Judged:
+    """The discovery claims from the discovery test evaluation and Table 1."""
+    older = ("6-10", "11-15", "16-22")
+    g1 = {(n, g): _mae(t1, n, g) for n in MODELS for g in older}
+    better = [g for g in older if g1[(LSTM_NAME, g)] < g1[(CNN3D_NAME, g)]]
+    avg = {n: _mae(t1, n) for n in MODELS}
+    area = {n: cs_area(d.errors(n), CS_ALPHA_MAX) for n in MODELS}
+    return {"discovery_average": (avg[LSTM_NAME] < avg[CNN3D_NAME], f"{_f(avg[LSTM_NAME])} vs {_f(avg[CNN3D_NAME])} y",
+                                  {f"{n} average MAE over the test subjects aged 0-22 y": avg[n] for n in MODELS}),
+            "discovery_older_groups": (len(better) == 3, f"LSTM better in {', '.join(better) or 'none'}",
+                                       {f"{n} MAE in {g} y": v for (n, g), v in g1.items()}),
+            "discovery_cs": (area[LSTM_NAME] > area[CNN3D_NAME], f"mean CS over [0, {CS_ALPHA_MAX:g}] y: "
+                             f"{_f(area[LSTM_NAME], '.3f')} vs {_f(area[CNN3D_NAME], '.3f')}",
+                             {f"{n} mean CS": area[n] for n in MODELS})}
+
+
+def _replication(r: Evaluation, t2: pd.DataFrame) -> Judged:
+    """The claims on the replication cohort of the models trained on 0-22 y, from their evaluation and Table 2."""
+    avg = {n: _mae(t2, n) for n in MODELS}
+    cs_l, cs_3 = (cumulative_score(r.errors(n), CS_LEVELS) for n in (LSTM_NAME, CNN3D_NAME))
+    p = wilcoxon_p(r.errors(LSTM_NAME), r.errors(CNN3D_NAME))
+    maes = {f"{n} MAE": avg[n] for n in MODELS}
+    return {"replication_much_better": (avg[LSTM_NAME] < avg[CNN3D_NAME] and p < WILCOXON_LEVEL,
+                                        f"{_f(avg[LSTM_NAME])} vs {_f(avg[CNN3D_NAME])} y, Wilcoxon p = {_f(p, '.3g')}",
+                                        {**maes, "Wilcoxon p": p}),
+            "replication_cs_curve": (bool(np.all(cs_l >= cs_3)),
+                                     (f"LSTM at or above at {int(np.sum(cs_l >= cs_3))}/{len(CS_LEVELS)} alpha levels "
+                                      f"({CS_LEVELS[0]:g}-{CS_ALPHA_MAX:g} y)"), maes)}
+
+
+def _young(t3: pd.DataFrame, train_time_s: Mapping[tuple[str, str], float], young: str, hardware: str) -> Judged:
+    """The claims on the replication cohort of the models trained on the young range (Table 3), and training time."""
+    a_l, a_3 = _mae(t3, LSTM_NAME), _mae(t3, CNN3D_NAME)
+    bins = {n: [_mae(t3, n, g) for g in REPLICATION_LABELS] for n in MODELS}
+    first, last = REPLICATION_LABELS[0], REPLICATION_LABELS[-1]
+    ratio = {g: _ratio(train_time_s[(g, CNN3D_NAME)], train_time_s[(g, LSTM_NAME)]) for g in ("0-22", "young")}
+    return {"replication_young_same": (abs(a_l - a_3) <= SAME_MAE_TOLERANCE * max(a_l, a_3),
+                                       f"{_f(a_l)} vs {_f(a_3)} y", {f"{n} MAE": _mae(t3, n) for n in MODELS}),
+            "replication_young_ends": (lstm_wins_ends(bins[LSTM_NAME], bins[CNN3D_NAME]),
+                                       "LSTM vs 3D MAE per year: " + ", ".join(
+                                           f"{g} {_f(a)} vs {_f(b)}"
+                                           for g, a, b in zip(REPLICATION_LABELS, bins[LSTM_NAME], bins[CNN3D_NAME])),
+                                       {f"{n} MAE in {g} y": bins[n][i] for n in MODELS
+                                        for i, g in ((0, first), (-1, last))}),
+            "lstm_trains_faster": (ratio["young"] > 1,
+                                   (f"3D/LSTM wall-time ratio {_f(ratio['young'])} trained {young} y "
+                                    f"({_f(ratio['0-22'])} trained 0-22 y) on {hardware}"),
+                                   {"3D/LSTM wall-time ratio": ratio["young"]})}
+
+
 def claims(evals: Mapping[str, Evaluation], train_time_s: Mapping[tuple[str, str], float], young: str,
-           hardware: str) -> list[ClaimRow]:
+           hardware: str, missing: Mapping[str, str] | None = None) -> list[ClaimRow]:
     """Every claim of the paper judged from the evaluations ``DISC``, ``REP``, ``REP_YOUNG``.
+
+    A claim whose evaluation is not in ``evals`` is not testable, with the reason given in ``missing``.
 
     Parameters
     ----------
     evals
-        The three evaluations by key (``training.evaluations``).
+        The evaluations this data allows, by key (``training.evaluations``).
     train_time_s
         Wall time of each training, ``{(regime, model name): seconds}``.
     young
         Label of the young training range, e.g. ``"0-6"``.
     hardware
         Where the trainings ran, for the training-time evidence (e.g. ``"cpu"``).
+    missing
+        Why each evaluation absent from ``evals`` is not testable (``LSTMData.not_testable``).
     """
-    LSTM, CNN = LSTM_NAME, CNN3D_NAME
-    d, r, y = evals[DISC], evals[REP], evals[REP_YOUNG]
-    t1, t2, t3 = (paper_table(evals, t) for t in ("table1", "table2", "table3"))
-    avg = {(t, n): _mae(tab, n) for t, tab in (("d", t1), ("r", t2), ("y", t3)) for n in MODELS}
-    older = ("6-10", "11-15", "16-22")
-    g1 = {(n, g): _mae(t1, n, g) for n in MODELS for g in older}
-    better = [g for g in older if g1[(LSTM, g)] < g1[(CNN, g)]]
-    area = {n: cs_area(d.errors(n), CS_ALPHA_MAX) for n in MODELS}
-    cs_l, cs_3 = (cumulative_score(r.errors(n), CS_LEVELS) for n in (LSTM, CNN))
-    p_rep = wilcoxon_p(r.errors(LSTM), r.errors(CNN))
-    a_l, a_3 = avg[("y", LSTM)], avg[("y", CNN)]
-    bins = {n: [_mae(t3, n, g) for g in REPLICATION_LABELS] for n in MODELS}
-    first, last, middle = REPLICATION_LABELS[0], REPLICATION_LABELS[-1], REPLICATION_LABELS[1:-1]
-    ratio = {g: _ratio(train_time_s[(g, CNN)], train_time_s[(g, LSTM)]) for g in ("0-22", "young")}
-    maes = {t: {f"{n} MAE": avg[(t, n)] for n in MODELS} for t in ("d", "r", "y")}
-    return [
-        _row("discovery_average", "Discovery: LSTM has the lower average MAE", "0.96 vs 1.07 y",
-             avg[("d", LSTM)] < avg[("d", CNN)], f"{_f(avg[('d', LSTM)])} vs {_f(avg[('d', CNN)])} y",
-             f"LSTM's average discovery-test MAE below 3D's; {GATE}", d, maes["d"]),
-        _row("discovery_older_groups", "Discovery: LSTM is better in 6-10, 11-15 and 16-22 y",
-             "0.92/1.02/1.79 vs 1.12/1.19/1.85 y", len(better) == 3, f"LSTM better in {', '.join(better) or 'none'}",
-             f"LSTM's MAE below 3D's in all three groups; {GATE}", d,
-             {f"{n} MAE in {g} y": v for (n, g), v in g1.items()}),
-        _row("discovery_cs", "Discovery: LSTM better than 3D in terms of CS", "Fig. 4", area[LSTM] > area[CNN],
-             f"mean CS over [0, {CS_ALPHA_MAX:g}] y: {_f(area[LSTM], '.3f')} vs {_f(area[CNN], '.3f')}",
-             (f"LSTM's mean CS over alpha in [0, {CS_ALPHA_MAX:g}] y (area under the CS curve / {CS_ALPHA_MAX:g} y) "
-              f"above 3D's; {GATE}"), d, {f"{n} mean CS": area[n] for n in MODELS}),
-        _row("replication_much_better", "Replication (trained 0-22): LSTM much better", "1.14 vs 2.64 y",
-             avg[("r", LSTM)] < avg[("r", CNN)] and p_rep < WILCOXON_LEVEL,
-             f"{_f(avg[('r', LSTM)])} vs {_f(avg[('r', CNN)])} y, Wilcoxon p = {_f(p_rep, '.3g')}",
-             f"LSTM's replication MAE below 3D's and paired Wilcoxon p < {WILCOXON_LEVEL:g}; {GATE}", r,
-             {**maes["r"], "Wilcoxon p": p_rep}),
-        _row("replication_cs_curve", "Replication (trained 0-22): LSTM's CS curve at or above 3D's at every alpha",
-             "Fig. 5", bool(np.all(cs_l >= cs_3)),
-             (f"LSTM at or above at {int(np.sum(cs_l >= cs_3))}/{len(CS_LEVELS)} alpha levels "
-              f"({CS_LEVELS[0]:g}-{CS_ALPHA_MAX:g} y)"),
-             (f"LSTM's CS at or above 3D's at all {len(CS_LEVELS)} levels alpha = {CS_LEVELS[0]:g}, "
-              f"{CS_LEVELS[1]:g}, ..., {CS_LEVELS[-1]:g} y; {GATE}"), r, maes["r"]),
-        _row("replication_young_same", f"Replication (trained {young}): average MAEs about the same",
-             "0.78 vs 0.79 y", abs(a_l - a_3) <= SAME_MAE_TOLERANCE * max(a_l, a_3), f"{_f(a_l)} vs {_f(a_3)} y",
-             f"the two average MAEs within {100 * SAME_MAE_TOLERANCE:g} % of the larger; {GATE}", y, maes["y"]),
-        _row("replication_young_ends",
-             f"Replication (trained {young}): LSTM more accurate at both ends of the age range, 3D in the middle",
-             "0-1 y 0.24 vs 0.66, 5-6 y 0.92 vs 2.10; 3D lower in 1-2, 2-3, 3-4 y",
-             lstm_wins_ends(bins[LSTM], bins[CNN]), "LSTM vs 3D MAE per year: " + ", ".join(
-                 f"{g} {_f(a)} vs {_f(b)}" for g, a, b in zip(REPLICATION_LABELS, bins[LSTM], bins[CNN])),
-             (f"LSTM's MAE below 3D's in the {first} and {last} y bins and 3D's below LSTM's in at least one of "
-              f"{', '.join(middle)} y; not testable if the {first} or {last} y bin or every middle bin is empty; "
-              f"{GATE}"), y, {f"{n} MAE in {g} y": bins[n][i] for n in MODELS for i, g in ((0, first), (-1, last))}),
-        _row("lstm_trains_faster", f"LSTM trains faster than 3D (trained {young})", "3 h vs 7 h (K80)",
-             ratio["young"] > 1,
-             (f"3D/LSTM wall-time ratio {_f(ratio['young'])} trained {young} y ({_f(ratio['0-22'])} trained 0-22 y) "
-              f"on {hardware}"),
-             (f"3D's measured wall time above LSTM's for the trainings on {young} y; judged only when both models "
-              f"trained on {young} y learned age on the replication cohort (test MAE below {LEARNED_FRACTION:g} x "
-              "the MAE of predicting its own mean age)"), y, {"3D/LSTM wall-time ratio": ratio["young"]}),
-    ]
+    judged: Judged = {}
+    if DISC in evals:
+        judged.update(_discovery(evals[DISC], paper_table(evals, "table1")))
+    if REP in evals:
+        judged.update(_replication(evals[REP], paper_table(evals, "table2")))
+    if REP_YOUNG in evals:
+        judged.update(_young(paper_table(evals, "table3"), train_time_s, young, hardware))
+    rows = []
+    for key, claim, paper, rule, where in _texts(young):
+        if where not in evals:
+            reason = (missing or {}).get(where, f"no {where} evaluation")
+            rows.append(ClaimRow(key, claim, paper, None, f"not evaluated ({evaluation_title(where, young)})", rule,
+                                 reason))
+            continue
+        outcome, evidence, values = judged[key]
+        rows.append(_row(key, claim, paper, outcome, evidence, rule, evals[where], values))
+    return rows
 
 
 def record_claims(rec: Recorder, rows: list[ClaimRow]) -> list[str]:

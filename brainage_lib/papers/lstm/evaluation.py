@@ -33,6 +33,7 @@ MODELS = (CNN3D_NAME, LSTM_NAME)
 REGIMES = ("0-22", "young")  # training on the whole discovery split, or on its young part (0-YOUNG_MAX_AGE y)
 # The three evaluations of tables 1-3, by Evaluation.key.
 DISC, REP, REP_YOUNG = "discovery_test.trained_0-22", "replication.trained_0-22", "replication.trained_young"
+EVALUATIONS = {DISC: ("0-22", "discovery"), REP: ("0-22", "replication"), REP_YOUNG: ("young", "replication")}
 
 # Table 1 (discovery, NIH-PD 0-22 y): "0-5", "6-10", "11-15", "16-22".
 DISCOVERY_EDGES: tuple[float, ...] = (0, 6, 11, 16, 23)
@@ -157,8 +158,7 @@ class Evaluation:
     @property
     def title(self) -> str:
         """Figure and predictions-file name, e.g. ``replication (trained 0-6)``."""
-        cohort = "discovery test" if self.cohort == "discovery" else "replication"
-        return f"{cohort} (trained {self.regime if self.regime == '0-22' else self.young})"
+        return evaluation_title(self.key, self.young)
 
     def errors(self, model: str) -> np.ndarray:
         """Absolute errors ``(N,)`` of ``model``."""
@@ -168,6 +168,12 @@ class Evaluation:
         return float(np.mean(self.errors(model)))
 
 
+def evaluation_title(key: str, young: str) -> str:
+    """Title of evaluation ``key`` (one of ``EVALUATIONS``), e.g. ``replication (trained 0-6)``."""
+    regime, cohort = EVALUATIONS[key]
+    return f"{'discovery test' if cohort == 'discovery' else 'replication'} (trained {regime if regime == '0-22' else young})"
+
+
 # Paper table -> (evaluation, age-group edges, labels, the paper's values).
 TABLES = {"table1": (DISC, DISCOVERY_EDGES, DISCOVERY_LABELS, PAPER_TABLE1),
           "table2": (REP, REPLICATION_EDGES, REPLICATION_LABELS, PAPER_TABLE2),
@@ -175,36 +181,55 @@ TABLES = {"table1": (DISC, DISCOVERY_EDGES, DISCOVERY_LABELS, PAPER_TABLE1),
 
 
 def paper_table(evals: Mapping[str, Evaluation], name: str) -> pd.DataFrame:
-    """``group_table`` of paper table ``name`` ("table1" .. "table3") from its evaluation."""
+    """``group_table`` of paper table ``name`` ("table1" .. "table3") from its evaluation.
+
+    Without that evaluation in ``evals``: the paper's values beside no subject (n 0, MAE NaN).
+    """
     key, edges, labels, paper = TABLES[name]
+    if key not in evals:
+        return pd.DataFrame([{"model": m, "group": g, "n": 0, "paper MAE": p, "this run MAE": np.nan}
+                             for m in MODELS for g, p in zip([*labels, "Average"], paper[m])])
     ev = evals[key]
     return group_table(ev.ages, dict(ev.preds), edges, labels, paper)
 
 
-def record_table(rec: Recorder, name: str, evals: Mapping[str, Evaluation]) -> pd.DataFrame:
-    """Record paper table ``name`` (MAE and subject count per model and group); returns it."""
+def record_table(rec: Recorder, name: str, evals: Mapping[str, Evaluation],
+                 missing: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Record paper table ``name`` (MAE and subject count per model and group); returns it.
+
+    A table whose evaluation is in ``missing`` (evaluation key -> why it is not testable) records
+    None beside the paper's values, with the reason as the note.
+    """
     table = paper_table(evals, name)
+    reason = (missing or {}).get(TABLES[name][0])
     for _, r in table.iterrows():
-        rec.record(f"{name}.{r['model']}.{r['group']}", r["this run MAE"], paper=r["paper MAE"], unit="years")
-        rec.record(f"{name}_n.{r['model']}.{r['group']}", r["n"])
+        rec.record(f"{name}.{r['model']}.{r['group']}", None if reason else r["this run MAE"], paper=r["paper MAE"],
+                   unit="years", note=reason)
+        rec.record(f"{name}_n.{r['model']}.{r['group']}", None if reason else r["n"], note=reason)
     return table
 
 
 def record_young_discovery(rec: Recorder, pred: Mapping[tuple[str, str, str], np.ndarray], ages: np.ndarray,
-                           young_mask: np.ndarray, young: str) -> pd.DataFrame:
+                           young_mask: np.ndarray, young: str, missing: Mapping[str, str] | None = None
+                           ) -> pd.DataFrame:
     """MAE of every model on the discovery test subjects of the young range (``young_mask`` of the test set).
 
     ``pred[(regime, "discovery", model)]`` covers the whole test set for the 0-22 y models and only the
-    young subjects for the young models. Returns training regime x model.
+    young subjects for the young models. A regime in ``missing`` (regime -> why it was not trained)
+    records None with the reason. Returns training regime x model.
     """
     rec.record("young_discovery_test_n", int(young_mask.sum()))
     rows = {}
     for regime in REGIMES:
+        reason = (missing or {}).get(regime)
         for name in MODELS:
-            p = pred[(regime, "discovery", name)]
-            err = np.abs((p[young_mask] if regime == "0-22" else p) - ages[young_mask])
+            err = np.empty(0)
+            if reason is None:
+                p = pred[(regime, "discovery", name)]
+                err = np.abs((p[young_mask] if regime == "0-22" else p) - ages[young_mask])
             rows[(f"trained {regime if regime == '0-22' else young} y", name)] = rec.record(
-                f"young_discovery_test.{regime}.{name}", float(err.mean()) if err.size else None, unit="years")
+                f"young_discovery_test.{regime}.{name}", float(err.mean()) if err.size else None, unit="years",
+                note=reason)
     return pd.Series(rows, name="MAE (years)").unstack()
 
 
@@ -233,19 +258,26 @@ def record_cs(rec: Recorder, evals: Mapping[str, Evaluation]) -> None:
             rec.record(f"cs_area.{ev.regime}.{ev.cohort}.{name}", cs_area(err, CS_ALPHA_MAX))
 
 
-def record_training_times(rec: Recorder, wall_s: Mapping[tuple[str, str], float], young: str,
-                          amp_used: bool) -> pd.DataFrame:
-    """Record wall times ``{(regime, model): s}``, the 3D/LSTM ratios and the paper's hours; returns the table."""
+def record_training_times(rec: Recorder, wall_s: Mapping[tuple[str, str], float], young: str, amp_used: bool,
+                          missing: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Record wall times ``{(regime, model): s}``, the 3D/LSTM ratios and the paper's hours; returns the table.
+
+    A regime in ``missing`` (regime -> why it was not trained) has no wall time: its ratio and hours
+    are recorded as None with the reason.
+    """
+    missing = missing or {}
     rec.record("train_bf16_autocast", amp_used)
     for (regime, name), s in wall_s.items():
         rec.record(f"train_time_s.{regime}.{name}", s, unit="s")
-    ratio = {r: wall_s[(r, CNN3D_NAME)] / wall_s[(r, LSTM_NAME)] for r in REGIMES}
+    t = {(r, m): wall_s.get((r, m), float("nan")) for r in REGIMES for m in MODELS}
+    ratio = {r: t[(r, CNN3D_NAME)] / t[(r, LSTM_NAME)] for r in REGIMES}
     for regime in REGIMES:
-        rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=7 / 3 if regime == "young" else None)
+        rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=7 / 3 if regime == "young" else None,
+                   note=missing.get(regime))
     for name in MODELS:
-        rec.record(f"train_hours_paper.{young}.{name}", wall_s[("young", name)] / 3600,
-                   paper=PAPER_TRAIN_HOURS_K80[name], unit="h")
-    times = pd.DataFrame({f"train on {r if r == '0-22' else young} y (s)": {m: wall_s[(r, m)] for m in MODELS}
+        rec.record(f"train_hours_paper.{young}.{name}", t[("young", name)] / 3600,
+                   paper=PAPER_TRAIN_HOURS_K80[name], unit="h", note=missing.get("young"))
+    times = pd.DataFrame({f"train on {r if r == '0-22' else young} y (s)": {m: t[(r, m)] for m in MODELS}
                           for r in REGIMES})
     times.loc["3D / LSTM"] = [ratio[r] for r in REGIMES]
     return times
