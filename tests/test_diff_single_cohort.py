@@ -77,7 +77,8 @@ def test_claims_on_a_split_without_als(tmp_path) -> None:
     test, held = rng.uniform(20, 90, 200), rng.uniform(20, 90, 100)
     preds = {"diffae": (test, held)} | {m: (test + rng.normal(0, 5, 200), held + rng.normal(0, 5, 100))
                                         for m in ("densenet121", "brainager", "deepbrainnet")}
-    ev = evaluate(test, {m: p[0] for m, p in preds.items()}, None, None, None, held, {m: p[1] for m, p in preds.items()})
+    ev = evaluate(test, {m: p[0] for m, p in preds.items()}, None, None, None, held,
+                  {m: p[1] for m, p in preds.items()})
     assert "pad_mean" not in ev["diffae"] and "ks" not in ev["densenet121"] and "test_mae" in ev["diffae"]
     n = numbers(ev, reference_numbers(test, None))
     on = JudgedOn("held-out 20 % of mine", None, split=True)
@@ -96,4 +97,5 @@ def test_claims_on_a_split_without_als(tmp_path) -> None:
     record_claims(rec, simulated=False, data=on)
     frame = claims_frame(rec.doc).set_index("key")
     assert frame.loc["ours_joint_highest_r", "judged on"] == "held-out 20 % of mine"
-    assert frame.loc["ours_lowest_mae", "verdict"] == "not testable" and frame.loc["ks_all_significant", "judged on"] == ""
+    assert frame.loc["ours_lowest_mae", "verdict"] == "not testable"
+    assert frame.loc["ks_all_significant", "judged on"] == ""

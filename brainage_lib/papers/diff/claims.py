@@ -186,8 +186,8 @@ def _truth_checks(x: _Numbers) -> list[Verdict]:
                f"{_f(p_c, '.3g')}); the ALS subjects' true mean gap {_f(g_mean, '+.2f')} y.",
                lambda: mean_c * g_mean > 0 and p_c < ALPHA, x.no_als, x.gate([OURS]), truth_nan,
                _nan({"bias-corrected PAD mean": {OURS: mean_c}, "PAD mean t-test p": {OURS: p_c}})),
-        _judge("sim_ours_tracks_gap_best", x.data.test, f"Bias-corrected test PAD vs the hidden gap: ours r = {_f(r_gap[OURS])} "
-               f"vs {x.vs(r_gap)}.", lambda: all(r_gap[OURS] > r_gap[m] for m in base), gate,
+        _judge("sim_ours_tracks_gap_best", x.data.test, "Bias-corrected test PAD vs the hidden gap: ours r = "
+               f"{_f(r_gap[OURS])} vs {x.vs(r_gap)}.", lambda: all(r_gap[OURS] > r_gap[m] for m in base), gate,
                _nan({"r with the gap": r_gap})),
     ]
 
