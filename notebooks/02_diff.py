@@ -41,7 +41,7 @@ from typing import Optional
 # Core parameters first; every other entry left at None takes the profile's value from
 # params/02_diff.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
-DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with lifespan_train/, clinical_test/, als_like/
+DATA_DIR: str = ""  # empty: simulated; a folder with lifespan_train/, clinical_test/, als_like/; or one cohort folder
 SEED: int = 0  # seeds simulation, splits, weights, noise and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
@@ -89,11 +89,11 @@ from brainage_lib.data.transforms import DIFFSlice
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
-from brainage_lib.papers.diff import figures as diff_plots
+from brainage_lib.papers.diff import figures as diff_plots, roles
 from brainage_lib.papers.diff.claims import record_claims
 from brainage_lib.papers.diff.evaluation import (MODELS, PAPER, als_pads, evaluate, format_table, record_evaluation,
                                                  reference_numbers, wide_table)
-from brainage_lib.papers.diff.rules import GATE
+from brainage_lib.papers.diff.rules import GATE, NO_ALS
 from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
                                                parse_widths, predict_diffae, save_diffae, split_training_cohort,
                                                train_diffae)
@@ -125,22 +125,35 @@ cfg.table()
 # set** that no model sees while training or selecting: it fits the linear age-bias
 # correction of every model (the paper gives no bias correction; we add it beside the raw
 # PAD, following de Lange & Cole 2020).
+#
+# **One cohort.** `DATA_DIR` may also be a single cohort folder (its own `participants.tsv`).
+# Its rows of `group` ALS, if any, become the ALS role; an age-stratified 20 % of its other
+# labelled subjects stands in for the test set and the rest is the training cohort, split
+# as above. What was done, with the sizes, and what is then not testable is printed below.
 
 # %%
 cohorts = open_diff_cohorts(DATA_DIR, cfg.N_TRAIN, cfg.N_TEST, cfg.N_ALS, seed=SEED, shape=cfg.SHAPE)
 check_input_space(cohorts.values(), "diff", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
+data_on = roles.judged_on(cohorts)  # the data each claim is judged on; split: the test set is part of one cohort
+has_als = "als" in cohorts
+test_tag = "test" if data_on.split else "clinical"  # in figure labels
 transform = DIFFSlice(size=cfg.SLICE_SIZE)
 arrays = {role: cached_array(c, transform) for role, c in cohorts.items()}  # (N, S, S) float16 in [0, 1]
 train_ages = cohorts["train"].ages
 splits = split_training_cohort(train_ages, cfg.VAL_FRACTION, cfg.HELDOUT_FRACTION, seed=SEED)
 train_lab = splits.train[~np.isnan(train_ages[splits.train])]
-survival = als_survival(cohorts["als"])
+survival = als_survival(cohorts["als"]) if has_als else None
 ds = {"train": SliceDataset(arrays["train"], train_ages, splits.train),  # labelled + unlabelled
       "train_labelled": SliceDataset(arrays["train"], train_ages, train_lab),
       "val": SliceDataset(arrays["train"], train_ages, splits.val),
       "heldout": SliceDataset(arrays["train"], train_ages, splits.heldout),
-      "test": SliceDataset(arrays["test"], cohorts["test"].ages),
-      "als": SliceDataset(arrays["als"], cohorts["als"].ages)}
+      "test": SliceDataset(arrays["test"], cohorts["test"].ages)}
+if has_als:
+    ds["als"] = SliceDataset(arrays["als"], cohorts["als"].ages)
+
+# %%
+if data_on.split:
+    display(Markdown(roles.single_cohort_note(cohorts, SEED)))
 paper_n = {"train": (4631, 56.0, 20.9), "test": (473, 68.0, 10.0), "als": (72, 61.0, 10.9)}
 rows = []
 for role, c in cohorts.items():
@@ -267,23 +280,24 @@ print(f"brainageR-style GP: {gp.pca_.n_components_} PCA components, kernel {gp.g
 # cell) and, on simulated data, the ALS patients' true gaps (`simulator.als_gap_*`).
 
 # %%
-sets = {"test": ds["test"], "als": ds["als"], "heldout": ds["heldout"]}
+sets = {k: ds[k] for k in ("test", "als", "heldout") if k in ds}
 images = {k: np.asarray(d.array[d.indices], dtype=float) for k, d in sets.items()}  # (N, S, S)
 preds = {"diffae": {k: predict_diffae(diffae, d, device) for k, d in sets.items()},
          "densenet121": {k: cnns["densenet121"].predict(d, device) for k, d in sets.items()},
          "brainager": {k: gp.predict(images[k]) for k in sets},
          "deepbrainnet": {k: cnns["deepbrainnet"].predict(d, device) for k, d in sets.items()}}
 preds = {m: {k: np.asarray(v, dtype=float) for k, v in p.items()} for m, p in preds.items()}  # years, float64
-truth = {k: cohorts[k].ground_truth() for k in ("test", "als")}
+truth = {k: cohorts[k].ground_truth() for k in sets if k != "heldout"}  # test and (if any) ALS
 simulated = all(t is not None for t in truth.values())
 gaps = {k: t["gap"].to_numpy() if simulated else None for k, t in truth.items()}  # the simulator's hidden gaps
-ev = evaluate(cohorts["test"].ages, {m: p["test"] for m, p in preds.items()}, cohorts["als"].ages,
-              {m: p["als"] for m, p in preds.items()}, survival, train_ages[splits.heldout],
-              {m: p["heldout"] for m, p in preds.items()}, test_gap=gaps["test"], als_gap=gaps["als"])
-record_evaluation(rec, ev, reference_numbers(cohorts["test"].ages, survival, gaps["als"]))
-ids = {"test": cohorts["test"].table["participant_id"], "als": cohorts["als"].table["participant_id"],
-       "heldout": cohorts["train"].table["participant_id"].iloc[splits.heldout]}
-set_ages = {"test": cohorts["test"].ages, "als": cohorts["als"].ages, "heldout": train_ages[splits.heldout]}
+ev = evaluate(cohorts["test"].ages, {m: p["test"] for m, p in preds.items()},
+              cohorts["als"].ages if has_als else None, {m: p["als"] for m, p in preds.items()} if has_als else None,
+              survival, train_ages[splits.heldout], {m: p["heldout"] for m, p in preds.items()},
+              test_gap=gaps["test"], als_gap=gaps.get("als"))
+record_evaluation(rec, ev, reference_numbers(cohorts["test"].ages, survival, gaps.get("als")))
+ids = {k: cohorts[k].table["participant_id"] for k in truth}
+ids["heldout"] = cohorts["train"].table["participant_id"].iloc[splits.heldout]
+set_ages = {k: cohorts[k].ages for k in truth} | {"heldout": train_ages[splits.heldout]}
 per_subject = pd.concat([pd.DataFrame({"set": k, "participant_id": ids[k].to_numpy(), "age": set_ages[k],
                                        "survival_months": survival if k == "als" else np.nan,
                                        **{m: preds[m][k] for m in preds}}) for k in sets])  # written with the results
@@ -291,8 +305,11 @@ display(Markdown("**Table 1.** Test-set accuracy and ALS survival association (r
 format_table(wide_table(rec, "table1"))
 
 # %%
-display(Markdown("**Table 2.** ALS brain-PADs: mean, sd (years) and KS statistic of ours vs each baseline."))
-format_table(wide_table(rec, "table2"))
+if has_als:
+    display(Markdown("**Table 2.** ALS brain-PADs: mean, sd (years) and KS statistic of ours vs each baseline."))
+    display(format_table(wide_table(rec, "table2")))
+else:
+    display(Markdown(f"**Table 2** is not computed: {NO_ALS}."))
 
 # %% [markdown]
 # ### Age-bias-corrected brain-PAD
@@ -317,19 +334,20 @@ format_table(wide_table(rec, "pad", paper=False))
 
 # %%
 if simulated:
+    display(format_table(wide_table(rec, "truth", paper=False)))
+if simulated and has_als:
     sim_info = json.loads((cohorts["als"].ground_truth_dir / "simulation.json").read_text())
     print(f"simulated survival (months): {sim_info['survival_model']}")
-    display(format_table(wide_table(rec, "truth", paper=False)))
     print(f"true gap vs survival on the ALS cohort: r = {rec.get('simulator.als_gap_survival_r'):+.3f} "
           f"(p = {rec.get('simulator.als_gap_survival_p'):.3g}); true ALS gap mean "
           f"{rec.get('simulator.als_gap_mean'):+.2f} y, sd {rec.get('simulator.als_gap_sd'):.2f} y")
-else:
+if not simulated:
     print("Real data: no hidden gap to compare with.")
 
 # %%
 scatter = {MODELS[m]: (cohorts["test"].ages, p["test"]) for m, p in preds.items()}
-fig = plots.predicted_vs_true(scatter, title="Clinical test set")
-rec.figure(fig, "test_scatter", "Predicted vs chronological age on the clinical test set, per model.")
+fig = plots.predicted_vs_true(scatter, title=f"{test_tag.capitalize()} test set")
+rec.figure(fig, "test_scatter", f"Predicted vs chronological age on the {test_tag} test set, per model.")
 plt.show()
 
 # %% [markdown]
@@ -337,10 +355,13 @@ plt.show()
 # **Fig. 2**: the ALS brain-PADs per model, raw (as in the paper) and bias-corrected.
 
 # %%
-pads = als_pads(preds, cohorts["als"].ages, train_ages[splits.heldout])
-fig = diff_plots.pad_boxplot({kind: {MODELS[m]: v for m, v in per.items()} for kind, per in pads.items()})
-rec.figure(fig, "fig2_als_pad_boxplot", "Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
-plt.show()
+if has_als:
+    pads = als_pads(preds, cohorts["als"].ages, train_ages[splits.heldout])
+    fig = diff_plots.pad_boxplot({kind: {MODELS[m]: v for m, v in per.items()} for kind, per in pads.items()})
+    rec.figure(fig, "fig2_als_pad_boxplot", "Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
+    plt.show()
+else:
+    display(Markdown(f"**Fig. 2** is not drawn: {NO_ALS}."))
 
 # %% [markdown]
 # **Fig. 3**: latent interpolation. Both end images are DDIM-encoded to `(x_T, z_sem)`;
@@ -361,7 +382,7 @@ Z_SEM_USED = 0.1  # a z_sem swap below this share of the two subjects' differenc
 ends = [(images["heldout"][pick(ho_ages, 25)], images["heldout"][pick(ho_ages, 75)]),
         (images["test"][np.argmax(te_ages)], images["test"][np.argmin(te_ages)])]
 true_ends = [(ho_ages[pick(ho_ages, 25)], ho_ages[pick(ho_ages, 75)]), (te_ages.max(), te_ages.min())]
-labels = [f"healthy {a:.0f} → {b:.0f} y" if row == 0 else f"clinical {a:.0f} → {b:.0f} y"
+labels = [f"healthy {a:.0f} → {b:.0f} y" if row == 0 else f"{test_tag} {a:.0f} → {b:.0f} y"
           for row, (a, b) in enumerate(true_ends)]
 x_a = torch.tensor(np.stack([a for a, _ in ends]), dtype=torch.float32, device=device)[:, None]  # (2, 1, S, S)
 x_b = torch.tensor(np.stack([b for _, b in ends]), dtype=torch.float32, device=device)[:, None]
@@ -411,7 +432,7 @@ with torch.no_grad():
 recon = ddim_decode(diffae, ddim_encode(diffae, orig, z, steps=cfg.DDIM_STEPS), z, steps=cfg.DDIM_STEPS)
 rec.record("fig4.recon_mse", (recon - orig).pow(2).mean().item())
 rec.record("fig4.other_image_mse", (orig.roll(1, 0) - orig).pow(2).mean().item())
-titles = [f"healthy {a:.0f} y" for a in ho_ages[idx_h]] + [f"clinical {a:.0f} y" for a in te_ages[idx_t]]
+titles = [f"healthy {a:.0f} y" for a in ho_ages[idx_h]] + [f"{test_tag} {a:.0f} y" for a in te_ages[idx_t]]
 fig = diff_plots.reconstruction_grid(orig.cpu().numpy(), recon.cpu().numpy(), titles)
 rec.figure(fig, "fig4_reconstructions", "Fig. 4: originals, DDIM reconstructions and |difference|.")
 plt.show()
@@ -430,7 +451,7 @@ print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's 
 # the simulator's choice there and are replaced by checks of the simulator's signs.
 
 # %%
-lines = record_claims(rec, simulated)
+lines = record_claims(rec, simulated, data_on)
 lines.insert(0, f"*Gate of every claim about a model:* {GATE}\n")
 if cfg.profile != "paper":
     lines.insert(0, f"*{cfg.profile} profile: a reduced run; the absolute values are not comparable with the "

@@ -152,6 +152,10 @@ def test_02_diff_splits_checkpoint_and_claims(diff_run, cohorts):
     assert claims["sim_survival_sign"] == judged(r < 0 and p < 0.05, ["diffae"], check)
     for key, verdict in claims.items():  # a reason is recorded exactly where a claim is not testable
         assert bool(res["records"][f"claims.{key}"].get("reason")) == (verdict == "not testable"), key
+    on = {k: res["records"][f"claims.{k}"].get("judged_on") for k in claims}  # the data each claim was judged on
+    assert on["ours_lowest_mae"] == on["sim_ours_tracks_gap_best"] == "clinical_test (simulated)"
+    assert on["ks_all_significant"] == on["sim_survival_sign"] == "als_like (simulated)"
+    assert on["reconstructions_faithful"] == "held-out healthy set and clinical_test (simulated)"
     assert claims["reconstructions_faithful"] == word(rec["fig4.recon_mse"] < 0.25 * rec["fig4.other_image_mse"])
     assert finite(rec["fig3.row1.age_spearman"]) and rec["fig3.z_sem_share"] >= 0
 

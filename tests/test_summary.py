@@ -70,6 +70,20 @@ def _fake_run(out, nb="03_lstm"):
     rec.finalize()
 
 
+def test_claims_show_the_data_they_were_judged_on(tmp_path):
+    rec = Recorder("02_diff", "smoke", "/data/one", output_dir=tmp_path, paper=FAKE_PAPER)
+    rec.claim("a", "A beats B", True, "1.5 vs 2.0", "MAE_A < MAE_B", judged_on="held-out 20 % of one")
+    rec.claim("b", "B survives", None, "n/a", "p < 0.05", untestable_because="no patients")  # as older notebooks
+    rec.finalize()
+    assert "judged_on" not in rec.doc["records"]["claims.b"]
+    claims = S.claims_table(S.collect(tmp_path))
+    assert claims["judged on"].tolist() == ["held-out 20 % of one", ""]
+    html = S.style_claims(claims)
+    assert "<th>this run</th><th>judged on</th><th>rule</th>" in html
+    assert "<td>1.5 vs 2.0</td><td>held-out 20 % of one</td><td>MAE_A &lt; MAE_B</td>" in html
+    assert "<td>n/a</td><td></td><td>p &lt; 0.05</td>" in html
+
+
 def test_tables_from_recorded_results(tmp_path):
     _fake_run(tmp_path)
     docs = S.collect(tmp_path)

@@ -102,8 +102,8 @@ def claims_table(docs: dict[str, dict]) -> pd.DataFrame:
         c.insert(1, "notebook", nb)
         c["profile"], c["data"] = doc["profile"], doc["data"]
         frames.append(c)
-    cols = ["paper name", "notebook", "key", "kind", "claim", "verdict", "paper", "this run", "rule", "reason",
-            "profile", "data"]
+    cols = ["paper name", "notebook", "key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule",
+            "reason", "profile", "data"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -227,14 +227,14 @@ def style_claims(claims: pd.DataFrame) -> str:
     """A claims table as HTML, each verdict cell coloured (green, red, grey)."""
     import html
 
-    head = ["claim", "verdict", "paper", "this run", "rule"]
+    head = ["claim", "verdict", "paper", "this run", "judged on", "rule"]
     out = ['<table class="claims"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for _, c in claims.iterrows():
         verdict = c["verdict"] + (f" ({c['reason']})" if c.get("reason") else "")
         kind = " <em>(simulator check)</em>" if c["kind"] == "check" else ""
         cells = [html.escape(str(c["claim"])) + kind,
                  f'<b>{html.escape(verdict)}</b>', html.escape(str(c["paper"] or "")), html.escape(str(c["this run"])),
-                 html.escape(str(c["rule"]))]
+                 html.escape(str(c.get("judged on") or "")), html.escape(str(c["rule"]))]
         colour = VERDICT_COLOURS.get(c["verdict"], "#ffffff")
         out.append("<tr>" + "".join(f'<td style="background:{colour}">{x}</td>' if i == 1 else f"<td>{x}</td>"
                                     for i, x in enumerate(cells)) + "</tr>")

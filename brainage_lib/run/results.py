@@ -46,8 +46,8 @@ def claims_frame(doc: dict) -> pd.DataFrame:
         if key.startswith("claims.") and "rule" in e:
             rows.append({"key": key[len("claims."):], "kind": e.get("kind", "claim"), "claim": e.get("note", ""),
                          "verdict": e["value"], "paper": e.get("paper", ""), "this run": e.get("evidence", ""),
-                         "rule": e.get("rule", ""), "reason": e.get("reason", "")})
-    cols = ["key", "kind", "claim", "verdict", "paper", "this run", "rule", "reason"]
+                         "judged on": e.get("judged_on", ""), "rule": e.get("rule", ""), "reason": e.get("reason", "")})
+    cols = ["key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule", "reason"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -96,13 +96,15 @@ class Recorder:
         return value
 
     def claim(self, key: str, claim: str, outcome: bool | None, evidence: str, rule: str,
-              paper: str | None = None, kind: str = "claim", untestable_because: str | None = None) -> str:
+              paper: str | None = None, kind: str = "claim", untestable_because: str | None = None,
+              judged_on: str | None = None) -> str:
         """Record the verdict on one of the paper's claims as ``claims.<key>``; returns the verdict.
 
         ``outcome`` True/False is the result of applying ``rule`` to this run's numbers;
         None (or a reason in ``untestable_because``) means the claim cannot be judged on
         this data. ``kind="check"`` marks a check against the simulator's ground truth
-        rather than a claim of the paper. ``evidence`` states this run's numbers.
+        rather than a claim of the paper. ``evidence`` states this run's numbers and
+        ``judged_on`` (optional) the data they come from, e.g. ``"clinical_test (simulated)"``.
         """
         if kind not in VERDICTS:
             raise BrainAgeError(f"claim kind must be one of {sorted(VERDICTS)}, not {kind!r}.")
@@ -113,7 +115,7 @@ class Recorder:
         else:
             verdict = VERDICTS[kind][bool(outcome)]
         self.record(f"claims.{key}", verdict, paper=paper, note=claim, kind=kind, evidence=evidence, rule=rule,
-                    reason=untestable_because)
+                    reason=untestable_because, judged_on=judged_on)
         return verdict
 
     def claims(self) -> pd.DataFrame:

@@ -72,25 +72,38 @@ def _mean_test_p(x: np.ndarray) -> float:
     return float("nan") if _constant(x) else float(sps.ttest_1samp(x, 0.0).pvalue)
 
 
-def _truth(pad: np.ndarray, tpad: np.ndarray, pad_c: np.ndarray, tpad_c: np.ndarray, test_gap: np.ndarray,
-           als_gap: np.ndarray) -> dict[str, float]:
-    """One model's PADs against the simulator's hidden gaps.
+def _truth_test(tpad: np.ndarray, tpad_c: np.ndarray, test_gap: np.ndarray) -> dict[str, float]:
+    """One model's test-set PADs (raw, bias-corrected) against the simulator's hidden gaps."""
+    return {"truth_test_r_gap": _pearson_or_nan(tpad, test_gap)[0],
+            "truth_test_r_gap_corrected": _pearson_or_nan(tpad_c, test_gap)[0]}
+
+
+def _truth_als(pad: np.ndarray, pad_c: np.ndarray, als_gap: np.ndarray) -> dict[str, float]:
+    """One model's ALS PADs against the simulator's hidden gaps.
 
     ``truth_als_gap_spread`` is the part of the ALS PAD spread that follows the gap,
     ``cov(PAD, gap) / sd(gap)`` in years: the gap's own sd for a perfect PAD, unchanged in
     expectation by noise independent of the gap. ``truth_als_mae_gap`` is ``mean |PAD - gap|``
     (the MAE against the true brain age), which independent zero-mean noise can only raise.
     """
-    return {"truth_test_r_gap": _pearson_or_nan(tpad, test_gap)[0],
-            "truth_test_r_gap_corrected": _pearson_or_nan(tpad_c, test_gap)[0],
-            "truth_als_r_gap": _pearson_or_nan(pad, als_gap)[0],
+    return {"truth_als_r_gap": _pearson_or_nan(pad, als_gap)[0],
             "truth_als_r_gap_corrected": _pearson_or_nan(pad_c, als_gap)[0],
             "truth_als_gap_spread": float(np.cov(pad, als_gap, ddof=1)[0, 1] / als_gap.std(ddof=1)),
             "truth_als_mae_gap": float(np.abs(pad - als_gap).mean())}
 
 
-def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age: np.ndarray,
-             als_pred: Mapping[str, np.ndarray], survival: np.ndarray, heldout_age: np.ndarray,
+def _als(pad: np.ndarray, pad_c: np.ndarray, survival: np.ndarray) -> dict[str, float]:
+    """One model's ALS PAD statistics (Table 2, survival row of Table 1, corrected PAD)."""
+    e = {"pad_mean": float(pad.mean()), "pad_sd": float(pad.std(ddof=1)),
+         "pad_mean_corrected": float(pad_c.mean()), "pad_mean_corrected_p": _mean_test_p(pad_c),
+         "pad_sd_corrected": float(pad_c.std(ddof=1))}
+    e["survival_r"], e["survival_p"] = _pearson_or_nan(pad, survival)
+    e["survival_r_corrected"], e["survival_p_corrected"] = _pearson_or_nan(pad_c, survival)
+    return e
+
+
+def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age: np.ndarray | None,
+             als_pred: Mapping[str, np.ndarray] | None, survival: np.ndarray | None, heldout_age: np.ndarray,
              heldout_pred: Mapping[str, np.ndarray], test_gap: np.ndarray | None = None,
              als_gap: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Every number of tables 1-2 and the PAD analyses, per model (``OURS`` first).
@@ -99,30 +112,29 @@ def evaluate(test_age: np.ndarray, test_pred: Mapping[str, np.ndarray], als_age:
     age-bias fitted on the held-out healthy set (``stats.bias_correct``). KS statistics
     compare ours with each baseline. With the simulator's hidden gaps, the correlation
     of each PAD with the gap and its spread and error against it are added (``truth_*``).
+    Without ALS patients (``als_age``, ``als_pred``, ``survival`` None) only the test-set and bias numbers are made.
     """
     out: dict[str, dict[str, float]] = {}
     pads, pads_c = {}, {}
     for m in [OURS, *[k for k in test_pred if k != OURS]]:
         bc = stats.bias_correct(heldout_pred[m], heldout_age)
         reg = stats.regression_metrics(test_pred[m], test_age)
-        pad, pad_c = stats.brain_pad(als_pred[m], als_age), bc.pad(als_pred[m], als_age)
         tpad, tpad_c = stats.brain_pad(test_pred[m], test_age), bc.pad(test_pred[m], test_age)
-        pads[m], pads_c[m] = pad, pad_c
         e = {"test_r": reg["r"], "test_r_p": reg["p"], "test_mae": reg["mae"], "test_r2": reg["r2"],
-             "pad_mean": float(pad.mean()), "pad_sd": float(pad.std(ddof=1)),
-             "pad_mean_corrected": float(pad_c.mean()), "pad_mean_corrected_p": _mean_test_p(pad_c),
-             "pad_sd_corrected": float(pad_c.std(ddof=1)),
              "bias_slope": bc.slope, "bias_intercept": bc.intercept,
              "test_mae_corrected": float(np.abs(tpad_c).mean())}
-        e["survival_r"], e["survival_p"] = _pearson_or_nan(pad, survival)
-        e["survival_r_corrected"], e["survival_p_corrected"] = _pearson_or_nan(pad_c, survival)
         e["test_pad_age_r"] = _pearson_or_nan(tpad, test_age)[0]
         e["test_pad_age_r_corrected"] = _pearson_or_nan(tpad_c, test_age)[0]
-        if m != OURS:
-            e["ks"], e["ks_p"] = stats.ks_2samp(pads[OURS], pad)
-            e["ks_corrected"], e["ks_p_corrected"] = stats.ks_2samp(pads_c[OURS], pad_c)
-        if test_gap is not None and als_gap is not None:
-            e.update(_truth(pad, tpad, pad_c, tpad_c, np.asarray(test_gap, float), np.asarray(als_gap, float)))
+        if test_gap is not None:
+            e.update(_truth_test(tpad, tpad_c, np.asarray(test_gap, float)))
+        if als_pred is not None:  # with als_age and survival
+            pads[m], pads_c[m] = stats.brain_pad(als_pred[m], als_age), bc.pad(als_pred[m], als_age)
+            e.update(_als(pads[m], pads_c[m], survival))
+            if m != OURS:
+                e["ks"], e["ks_p"] = stats.ks_2samp(pads[OURS], pads[m])
+                e["ks_corrected"], e["ks_p_corrected"] = stats.ks_2samp(pads_c[OURS], pads_c[m])
+            if als_gap is not None:
+                e.update(_truth_als(pads[m], pads_c[m], np.asarray(als_gap, float)))
         out[m] = e
     return out
 
@@ -148,7 +160,7 @@ TABLE_KEYS = {
 }
 
 
-def reference_numbers(test_age: np.ndarray, survival: np.ndarray,
+def reference_numbers(test_age: np.ndarray, survival: np.ndarray | None,
                       als_gap: np.ndarray | None = None) -> dict[str, float]:
     """The cohorts' own numbers, under their recorded keys.
 
@@ -157,7 +169,7 @@ def reference_numbers(test_age: np.ndarray, survival: np.ndarray,
     and Pearson r (p) with survival (``simulator.als_gap_*``).
     """
     out = {"gate.test_mean_prediction_mae": mean_prediction_mae(test_age)}
-    if als_gap is not None:
+    if als_gap is not None and survival is not None:
         gap = np.asarray(als_gap, dtype=float)
         r, p = _pearson_or_nan(gap, np.asarray(survival, dtype=float))
         out |= {"simulator.als_gap_mean": float(gap.mean()), "simulator.als_gap_sd": float(gap.std(ddof=1)),

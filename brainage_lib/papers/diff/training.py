@@ -20,12 +20,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from brainage_lib.data.cohort import Cohort
+from brainage_lib.data.cohort import Cohort, load_cohort
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.diffae import AGE_LOSSES, DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
+from brainage_lib.papers.diff.roles import split_single_cohort
 from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import worker_init_fn
 
@@ -119,16 +120,22 @@ def split_training_cohort(ages: np.ndarray, val_fraction: float, heldout_fractio
 
 def open_diff_cohorts(data_dir: str = "", n_train: int = 0, n_test: int = 0, n_als: int = 0, seed: int = 0,
                       shape: int | None = None) -> dict[str, Cohort]:
-    """The three roles: ``train`` (lifespan_train, unlabelled rows allowed), ``test`` (clinical_test), ``als``.
+    """The roles: ``train`` (lifespan_train, unlabelled rows allowed), ``test`` (clinical_test), ``als``.
 
     Simulated by default (``n_*`` = 0: the preset's size; ``shape`` None or 0: the 2 mm MNI
-    grid); with ``data_dir``, its sub-folders ``lifespan_train/``, ``clinical_test/`` and ``als_like/``.
+    grid); with ``data_dir``, its sub-folders ``lifespan_train/``, ``clinical_test/`` and ``als_like/``,
+    or, when ``data_dir`` is one cohort folder, that cohort split by ``roles.split_single_cohort``
+    (seeded by ``seed``; ``als`` only where it has rows of group ALS).
     """
     roles = {"train": ("lifespan_train", n_train), "test": ("clinical_test", n_test), "als": ("als_like", n_als)}
     if data_dir:
-        missing = [p for p, _ in roles.values() if not (Path(data_dir).expanduser() / p / "participants.tsv").is_file()]
+        root = Path(data_dir).expanduser()
+        missing = [p for p, _ in roles.values() if not (root / p / "participants.tsv").is_file()]
+        if missing and (root / "participants.tsv").is_file():
+            return split_single_cohort(load_cohort(root, allow_unlabelled=True), seed=seed)
         if missing:
-            raise BrainAgeError(f"DATA_DIR {data_dir} needs one cohort folder per role; missing: "
+            raise BrainAgeError(f"DATA_DIR {data_dir} needs one cohort folder per role, or is itself one cohort folder "
+                                f"(its own participants.tsv); missing: "
                                 f"{', '.join(f'{p}/participants.tsv' for p in missing)}.")
     return {role: open_cohort(preset, data_dir, allow_unlabelled=role == "train", n=n or None, seed=seed,
                               shape=shape or None) for role, (preset, n) in roles.items()}
