@@ -437,7 +437,7 @@ verdicts = claims(rec.doc["records"])
 lines = []
 for _, c in verdicts.iterrows():
     word = rec.claim(c["key"], c["claim"], c["reproduced"], c["this run"], c["rule"], paper=c["paper"],
-                     kind=c["kind"], untestable_because=c["reason"])
+                     kind=c["kind"], untestable_because=c["reason"], judged_on=f"{c['judged_on']} of {rec.doc['data']}")
     why = f"; {c['reason']}" if c["reason"] else ""
     check = " (simulator check)" if c["kind"] == "check" else ""
     lines.append(f"- **{word}**{check}: {c['claim']} (paper: {c['paper']}; this run: {c['this run']}{why}).")

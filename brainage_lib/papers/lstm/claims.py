@@ -42,6 +42,7 @@ class ClaimRow(NamedTuple):
     evidence: str
     rule: str
     reason: str | None
+    judged_on: str | None = None  # the evaluation the claim was judged on
 
 
 GATE = (f"judged only when both models learned age on the evaluation: test MAE below {LEARNED_FRACTION:g} x the "
@@ -236,7 +237,8 @@ def claims(evals: Mapping[str, Evaluation], train_time_s: Mapping[tuple[str, str
                                  reason))
             continue
         outcome, evidence, values = judged[key]
-        rows.append(_row(key, claim, paper, outcome, evidence, rule, evals[where], values))
+        row = _row(key, claim, paper, outcome, evidence, rule, evals[where], values)
+        rows.append(row._replace(judged_on=evaluation_title(where, young)))
     return rows
 
 
@@ -244,7 +246,8 @@ def record_claims(rec: Recorder, rows: list[ClaimRow]) -> list[str]:
     """Record every claim with ``Recorder.claim``; returns one Markdown line per claim."""
     lines = []
     for r in rows:
-        word = rec.claim(r.key, r.claim, r.outcome, r.evidence, r.rule, paper=r.paper, untestable_because=r.reason)
+        word = rec.claim(r.key, r.claim, r.outcome, r.evidence, r.rule, paper=r.paper, untestable_because=r.reason,
+                         judged_on=r.judged_on)
         lines.append(f"- **{word}**: {r.claim} (paper {r.paper}) — this run: {r.evidence}"
                      + (f"; {r.reason}." if r.reason else "."))
     return lines

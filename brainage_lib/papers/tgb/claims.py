@@ -39,7 +39,7 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
     """The paper's claims and the ground-truth checks, judged from ``records`` (a Recorder's ``doc["records"]``).
 
     Columns: key, kind ("claim" or "check"), claim, paper, this run, rule, reproduced
-    (True/False, None when not testable) and reason (why not testable).
+    (True/False, None when not testable), reason (why not testable) and judged_on (which data).
     """
     v = {k: e.get("value") for k, e in records.items()}
     mean_mae, mean_l1 = v.get("baseline.mean_prediction.mae"), v.get("baseline.mean_image.l1")
@@ -56,7 +56,7 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
 
     def add(key: str, claim: str, paper: str, keys: tuple[str, ...], test: Callable[..., bool],
             show: Callable[..., str], rule: str, regressors: tuple[str, ...] = (), generators: tuple[str, ...] = (),
-            gate: Callable[[], str | None] = lambda: None, kind: str = "claim") -> None:
+            gate: Callable[[], str | None] = lambda: None, kind: str = "claim", on: str = "the test split") -> None:
         vals = [v.get(k) for k in keys]
         missing = [k for k, x in zip(keys, vals) if not is_finite(x)]
         reason = None
@@ -73,7 +73,7 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
             reason = gate()
         rows.append({"key": key, "kind": kind, "claim": claim, "paper": paper,
                      "this run": show(*vals) if not missing else "not measured", "rule": rule,
-                     "reproduced": None if reason else bool(test(*vals)), "reason": reason})
+                     "reproduced": None if reason else bool(test(*vals)), "reason": reason, "judged_on": on})
 
     m = "table1.{}.{}_mean".format
     add("reg_learns", "REG learns age: its test MAE is well below that of predicting the mean age",
@@ -95,14 +95,14 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
     add("tgb_higher_l1", "REG-GAN-TGB reconstructs less faithfully than REG-GAN (higher L1)", "L1 0.0264 vs 0.0168",
         (m("REG-GAN-TGB", "l1"), m("REG-GAN", "l1")), lambda a, b: a > b, lambda a, b: f"L1 {a:.4f} vs {b:.4f}",
         "mean test L1 of REG-GAN-TGB above REG-GAN's, both generators having learned to reconstruct",
-        generators=GANS)
+        generators=GANS, on="the test images")
     p = f"p{STRENGTH_PERCENTILE:g}"
     add("tgb_stronger_diffmap", "the REG-GAN-TGB difference map |age 20 - age 8| is much stronger than REG-GAN's",
         "max 0.49 vs 0.05", (f"diffmap.REG-GAN-TGB.{p}", f"diffmap.REG-GAN.{p}"),
         lambda a, b: a > STRONGER_FACTOR * b, lambda a, b: f"{STRENGTH_PERCENTILE:g}th percentile {a:.3f} vs {b:.3f}",
         f"the {STRENGTH_PERCENTILE:g}th percentile over brain voxels of the REG-GAN-TGB map more than "
         f"{STRONGER_FACTOR:g} x REG-GAN's (a robust maximum), both generators having learned to reconstruct",
-        generators=GANS)
+        generators=GANS, on="the training images (ages 8 and 20)")
     d, pd_ = "recovery.{}.effect.dice_top".format, "recovery.{}.effect.p_dice".format
 
     def data_show_region() -> str | None:
@@ -122,11 +122,11 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
         f"REG-GAN-TGB's top-voxel Dice against the simulator's effect map above REG-GAN's and the real images', and "
         f"beyond its age-permutation null (p < {REGION_ALPHA:g}); judged only when the real-image map beats its null "
         f"(p < {REGION_ALPHA:g}) and both generators learned to reconstruct",
-        generators=GANS, gate=data_show_region)
+        generators=GANS, gate=data_show_region, on="the training images (ages 8 and 20) and the simulator's effect map")
     add("oracle_finds_region", "the simulated effect is visible in the model inputs (oracle map finds the region)",
         "-", (d("oracle"),), lambda a: a >= ORACLE_DICE, lambda a: f"oracle top-voxel Dice {a:.2f}",
         f"top-voxel Dice of the noise-free expected change (through the input transform) against the effect map "
-        f">= {ORACLE_DICE:g}", kind="check")
+        f">= {ORACLE_DICE:g}", kind="check", on="the simulator's noise-free images at ages 8 and 20")
     g = "group_mae.REG-GAN-TGB.{}".format
     add("tgb_oldest_group_worst", "REG-GAN-TGB's error is largest in the 16-22 group (fewest images)",
         "MAE 2.11 vs 1.32 (6-10), 1.37 (11-15)", (g("16-22"), g("6-10"), g("11-15")), lambda a, b, c: a > b and a > c,
