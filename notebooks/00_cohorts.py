@@ -170,9 +170,9 @@ else:
 #   from 25 y (the template's age), about twice the adult global thinning.
 # - *`abide_like` images as the TGB paper describes them* (nonlinear registration to
 #   MNI removed brain volume and geometric differences): no head-size jitter
-#   (`head_scale_sd=0`; other presets 2 %); a residual smooth misalignment of 1 mm sd
-#   (`deform_mm`), about one voxel of the 1 mm images, what nonlinear registration
-#   leaves at tissue boundaries; 17 sites, all 3T like ABIDE I's 17 scanners, each with
+#   (`head_scale_sd=0`; other presets 2 %); a smooth residual misalignment of 0.8 mm
+#   on average (`deform_mm=1`, 0.5 mm sd per axis), under one voxel of the 1 mm images,
+#   what nonlinear registration leaves at tissue boundaries; 17 sites, all 3T like ABIDE I's 17 scanners, each with
 #   its own contrast (±0.01 per tissue intensity for vendor and sequence) but no
 #   1.5T/3T mix, whose normalised GM difference (~0.13) is several times the whole
 #   8→20 y change. Sites are drawn independently of age, so site and age are less
