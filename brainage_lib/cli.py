@@ -24,8 +24,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     out = simulate_cohort(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
-                          voxel_size=args.voxel_size, effect_region=args.effect_region, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          voxel_size=args.voxel_size, effect_region=args.effect_region, effect_rate=args.effect_rate,
+                          overwrite=args.overwrite, progress=not args.quiet)
     print(f"Wrote {out} in {time.time() - t0:.1f} s. Check it with: brainage validate {out}")
     return 0
 
@@ -117,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shape", type=int, nargs="+", default=None, help="grid size: one number (cube) or X Y Z; default 99 117 95 (2 mm MNI)")
     s.add_argument("--voxel-size", type=float, default=None, help="isotropic voxel size in mm instead of --shape")
     s.add_argument("--effect-region", default=None,
-                   help="region whose ageing is amplified: frontal, parietal, occipital, temporal, motor, cerebellum, "
+                   help="region that loses extra GM with age: frontal, parietal, occipital, temporal, motor, cerebellum, "
                         "medial_temporal, sphere:x,y,z,r (MNI mm), or several joined by '+'")
+    s.add_argument("--effect-rate", type=float, default=None,
+                   help="extra share of its GM the effect region loses per year of age (default: the preset's, "
+                        "e.g. 0.015 for abide_like)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing simulated cohort at --out")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)

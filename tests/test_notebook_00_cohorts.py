@@ -38,12 +38,26 @@ def test_00_cohorts_records_every_cohort_and_baseline(cohorts_run):
     assert res["records"]["cohort.abide_like.sex_balanced_N"]["paper"] == 862
 
 
+
+def test_00_cohorts_records_effect_visibility(cohorts_run):
+    out, _ = cohorts_run
+    rec = {k: v["value"] for k, v in load_results("00_cohorts", output_dir=out)["records"].items()}
+    for p in PRESETS:
+        for k in ("share_inside", "region_fraction", "dice_top10", "oracle_dice_top10"):
+            assert 0 <= rec[f"visibility.{p}.{k}"] <= 1
+    # abide_like's region holds well over its share of the expected change and stands out of chance (0.10)
+    assert rec["visibility.abide_like.share_inside"] > 2 * rec["visibility.abide_like.region_fraction"]
+    assert rec["visibility.abide_like.dice_top10"] > 0.6 and rec["visibility.abide_like.oracle_dice_top10"] > 0.6
+    assert rec["visibility.abide_like.real_dice_top10"] > 0.2  # 48 noisy subjects at 32^3
+
+
 def test_00_cohorts_renders_figures_and_html(cohorts_run):
     out, rendered = cohorts_run
     assert rendered == out / "rendered" / "00_cohorts.ipynb"
     html = (out / "rendered" / "00_cohorts.html").read_text()
-    assert html.count("data:image/png;base64") >= 5 and "REDUCED run" in html
-    for name in ("age_histograms", "example_slices", "ground_truth_maps", "site_contrast", "baseline_scatter"):
+    assert html.count("data:image/png;base64") >= 6 and "REDUCED run" in html
+    for name in ("age_histograms", "example_slices", "ground_truth_maps", "effect_visibility", "site_contrast",
+                 "baseline_scatter"):
         assert (out / "figures" / "00_cohorts" / f"{name}.png").is_file()
         side = json.loads((out / "figures" / "00_cohorts" / f"{name}.json").read_text())
         assert side["params"]["SHAPE"] == 32

@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import tree_digest
 
 from brainage_lib.cli import main
@@ -15,8 +16,9 @@ from brainage_lib.data.cohort import balance_by_sex, load_cohort
 from brainage_lib.data.transforms import load_volume
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation import ageing
-from brainage_lib.simulation.anatomy import MNI_EXTENT, make_grid, region_map
+from brainage_lib.simulation.anatomy import MNI_EXTENT, make_grid, region_map, tissue_maps
 from brainage_lib.simulation.presets import PRESETS
+from brainage_lib.simulation.render import tissues_at_age
 from brainage_lib.simulation.simulate import simulate_cohort
 
 
@@ -44,6 +46,7 @@ def test_ground_truth_matches_participants(tmp_path):
     assert set(part["site"]) <= set(json.loads((root / "ground_truth" / "sites.json").read_text()))
     sim = json.loads((root / "ground_truth" / "simulation.json").read_text())
     assert sim["n"] == 30 and sim["shape"] == [20, 24, 20] and sim["effect_region"] == PRESETS["lifespan_train"].effect_region
+    assert sim["effect_rate"] == PRESETS["lifespan_train"].effect_rate and sim["expected_change_ages"] == [30.0, 80.0]
     # the loader sees exactly the labelled subjects as labelled
     cohort = load_cohort(root, allow_unlabelled=True)
     assert np.isnan(cohort.ages).sum() == (~labelled).sum()
@@ -187,3 +190,55 @@ def test_out_that_is_or_lies_inside_a_file_is_refused(tmp_path, capsys):
     assert main(args + [str(afile / "sub" / "deeper")]) == 2
     assert f"{afile} is a file, not a folder" in capsys.readouterr().err
     assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_reference_images_and_expected_change_in_normalised_units(tmp_path):
+    root = simulate_cohort("abide_like", tmp_path / "ref", n=3, seed=1, shape=(24, 28, 24), progress=False)
+    gt = root / "ground_truth"
+    young, old = (np.asarray(nib.load(gt / f"reference_{k}.nii.gz").dataobj, dtype=float) for k in ("young", "old"))
+    change = np.asarray(nib.load(gt / "expected_change.nii.gz").dataobj, dtype=float)
+    subject = load_volume(load_cohort(root).paths[0])
+    # raw units like the subject images: background 0, brain in the hundreds
+    assert young.min() == 0 and old.min() == 0 and 0.5 < young.max() / subject.max() < 1.5
+    np.testing.assert_allclose(change, np.abs(old / old.max() - young / young.max()), atol=1e-6)
+    assert json.loads((gt / "simulation.json").read_text())["expected_change_ages"] == [8.0, 20.0]
+
+
+def test_abide_like_images_as_after_nonlinear_registration(tmp_path):
+    root = simulate_cohort("abide_like", tmp_path / "ab", n=40, seed=2, shape=(12, 12, 12), progress=False)
+    truth = pd.read_csv(root / "ground_truth" / "subjects.tsv", sep="\t")
+    sites = json.loads((root / "ground_truth" / "sites.json").read_text())
+    assert (truth["head_scale"] == 1.0).all()  # no head-size variation left
+    assert {s["field_strength"] for s in sites.values()} == {"3T"} and len(sites) == 17
+    ratio = np.array([s["i_gm"] / s["i_wm"] for s in sites.values()])
+    assert ratio.std() > 0.005  # each site has its own contrast ...
+    assert ratio.std() < 0.25 * (0.58 / 0.78 - 0.50 / 0.86)  # ... but spread well inside the 1.5T-3T gap
+    other = simulate_cohort("lifespan_train", tmp_path / "life", n=10, seed=2, shape=(12, 12, 12), progress=False)
+    assert pd.read_csv(other / "ground_truth" / "subjects.tsv", sep="\t")["head_scale"].std() > 0.005
+
+
+def test_regional_loss_is_exact_and_never_clipped():
+    shape = (24, 28, 24)
+    anat = {k: torch.from_numpy(v) for k, v in tissue_maps(shape).items()}
+    effect = torch.from_numpy(region_map("frontal", shape))
+    rate = PRESETS["abide_like"].effect_rate
+    inside, outside = (effect > 0.95).numpy(), (effect == 0).numpy()
+    gm = anat["gm"].numpy() > 0.3
+    delta = {}
+    for age in (8.0, 20.0):
+        with_effect, without = tissues_at_age(anat, age, effect, rate), tissues_at_age(anat, age, effect, 0.0)
+        np.testing.assert_allclose(with_effect["gm"], without["gm"] * (1 - rate * age * effect), atol=1e-6)
+        np.testing.assert_allclose(sum(with_effect.values()), anat["mask"], atol=1e-5)
+        assert min(float(v.min()) for v in with_effect.values()) >= -1e-6
+        delta[age] = with_effect["gm"].numpy()
+    dgm = np.abs(delta[20.0] - delta[8.0])
+    assert dgm[inside & gm].mean() > 2.0 * dgm[outside & gm].mean()  # the region thins visibly faster
+
+
+def test_cli_effect_rate_reaches_the_ground_truth(tmp_path):
+    out = tmp_path / "rate"
+    assert main(["simulate", "--preset", "abide_like", "--out", str(out), "--n", "2", "--shape", "16", "--effect-rate",
+                 "0.004", "--quiet"]) == 0
+    assert json.loads((out / "ground_truth" / "simulation.json").read_text())["effect_rate"] == 0.004
+    assert main(["simulate", "--preset", "abide_like", "--out", str(tmp_path / "bad"), "--n", "2", "--shape", "16",
+                 "--effect-rate", "0.5", "--quiet"]) == 2

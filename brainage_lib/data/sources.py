@@ -17,7 +17,7 @@ from brainage_lib.simulation.simulate import SIMULATOR_VERSION, simulate_cohort
 
 
 def simulated_cohort_dir(preset: str, n: int | None = None, seed: int = 0, shape: int | tuple | None = None,
-                         effect_region: str | None = None, root: Path | None = None) -> Path:
+                         effect_region: str | None = None, effect_rate: float | None = None, root: Path | None = None) -> Path:
     """Folder of a simulated cohort, generating it on first use (re-used afterwards).
 
     The folder name holds the simulator version and every argument, so a changed
@@ -27,13 +27,15 @@ def simulated_cohort_dir(preset: str, n: int | None = None, seed: int = 0, shape
     grid = make_grid(_shape(shape))
     region = effect_region or p.effect_region
     tag = f"v{SIMULATOR_VERSION}-{preset}-n{n or p.n}-seed{seed}-{'x'.join(map(str, grid.shape))}-{region.replace(':', '_').replace(',', '_')}"
+    if effect_rate is not None:
+        tag += f"-rate{effect_rate:g}"
     target = (root or paths.data_dir() / "simulated") / tag
     if (target / "ground_truth" / "simulation.json").is_file():
         return target
     if target.exists():  # an incomplete folder from an interrupted run of an older version
         shutil.rmtree(target)
     try:
-        simulate_cohort(preset, target, n=n, seed=seed, shape=grid.shape, effect_region=region)
+        simulate_cohort(preset, target, n=n, seed=seed, shape=grid.shape, effect_region=region, effect_rate=effect_rate)
     except OSError:
         if not (target / "ground_truth" / "simulation.json").is_file():  # not a concurrent run that finished first
             raise
@@ -52,7 +54,7 @@ def open_cohort(preset: str, data_dir: str = "", allow_unlabelled: bool = False,
     """The cohort playing ``preset``'s role.
 
     With ``data_dir`` empty, the simulated preset (generated if needed, ``simulation``
-    holds n, seed, shape, effect_region). Otherwise ``data_dir/<preset>/`` if it is a
+    holds n, seed, shape, effect_region, effect_rate). Otherwise ``data_dir/<preset>/`` if it is a
     cohort folder, else ``data_dir`` itself.
     """
     if not data_dir:

@@ -1,8 +1,14 @@
 """Cohort presets mirroring the papers' cohorts (SPEC §1), and their demographics.
 
 A preset fixes who is in a cohort (ages, sexes, sites, groups), how far brain age
-strays from chronological age, the region whose ageing is amplified, and how the
-images are acquired. ``sample_demographics`` draws one cohort from a preset.
+strays from chronological age, the region that loses extra GM with age and how fast,
+and how the images are acquired. ``sample_demographics`` draws one cohort from a
+preset; sites are drawn independently of age and sex.
+
+``abide_like`` follows the TGB paper's data: ABIDE I's 17 sites, all scanned at 3T
+(site contrast varies only by vendor and sequence, ``render.SITE_CONTRAST_SD``); after
+nonlinear registration to MNI no head-size variation is left (``head_scale_sd=0``)
+and the residual misalignment is under one 1 mm voxel (``deform_mm=1``: 0.8 mm on average).
 """
 from __future__ import annotations
 
@@ -38,10 +44,12 @@ class Preset:
     unlabelled_fraction: float = 0.0
     group: str = "control"
     effect_region: str = "frontal"
-    effect_gain: float = 3.0  # the region's GM change is (1 + gain) x the global change
+    effect_rate: float = 0.01  # extra share of its GM the effect region loses to CSF per year of biological age
+    effect_onset: float = 0.0  # biological age (years) from which that extra loss accumulates
     disease_region: str | None = None
     disease_strength: float = 0.0  # max extra GM loss in the disease region
     deform_mm: float = 1.0  # residual individual deformation after registration (sd, mm)
+    head_scale_sd: float = 0.02  # sd of the individual head-size factor (0: brain volume removed by registration)
     reference_ages: tuple[float, float] = (8.0, 20.0)  # ages of ground_truth/expected_change
     site_offset: int = 0  # first site number: distinct presets get distinct sites
     extra: dict = field(default_factory=dict)
@@ -51,17 +59,21 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset("abide_like", "TGB (ABIDE I+II, 6-24 y)", 1150, "abide", ("bins", 5.0, tuple(ABIDE_BIN_WEIGHTS)),
-               n_sites=17, field_strength="mixed", female_fraction=431 / 1150, sex_paired_bins=True,
-               gap_sd=0.8, effect_region="frontal", reference_ages=(8.0, 20.0)),
+               n_sites=17, field_strength="3T", female_fraction=431 / 1150, sex_paired_bins=True,
+               gap_sd=0.8, effect_region="frontal", effect_rate=0.015, deform_mm=1.0, head_scale_sd=0.0,
+               reference_ages=(8.0, 20.0)),
         Preset("lifespan_train", "DIFF training (8 research datasets)", 4600, "life", ("truncnorm", 56.0, 20.9, 18.0, 95.0),
                n_sites=8, field_strength="mixed", gap_sd=5.0, unlabelled_fraction=0.2,
-               effect_region="medial_temporal+frontal", reference_ages=(30.0, 80.0), site_offset=30),
+               effect_region="medial_temporal+frontal", effect_rate=0.005,
+               effect_onset=25.0, reference_ages=(30.0, 80.0), site_offset=30),
         Preset("clinical_test", "DIFF test (clinical grade)", 470, "clin", ("truncnorm", 68.0, 10.0, 35.0, 95.0),
                n_sites=2, field_strength="1.5T", grade="clinical", gap_sd=5.0,
-               effect_region="medial_temporal+frontal", reference_ages=(55.0, 80.0), site_offset=40),
+               effect_region="medial_temporal+frontal", effect_rate=0.005,
+               effect_onset=25.0, reference_ages=(55.0, 80.0), site_offset=40),
         Preset("als_like", "DIFF ALS cohort", 72, "als", ("truncnorm", 61.0, 10.9, 30.0, 85.0),
                n_sites=1, field_strength="3T", grade="clinical", gap_mean=3.0, gap_sd=5.0, group="ALS",
-               effect_region="medial_temporal+frontal", disease_region="motor+frontal+temporal",
+               effect_region="medial_temporal+frontal", effect_rate=0.005, effect_onset=25.0,
+               disease_region="motor+frontal+temporal",
                disease_strength=0.15, reference_ages=(50.0, 75.0), site_offset=45),
         Preset("nihpd_like", "LSTM discovery (NIH-PD, 0-22 y, 1.5T)", 1200, "nihpd", ("uniform_mix", 0.0, 22.0, 0.25, 4.5),
                n_sites=12, field_strength="1.5T", gap_sd=0.2, gap_sd_per_year=0.08,

@@ -1,10 +1,12 @@
 """Simulated cohorts on MNI152 anatomy, written in the real-data cohort format.
 
-One subject = template tissue maps, changed by biological age (``ageing``) with an
-amplified region (the effect map) and an optional disease region, warped by a
-smooth individual deformation plus age-driven ventricular widening, then imaged
-with a site's contrast, bias field, Rician noise and (clinical grade) thick slices
-and blur. Everything the generator knew is written under ``ground_truth/``.
+One subject = template tissue maps, changed by biological age (``ageing``) with extra
+GM loss in the effect region and an optional disease region, warped by a smooth
+individual deformation plus age-driven ventricular widening, then imaged with a
+site's contrast, bias field, Rician noise and (clinical grade) thick slices and blur
+(``render``). Everything the generator knew is written under ``ground_truth/``,
+including noise-free reference images at two ages and their expected change in the
+units of per-image min-max normalised inputs.
 """
 from __future__ import annotations
 
@@ -13,195 +15,20 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
-import torch
-import torch.nn.functional as F
-from scipy import ndimage
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.progress import tqdm
-from brainage_lib.simulation import ageing
-from brainage_lib.simulation.anatomy import (MNI_EXTENT, MNI_ORIGIN, Grid, make_grid, region_map, smooth_field,
-                                             tissue_maps)
+from brainage_lib.simulation.anatomy import Grid, make_grid
 from brainage_lib.simulation.presets import Preset, get_preset, sample_demographics
+from brainage_lib.simulation.render import Renderer, Site, sample_sites
+from brainage_lib.simulation.visibility import minmax
 
-SIMULATOR_VERSION = 2  # bump when a change alters the generated images: cached cohorts are keyed by it
-CONTRAST = {"1.5T": (0.25, 0.58, 0.78), "3T": (0.18, 0.50, 0.86)}  # T1w (CSF, GM, WM) at each field strength
-VENTRICLE_RADIUS_MM = 28.0
-
-
-@dataclass(frozen=True)
-class Site:
-    """How one site forms its images."""
-
-    name: str
-    field_strength: str
-    i_csf: float
-    i_gm: float
-    i_wm: float
-    gain: float
-    bias_strength: float
-    snr: float
-    slice_mm: float = 0.0  # clinical grade: thick slices along z (0 = none)
-    blur_mm: float = 0.0  # clinical grade: in-plane Gaussian blur sigma
-
-
-def sample_sites(preset: Preset, rng: np.random.Generator) -> dict[str, Site]:
-    """Draw each site's contrast, gain, bias field strength, SNR and (clinical) resolution loss."""
-    sites = {}
-    clinical = preset.grade == "clinical"
-    for i in range(preset.n_sites):
-        name = f"site{preset.site_offset + i + 1:02d}"
-        fs = preset.field_strength if preset.field_strength != "mixed" else str(rng.choice(["1.5T", "3T"]))
-        c, g, w = np.asarray(CONTRAST[fs]) + rng.normal(0, 0.01, 3)
-        sites[name] = Site(
-            name, fs, float(c), float(g), float(w), gain=float(rng.uniform(0.8, 1.25)),
-            bias_strength=float(rng.uniform(0.08, 0.2) if clinical else rng.uniform(0.02, 0.06)),  # residual after N4
-            snr=float(rng.uniform(10, 16) if clinical else rng.uniform(25, 40)),
-            slice_mm=float(rng.uniform(4, 6)) if clinical else 0.0,
-            blur_mm=float(rng.uniform(0.5, 1.0)) if clinical else 0.0,
-        )
-    return sites
-
-
-def tissues_at_age(anat: dict[str, torch.Tensor], age: float, effect: torch.Tensor, gain: float,
-                   disease: torch.Tensor | None = None, severity: float = 0.0, strength: float = 0.0,
-                   variation: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """GM/WM/CSF fractions of the template anatomy at biological ``age`` (template space).
-
-    The GM change relative to the template is multiplied by ``1 + gain * effect``;
-    a disease region loses up to ``severity * strength`` of its GM; ``variation``
-    (2, X, Y, Z) perturbs GM and WM proportions per subject. Tissues always sum to
-    the brain mask; WM missing in childhood is unmyelinated, GM-like tissue.
-    """
-    gm, wm, mask = anat["gm"], anat["wm"], anat["mask"]
-    dgm = (float(ageing.gm_relative(age)) - 1.0) * (1.0 + gain * effect)
-    gm_new = gm * torch.clamp(1.0 + dgm, 0.05, 2.0)
-    if disease is not None and severity > 0:
-        gm_new = gm_new * (1.0 - severity * strength * disease)
-    wm_new = wm * float(ageing.wm_relative(age))
-    if variation is not None:
-        gm_new = gm_new * (1.0 + 0.03 * variation[0])
-        wm_new = wm_new * (1.0 + 0.03 * variation[1])
-    child = 1.0 / (1.0 + np.exp(-(20.0 - age) / 3.0))
-    gm_new = gm_new + torch.clamp(wm - wm_new, min=0.0) * float(child)
-    wm_new = torch.minimum(wm_new, mask)
-    gm_new = torch.minimum(gm_new, mask - wm_new)
-    return {"gm": gm_new, "wm": wm_new, "csf": mask - gm_new - wm_new}
-
-
-def t1_intensity(t: dict[str, torch.Tensor], age: float, site_contrast: tuple[float, float, float],
-                 lesions: torch.Tensor | None = None) -> torch.Tensor:
-    """Noise-free T1w intensity from tissue fractions; lesions pull WM toward a GM/CSF mix."""
-    i_csf, i_gm, i_wm = site_contrast
-    wm_int = float(ageing.wm_intensity(age, i_gm, i_wm))
-    if lesions is not None:
-        wm_int = wm_int * (1.0 - lesions) + 0.5 * (i_gm + i_csf) * lesions
-    return t["gm"] * i_gm + t["wm"] * wm_int + t["csf"] * i_csf
-
-
-def _lesion_map(rng: np.random.Generator, age: float, grid: Grid, candidates: np.ndarray) -> tuple[np.ndarray, int]:
-    n = int(rng.poisson(float(ageing.lesion_rate(age))))
-    out = np.zeros(grid.shape, dtype=np.float32)
-    vox = grid.voxel_size
-    for _ in range(n):
-        c = candidates[rng.integers(len(candidates))]
-        r = rng.uniform(1.5, 4.0)
-        half = np.ceil(3 * r / vox).astype(int)
-        lo, hi = np.maximum(c - half, 0), np.minimum(c + half + 1, grid.shape)
-        axes = [(np.arange(lo[i], hi[i]) - c[i]) * vox[i] for i in range(3)]
-        d2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
-        box = out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        np.maximum(box, np.exp(-d2 / (2 * r * r)).astype(np.float32), out=box)
-    return out, n
-
-
-def _grid_sample_coords(q: torch.Tensor) -> torch.Tensor:
-    """MNI positions (3, X, Y, Z) in mm to a ``grid_sample`` grid (1, X, Y, Z, 3) ordered (z, y, x)."""
-    origin = torch.tensor(MNI_ORIGIN, dtype=torch.float32)[:, None, None, None]
-    extent = torch.tensor(MNI_EXTENT, dtype=torch.float32)[:, None, None, None]
-    return (2 * (q - origin) / extent - 1).flip(0).permute(1, 2, 3, 0)[None]
-
-
-class Renderer:
-    """Holds a cohort's template-space maps on one grid and renders subjects."""
-
-    def __init__(self, preset: Preset, grid: Grid, effect_region: str):
-        self.preset, self.grid = preset, grid
-        maps = tissue_maps(grid.shape)
-        self.anat = {k: torch.from_numpy(v) for k, v in maps.items()}
-        self.effect_np = region_map(effect_region, grid.shape)
-        self.effect = torch.from_numpy(self.effect_np)
-        self.disease_np = region_map(preset.disease_region, grid.shape) if preset.disease_region else None
-        self.disease = torch.from_numpy(self.disease_np) if self.disease_np is not None else None
-        xyz = grid.mm_coordinates().astype(np.float32)
-        self.xyz = torch.from_numpy(xyz)  # (3, X, Y, Z) mm
-        vent = maps["ventricles"]
-        self.vent_centre = (xyz * vent).reshape(3, -1).sum(1) / max(vent.sum(), 1e-6)
-        near = np.linalg.norm(xyz - self.vent_centre[:, None, None, None], axis=0) < 30
-        cand = np.argwhere((maps["wm"] > 0.85) & near)
-        self.lesion_candidates = cand if len(cand) else np.argwhere(maps["wm"] > 0.5)
-        # unit vectors pointing into WM, weighted towards the WM boundary: moving the sampling
-        # along them shifts the WM/GM boundary (WM growth and atrophy as a change of shape)
-        grad = np.stack(np.gradient(ndimage.gaussian_filter(maps["wm"], 2.0 / grid.voxel_size), *grid.voxel_size))
-        mag = np.linalg.norm(grad, axis=0)
-        weight = np.clip(mag / max(np.percentile(mag, 99.5), 1e-6), 0.0, 1.0)
-        self.wm_inward = torch.from_numpy((grad / np.maximum(mag, 1e-6) * weight).astype(np.float32))  # (3, X, Y, Z)
-
-    def _sampling_grid(self, rng: np.random.Generator, age: float) -> tuple[torch.Tensor, float]:
-        shape = self.grid.shape
-        disp = smooth_field(rng, shape, (5, 6, 5), channels=3) * self.preset.deform_mm  # (3, X, Y, Z) mm
-        scale = float(1.0 + 0.02 * rng.standard_normal())
-        v = float(ageing.ventricle_expansion_mm(age))
-        if v > 0:
-            r = self.xyz - torch.from_numpy(self.vent_centre)[:, None, None, None]
-            fall = torch.exp(-(r**2).sum(0) / (2 * VENTRICLE_RADIUS_MM**2))
-            disp = disp + v * r / VENTRICLE_RADIUS_MM * fall
-        disp = disp - float(ageing.wm_boundary_shift_mm(age)) * self.wm_inward
-        return _grid_sample_coords(self.xyz / scale - disp), scale
-
-    def render(self, age: float, site: Site, rng: np.random.Generator, severity: float = 0.0) -> tuple[np.ndarray, dict]:
-        """One subject's T1w image (int16, background 0) and what went into it."""
-        p = self.preset
-        variation = smooth_field(rng, self.grid.shape, 4, channels=2)
-        t = tissues_at_age(self.anat, age, self.effect, p.effect_gain, self.disease, severity, p.disease_strength, variation)
-        lesions_np, n_lesions = _lesion_map(rng, age, self.grid, self.lesion_candidates)
-        stack = torch.stack([t["gm"], t["wm"], t["csf"], self.anat["mask"], torch.from_numpy(lesions_np)])[None]
-        grid, scale = self._sampling_grid(rng, age)
-        warped = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-        tw = {"gm": warped[0], "wm": warped[1], "csf": warped[2]}
-        img = t1_intensity(tw, age, (site.i_csf, site.i_gm, site.i_wm), warped[4])
-        img = img * torch.exp(site.bias_strength * smooth_field(rng, self.grid.shape, 3)[0])
-        img = img.numpy()
-        vox = self.grid.voxel_size
-        if site.slice_mm > 0:
-            k = max(1, int(round(site.slice_mm / vox[2])))
-            z = img.shape[2]
-            pad = (-z) % k
-            slabs = np.pad(img, ((0, 0), (0, 0), (0, pad)), mode="edge").reshape(*img.shape[:2], -1, k).mean(-1)
-            img = np.repeat(slabs, k, axis=2)[:, :, :z]
-        if site.blur_mm > 0:
-            img = ndimage.gaussian_filter(img, (site.blur_mm / vox[0], site.blur_mm / vox[1], 0))
-        sigma = site.i_wm / site.snr
-        n1 = rng.standard_normal(img.shape, dtype=np.float32) * sigma
-        n2 = rng.standard_normal(img.shape, dtype=np.float32) * sigma
-        img = np.sqrt((img + n1) ** 2 + n2**2) * (warped[3].numpy() > 0.5)
-        out = np.clip(np.round(img * 1000 * site.gain), 0, 32767).astype(np.int16)
-        return out, {"n_lesions": n_lesions, "head_scale": round(scale, 4)}
-
-    def expected_image(self, age: float, contrast: tuple[float, float, float]) -> np.ndarray:
-        """Population-mean image at ``age``: template anatomy, no deformation, lesions or noise."""
-        t = tissues_at_age(self.anat, age, self.effect, self.preset.effect_gain)
-        shift = float(ageing.wm_boundary_shift_mm(age)) * self.wm_inward
-        grid = _grid_sample_coords(self.xyz + shift)
-        stack = torch.stack([t["gm"], t["wm"], t["csf"]])[None]
-        w = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-        return t1_intensity({"gm": w[0], "wm": w[1], "csf": w[2]}, age, contrast).numpy()
+SIMULATOR_VERSION = 3  # bump when a change alters the generated images: cached cohorts are keyed by it
 
 
 def _survival_months(rng: np.random.Generator, severity: np.ndarray, gap: np.ndarray) -> np.ndarray:
@@ -228,8 +55,12 @@ def _write_json(path: Path, obj: dict) -> None:
 
 def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = None, seed: int = 0,
                     shape: tuple[int, int, int] | None = None, voxel_size: float | None = None,
-                    effect_region: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+                    effect_region: str | None = None, effect_rate: float | None = None, overwrite: bool = False,
+                    progress: bool = True) -> Path:
     """Simulate a cohort and write it in the cohort-folder format, plus ``ground_truth/``.
+
+    ``effect_region`` and ``effect_rate`` (extra GM share lost per year in the region)
+    replace the preset's when given.
 
     The cohort is built in a temporary folder beside ``out_dir`` and moved into place
     only when complete. An existing ``out_dir`` is replaced only with ``overwrite=True``
@@ -237,7 +68,9 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BrainAgeError(f"Seed {seed!r} must be a non-negative integer (0, 1, 2, ...); use e.g. --seed 1.")
-    p = get_preset(preset)
+    if effect_rate is not None and not 0.0 <= effect_rate <= 0.05:
+        raise BrainAgeError(f"Effect rate {effect_rate} is outside 0-0.05 (extra share of GM lost per year, e.g. 0.01).")
+    p = get_preset(preset, effect_rate=effect_rate)
     n = p.n if n is None else int(n)
     if n < 1:
         raise BrainAgeError(f"n={n}: a cohort needs at least one subject (--n 1 or more).")
@@ -320,19 +153,32 @@ def _simulate_into(root: Path, p: Preset, n: int, seed: int, grid: Grid, region:
     truth["n_lesions"] = [d["n_lesions"] for d in info]
     truth["head_scale"] = [d["head_scale"] for d in info]
     truth.to_csv(gt / "subjects.tsv", sep="\t", index=False, lineterminator="\n")
-    _write_nifti(gt / "effect_map.nii.gz", renderer.effect_np, grid.affine)
+    _write_nifti(gt / "effect_map.nii.gz", renderer.effect_map, grid.affine)
     if renderer.disease_np is not None:
         _write_nifti(gt / "disease_map.nii.gz", renderer.disease_np, grid.affine)
-    mean_contrast = tuple(np.mean([[s.i_csf, s.i_gm, s.i_wm] for s in sites.values()], axis=0))
-    lo, hi = p.reference_ages
-    change = np.abs(renderer.expected_image(hi, mean_contrast) - renderer.expected_image(lo, mean_contrast))
-    _write_nifti(gt / "expected_change.nii.gz", change.astype(np.float32), grid.affine)
+    _write_references(gt, renderer, sites)
     _write_json(gt / "sites.json", {k: asdict(v) for k, v in sites.items()})
     _write_json(gt / "simulation.json", {
         "simulator_version": SIMULATOR_VERSION, "preset": p.name, "mirrors": p.mirrors, "n": n, "seed": seed, "shape": list(grid.shape),
-        "voxel_size_mm": [round(v, 4) for v in grid.voxel_size], "effect_region": region,
-        "effect_gain": p.effect_gain, "disease_region": p.disease_region, "disease_strength": p.disease_strength,
+        "voxel_size_mm": [round(v, 4) for v in grid.voxel_size], "effect_region": region, "effect_rate": p.effect_rate,
+        "effect_onset": p.effect_onset, "effect_map": "region weight x template GM fraction, scaled to peak 1",
+        "disease_region": p.disease_region, "disease_strength": p.disease_strength,
         "gap_mean": p.gap_mean, "gap_sd": p.gap_sd, "gap_sd_per_year": p.gap_sd_per_year,
-        "unlabelled_fraction": p.unlabelled_fraction, "expected_change_ages": [lo, hi],
+        "unlabelled_fraction": p.unlabelled_fraction, "expected_change_ages": list(p.reference_ages),
+        "expected_change": "|minmax(reference_old) - minmax(reference_young)|, per-image min-max as the models' inputs",
+        "deform_mm": p.deform_mm, "head_scale_sd": p.head_scale_sd, "field_strength": p.field_strength,
+        "site_assignment": "independent of age and sex",
         "survival_model": SURVIVAL_MODEL if p.disease_region else None, "grade": p.grade,
     })
+
+
+def _write_references(gt: Path, renderer: Renderer, sites: dict[str, Site]) -> None:
+    """Noise-free population images at the preset's reference ages (mean site contrast and gain, raw units)
+    and their expected change in the units of per-image min-max normalised inputs."""
+    contrast = tuple(float(v) for v in np.mean([[s.i_csf, s.i_gm, s.i_wm] for s in sites.values()], axis=0))
+    gain = float(np.mean([s.gain for s in sites.values()]))
+    young, old = (renderer.reference_image(a, contrast, gain) for a in renderer.preset.reference_ages)
+    affine = renderer.grid.affine
+    _write_nifti(gt / "reference_young.nii.gz", young, affine)
+    _write_nifti(gt / "reference_old.nii.gz", old, affine)
+    _write_nifti(gt / "expected_change.nii.gz", np.abs(minmax(old) - minmax(young)).astype(np.float32), affine)
