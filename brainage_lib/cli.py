@@ -44,7 +44,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
     for p in PRESETS.values():
         print(f"{p.name:15s} n={p.n:<5d} {p.mirrors}; sites={p.n_sites}, {p.field_strength}, {p.grade}, "
-              f"effect region={p.effect_region}" + (f", disease region={p.disease_region}" if p.disease_region else ""))
+              f"effect region={p.effect_region} (+{100 * p.effect_rate:g} %/y GM loss from {p.effect_onset:g} y)"
+              + (f", disease region={p.disease_region}" if p.disease_region else ""))
     return 0
 
 

@@ -25,7 +25,7 @@
 # every pair of methods, Fig. 2 (MSE per 1-year age group), Fig. 3 (real and synthesised
 # slices at ages 8 and 20, and |mean(age 20) - mean(age 8)| maps), the MAE per age group
 # of the paper's discussion, and, on simulated data, how well each difference map finds
-# the region whose ageing the simulator amplified.
+# the region where the simulator made the cortex thin faster.
 
 # %% tags=["parameters"]
 from typing import Optional
@@ -39,7 +39,7 @@ DEVICE: str = "auto"  # auto | cpu | cuda | cuda:1 ...
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_SUBJECTS: Optional[int] = None  # simulated subjects before sex balancing (0 means the preset's 1150)
 SHAPE: Optional[int] = None  # simulation grid cube (0 means the 2 mm MNI grid, 99x117x95)
-EFFECT_REGION: Optional[str] = None  # region of amplified ageing, e.g. "occipital"; None: profile (null means preset's)
+EFFECT_REGION: Optional[str] = None  # region of faster cortical thinning, e.g. "occipital" (profile null: the preset's)
 SIZE: Optional[int] = None  # network input cube (paper: 96)
 REG_WIDTH: Optional[float] = None  # multiplier on REG's channels 16-32-64-128-256 (paper: 1.0)
 GAN_WIDTH: Optional[float] = None  # multiplier on the GAN's channels 64-128-256-512-512 (paper: 1.0)
@@ -120,6 +120,27 @@ cfg.table()
 # once, stratified by age, in the paper's proportions (640/62/160 of 862); all three
 # methods use this split. Images are resized to `SIZE`^3 and min-max normalised to
 # [0, 1], cached once as a float16 memory map.
+#
+# **Simulated stand-in for ABIDE (`abide_like`).** The paper's images were brain-
+# extracted, bias-corrected and nonlinearly registered to MNI, which removed brain-volume
+# and geometric differences between subjects. So the simulator leaves no head-size
+# variation (`head_scale_sd = 0`) and only a smooth residual misalignment of 0.8 mm on
+# average, under one voxel of the 1 mm images.
+#
+# Its 17 sites are all 3T, like ABIDE I's 17 scanners. Each site has its own contrast, but
+# 1.5T and 3T are never mixed: that mix would shift normalised GM by about 0.13, several
+# times the whole 8→20 y change. Sites are drawn independently of age, so site and age are
+# less confounded than in ABIDE.
+#
+# The effect to recover: the effect region (default `frontal`) loses an extra 1.5 % of its
+# GM to CSF per year of biological age, so from 8 to 20 y it thins about 2.5 times as fast
+# as the cortex as a whole. `effect_map.nii.gz` is that region's weight times the template
+# GM fraction. `expected_change.nii.gz` is |minmax(reference_old) −
+# minmax(reference_young)| of two noise-free population images at 8 and 20 y, in the same
+# min-max units as the network inputs.
+#
+# `00_cohorts` measures how visible the effect is in these images (records `visibility.*`);
+# section 4 below scores the oracle and the real-image map of this run against it.
 
 # %%
 sim = {"n": cfg.N_SUBJECTS or None, "seed": SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
