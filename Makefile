@@ -19,7 +19,7 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser lab reproduce smoke test bench clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke test bench clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
@@ -28,6 +28,7 @@ help:
 	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
 	@echo "make bench          throughput benchmarks into bench/results.json"
+	@echo "make preprocess-deps  the optional dependencies of brainage preprocess (antspyx, deepbet, nimare)"
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
@@ -77,6 +78,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no chromium (and no root apt-get to install it): the browser test will be skipped"; fi
+
+# `brainage preprocess` and `brainage simulate --space native`: antspyx and NiMARE pin older numpy, scipy and
+# nilearn than the project uses, so they go in without their pins (their other needs are already installed)
+preprocess-deps: $(STAMP)
+	$(PY) -m pip install --quiet deepbet
+	$(PY) -m pip install --quiet --no-deps antspyx nimare
 
 bench: $(STAMP)
 	$(PY) -m brainage_lib.cli bench

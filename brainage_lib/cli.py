@@ -1,4 +1,4 @@
-"""The ``brainage`` command: simulate, validate, presets, run, cache, bench."""
+"""The ``brainage`` command: simulate, validate, preprocess, presets, run, cache, bench."""
 from __future__ import annotations
 
 import argparse
@@ -23,10 +23,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from brainage_lib.simulation.simulate import simulate_cohort
 
     t0 = time.time()
-    out = simulate_cohort(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
-                          voxel_size=args.voxel_size, effect_region=args.effect_region, effect_rate=args.effect_rate,
-                          overwrite=args.overwrite, progress=not args.quiet)
-    print(f"Wrote {out} in {time.time() - t0:.1f} s. Check it with: brainage validate {out}")
+    make = _optional("brainage_lib.simulation.native").simulate_native_cohort if args.space == "native" else simulate_cohort
+    out = make(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
+               voxel_size=args.voxel_size, effect_region=args.effect_region, effect_rate=args.effect_rate,
+               overwrite=args.overwrite, progress=not args.quiet)
+    then = f"brainage preprocess {out} OUT --recipe tgb|diff|lstm" if args.space == "native" else f"brainage validate {out}"
+    print(f"Wrote {out} in {time.time() - t0:.1f} s. Next: {then}")
     return 0
 
 
@@ -37,6 +39,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _optional(module: str):
+    """Import a module that needs the optional preprocessing dependencies, or say how to install them."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BrainAgeError(f"{exc.name} is not installed: `make preprocess-deps` installs the preprocessing "
+                            "dependencies (antspyx, deepbet, nimare).") from None
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    preprocess_cohort = _optional("brainage_lib.preprocess.run").preprocess_cohort
+
+    t0 = time.time()
+    s = preprocess_cohort(args.raw, args.out, args.recipe, jobs=args.jobs, progress=not args.quiet)
+    print(f"{s.out}: {s.processed} scan(s) processed, {s.skipped} already done, {len(s.failed)} failed "
+          f"({time.time() - t0:.0f} s). QC: {s.qc_html} and {s.qc_tsv}")
+    for reason in s.failed:
+        print(f"FAILED: {reason}", file=sys.stderr)
+    print(f"Check it with: brainage validate {s.out}; then set a notebook's DATA_DIR to it.")
+    return 1 if s.failed else 0
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -124,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra share of its GM the effect region loses per year of age (default: the preset's, "
                         "e.g. 0.015 for abide_like)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing simulated cohort at --out")
+    s.add_argument("--space", choices=["mni", "native"], default="mni",
+                   help="mni: skull-stripped brains in MNI space (what the notebooks read); native: whole heads as a "
+                        "scanner gives them (pose, orientation, voxels, bias field), input for `brainage preprocess`")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)
 
@@ -133,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--headers-only", action="store_true", help="skip reading voxel data (faster; misses truncation and NaNs)")
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("preprocess", help="raw T1w scans to a folder the notebooks read (N4, deepbet, ANTs registration)")
+    p.add_argument("raw", help="raw cohort folder: participants.tsv + sub-<id>/anat/sub-<id>_T1w.nii.gz (only read)")
+    p.add_argument("out", help="output folder, outside RAW; rerun on the same folder to resume")
+    p.add_argument("--recipe", required=True, choices=["tgb", "diff", "lstm"], help="the paper whose preprocessing to follow")
+    p.add_argument("--jobs", type=int, default=1, help="scans processed at once (default 1)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_preprocess)
 
     sub.add_parser("presets", help="list the simulator's presets").set_defaults(func=cmd_presets)
 

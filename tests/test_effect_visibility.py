@@ -19,7 +19,7 @@ import pytest
 
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.data.transforms import TGBVolume, load_volume
-from brainage_lib.papers.tgb.evaluation import mean_difference_map, recovery_scores, reference_maps
+from brainage_lib.papers.tgb.regions import mean_difference_map, recovery_scores, reference_maps
 from brainage_lib.simulation import visibility
 from brainage_lib.simulation.anatomy import make_grid, region_map, tissue_maps
 from brainage_lib.simulation.simulate import simulate_cohort
@@ -63,11 +63,12 @@ def test_real_and_oracle_difference_maps_find_the_region(cohort):
     assert young.sum() >= 30 and old.sum() >= 15
     images = {g: np.stack([tgb(load_volume(p)) for p, keep in zip(c.paths, sel) if keep]) for g, sel in
               (("young", young), ("old", old))}
-    refs = reference_maps(root / "ground_truth", SIZE)
+    refs = reference_maps(root / "ground_truth", tgb)
     real = recovery_scores(mean_difference_map(images["young"], images["old"]), refs["effect"], refs["mask"], 10.0)
     gt = root / "ground_truth"
     oracle_map = np.abs(tgb(load_volume(gt / "reference_old.nii.gz")) - tgb(load_volume(gt / "reference_young.nii.gz")))
     oracle = recovery_scores(oracle_map, refs["effect"], refs["mask"], 10.0)
+    np.testing.assert_allclose(refs["oracle"], oracle_map, atol=1e-6)  # the TGB notebook's oracle is this map
     print(f"{region}: real Dice {real['dice_top']:.3f} (r {real['pearson_r']:.2f}), oracle Dice {oracle['dice_top']:.3f}, "
           f"chance {real['chance']:.2f}")
     assert real["dice_top"] >= 0.3

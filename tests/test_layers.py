@@ -17,7 +17,7 @@ LAYERS = {
     "run": 1, "metrics": 1,
     "simulation": 2, "models": 2,
     "data": 3, "engine": 3,
-    "report": 4, "inference": 4,
+    "report": 4, "inference": 4, "preprocess": 4,
     "papers": 5,
     "bench": 6,
     "cli": 7, "__init__": 7,

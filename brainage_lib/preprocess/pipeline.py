@@ -1,0 +1,188 @@
+"""One scan through a recipe: read and check it, run the steps, measure its quality, write it atomically.
+
+Every image is handled as an ANTsPy image; deepbet sees it through nibabel. Nothing is written
+next to the raw scan: ANTs's transform files go to a temporary folder and are copied out.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import ants
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.preprocess.outputs import atomic_write, output_paths, save_nifti
+from brainage_lib.preprocess.qc import subject_figure
+from brainage_lib.preprocess.recipes import Recipe, template
+
+MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
+VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
+MIN_SIZE = 16  # voxels along each axis
+RANDOM_SEED = 1  # ANTs samples the metric at random points: a fixed seed makes reruns repeat
+
+
+@dataclass
+class State:
+    """The image as it moves through the steps; ``mask`` is None until brain extraction."""
+
+    image: ants.ANTsImage
+    mask: ants.ANTsImage | None = None
+    coverage: ants.ANTsImage | None = None  # where the scanner's field of view lies, once registered
+    transforms: list[str] = field(default_factory=list)  # forward transforms, in ANTs's apply order
+
+
+def read_scan(path: Path) -> nib.Nifti1Image:
+    """The scan as a 3D float32 image; anything else raises a BrainAgeError naming the file and the fix."""
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - every reader failure is reported
+        raise BrainAgeError(f"{path}: unreadable as NIfTI ({type(exc).__name__}: {exc}). Re-export or re-copy the file.") from None
+    shape = tuple(img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise BrainAgeError(f"{path}: image is {len(shape)}D with shape {tuple(img.shape)}; preprocessing takes one 3D "
+                            "T1w volume. Save the volume you mean (e.g. the first of the series) as this file.")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as exc:  # noqa: BLE001
+        raise BrainAgeError(f"{path}: truncated or corrupt image data ({type(exc).__name__}: {exc}). "
+                            "Re-copy the file from its source.") from None
+    if not np.isfinite(data).all():
+        raise BrainAgeError(f"{path}: {int((~np.isfinite(data)).sum())} NaN/inf voxel(s). Replace them and re-save.")
+    if min(shape) < MIN_SIZE:
+        raise BrainAgeError(f"{path}: shape {shape} is too small for a head scan (under {MIN_SIZE} voxels along an axis).")
+    if data.min() == data.max():
+        raise BrainAgeError(f"{path}: empty image: every voxel is {data.flat[0]:g}. Check the export; a T1w scan has signal.")
+    out = nib.Nifti1Image(data, img.affine)
+    out.header.set_xyzt_units("mm", "sec")
+    return out
+
+
+def to_ants(data: np.ndarray, affine: np.ndarray) -> ants.ANTsImage:
+    """An ANTs image from an array and its RAS affine."""
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(img)
+
+
+@lru_cache(maxsize=1)
+def _extractor():
+    """deepbet's two networks, loaded once per process (on the GPU where there is one)."""
+    from deepbet import BrainExtraction
+
+    return BrainExtraction()
+
+
+def step_n4(state: State, recipe: Recipe, workdir: Path) -> None:
+    """N4 inside the brain mask, or inside ANTs's head mask before brain extraction."""
+    mask = state.mask if state.mask is not None else ants.get_mask(state.image)
+    state.image = ants.n4_bias_field_correction(state.image, mask=mask)
+
+
+class NotABrain(ValueError):
+    """What shows that a scan holds no brain (turned into a BrainAgeError naming the file)."""
+
+
+def _check_volume(ml: float) -> None:
+    low, high = VOLUME_RANGE_ML
+    if not low <= ml <= high:
+        raise NotABrain(f"the extracted brain is {ml:.0f} mL (a brain is {low:g}-{high:g} mL)")
+
+
+def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
+    """deepbet's brain mask; the image keeps only the brain."""
+    _, mask, _ = _extractor().run(ants.to_nibabel_nifti(state.image))
+    state.mask = state.image.new_image_like(np.asarray(mask.dataobj, dtype=np.float32))
+    state.image = state.image * state.mask
+    if not state.transforms:  # still in the scanner's space: the volume is known now, so fail early
+        _check_volume(float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0))
+
+
+def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
+    """Register to the brain template on the output grid and resample the image, mask and field of view there."""
+    brain, _, dilated = template(recipe.shape)
+    affine = recipe.grid.affine
+    fixed = to_ants(brain, affine)
+    # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
+    # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
+    near = to_ants(dilated, affine) if recipe.transform == "Affine" else None
+    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/",
+                            random_seed=RANDOM_SEED)
+    state.transforms = list(reg["fwdtransforms"])
+    state.coverage = ants.apply_transforms(fixed, state.image * 0 + 1, state.transforms)
+    state.image = ants.apply_transforms(fixed, state.image, state.transforms)
+    if state.mask is not None:
+        state.mask = ants.apply_transforms(fixed, state.mask, state.transforms).threshold_image(0.5, 2.0)
+
+
+STEP_FUNCTIONS: dict[str, Callable[[State, Recipe, Path], None]] = {"n4": step_n4, "bet": step_bet, "register": step_register}
+
+
+def _affine_determinant(transforms: list[str]) -> float:
+    """|det| of the linear part of the affine (template -> scanner): the scanner's volume per template volume."""
+    mat = next(t for t in transforms if t.endswith(".mat"))
+    return float(abs(np.linalg.det(np.asarray(ants.read_transform(mat).parameters[:9]).reshape(3, 3))))
+
+
+def quality(brain: np.ndarray, mask: np.ndarray, coverage: np.ndarray, recipe: Recipe, det: float) -> dict:
+    """Similarity to the template, brain volume in the scanner, and whether the mask meets the scan's edge."""
+    tmpl, tmask, _ = template(recipe.shape)
+    corr = float(np.corrcoef(brain[tmask], tmpl[tmask])[0, 1]) if brain[tmask].std() > 0 else 0.0
+    inside = ndimage.binary_erosion(coverage > 0.999, iterations=1, border_value=1)  # the scan's edge, not the grid's
+    return {"correlation": round(corr, 4),
+            "brain_volume_ml": round(float(mask.sum() * np.prod(recipe.grid.voxel_size) * det / 1000.0), 1),
+            "edge_voxels": int((mask & ~inside).sum())}
+
+
+def _suffix(transform: str) -> str:
+    return "_xfm.mat" if transform.endswith(".mat") else "_desc-warp_xfm.nii.gz"
+
+
+def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, dict[str, bytes]]:
+    """Run ``recipe`` on one scan: (brain image, brain mask, QC numbers, transform files by suffix)."""
+    scan = read_scan(path)
+    try:
+        with tempfile.TemporaryDirectory(prefix="brainage-prep-") as tmp:
+            state = State(ants.from_nibabel_nifti(scan))
+            for step in recipe.steps:
+                STEP_FUNCTIONS[step](state, recipe, Path(tmp))
+            mask = state.mask.numpy() > 0.5
+            brain = np.clip(state.image.numpy(), 0, None) * mask
+            qc = quality(brain, mask, state.coverage.numpy(), recipe, _affine_determinant(state.transforms))
+            files = {_suffix(t): Path(t).read_bytes() for t in state.transforms}
+        qc["transforms"] = [_suffix(t) for t in state.transforms]
+        _check_volume(qc["brain_volume_ml"])
+        if abs(qc["correlation"]) < MIN_CORRELATION:
+            raise NotABrain(f"once registered, it correlates {qc['correlation']:.2f} with the MNI152 template (a brain: "
+                            f"about 0.9; refused when |r| < {MIN_CORRELATION})")
+    except NotABrain as exc:
+        raise BrainAgeError(f"{path}: does not look like a T1w head scan: {exc}. Check that the file is a T1-weighted "
+                            "head MRI.") from None
+    return brain.astype(np.float32), mask, qc, files
+
+
+def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, source: dict) -> dict:
+    """Process one scan and write its outputs (the T1w last, so a finished subject is one whose T1w exists)."""
+    t0 = time.time()
+    brain, mask, qc, files = process(path, recipe)
+    where = output_paths(out_anat, stem)
+    affine = recipe.grid.affine
+    save_nifti(where["mask"], mask.astype(np.uint8), affine)
+    for suffix, blob in files.items():
+        atomic_write(Path(f"{where['xfm']}{suffix}"), lambda p, b=blob: p.write_bytes(b))
+    png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  r={qc['correlation']:.3f}")
+    atomic_write(where["figure"], lambda p: p.write_bytes(png))
+    qc["transforms"] = [f"{where['xfm'].name}{s}" for s in qc["transforms"]]
+    qc.update(seconds=round(time.time() - t0, 1), recipe=recipe.name, source=source)
+    atomic_write(where["qc"], lambda p: p.write_text(json.dumps(qc, indent=1) + "\n"))
+    save_nifti(where["t1w"], brain, affine)
+    return qc
