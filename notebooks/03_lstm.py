@@ -50,6 +50,7 @@ LR: Optional[float] = None  # paper 1e-4
 LR_STEP: Optional[int] = None  # epochs between halvings of the learning rate, paper 15
 YOUNG_MAX_AGE: Optional[float] = None  # upper age of the "trained on 0-6 y" discovery subset, paper 6
 STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 (standard ResNet18 stem) or 3 (the paper's literal "3x3x3")
+DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
 import time
@@ -143,7 +144,7 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 
 # %%
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
-                   loss="l1", seed=SEED)
+                   loss="l1", seed=SEED, max_steps=cfg.max_steps)
 trained, history = train_models(data, build, tcfg, device, SEED, cfg.checkpoint_dir, cfg.as_dict())
 
 # %%
