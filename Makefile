@@ -19,7 +19,7 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser lab reproduce smoke paper-dryrun test bench clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser lab reproduce smoke paper-dryrun test bench gpu-check clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
@@ -29,6 +29,7 @@ help:
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
 	@echo "make paper-dryrun   every notebook's paper profile at the paper's sizes on tiny cohorts, 2 steps per stage, into build/paper-dryrun/"
 	@echo "make bench          throughput benchmarks into bench/results.json"
+	@echo "make gpu-check      every paper training stage on the GPU (minutes): samples/s, memory, TFLOP/s, hours; bench/gpu.json"
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
@@ -87,6 +88,11 @@ browser:
 
 bench: $(STAMP)
 	$(PY) -m brainage_lib.cli bench
+
+# For the few minutes a GPU is available: a fixed number of steps of every paper-profile training stage at
+# the paper's sizes, fp32 and bf16, and the extrapolated wall time of each notebook and of `make reproduce`.
+gpu-check: $(STAMP)
+	$(PY) -m brainage_lib.cli gpu-check $(ARGS)
 
 clean:
 	find results figures rendered -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true
