@@ -19,7 +19,7 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser preprocess-deps lab reproduce smoke test bench clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test bench gpu-check clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
@@ -27,8 +27,10 @@ help:
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
 	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
+	@echo "make paper-dryrun   every notebook's paper profile at the paper's sizes on tiny cohorts, 2 steps per stage, into build/paper-dryrun/"
 	@echo "make bench          throughput benchmarks into bench/results.json"
 	@echo "make preprocess-deps  the optional dependencies of brainage preprocess (antspyx, deepbet, nimare)"
+	@echo "make gpu-check      every paper training stage on the GPU (minutes): samples/s, memory, TFLOP/s, hours; bench/gpu.json"
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
@@ -66,6 +68,12 @@ $(LAB_VIEWERS): $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile smoke --output-dir build/smoke $(ARGS)
 
+# A rehearsal of `make reproduce` on a GPU: the paper's networks and input sizes on tiny cohorts, two optimiser
+# steps per training stage, then evaluation, figures and claims as usual. `make test` runs it too
+# (tests/test_paper_dryrun.py; `pytest -m "not paper_dryrun"` leaves it out).
+paper-dryrun: $(STAMP)
+	$(PY) -m brainage_lib.cli run all --profile paper -p DRY_RUN=True --output-dir build/paper-dryrun $(ARGS)
+
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
@@ -87,6 +95,11 @@ preprocess-deps: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m brainage_lib.cli bench
+
+# For the few minutes a GPU is available: a fixed number of steps of every paper-profile training stage at
+# the paper's sizes, fp32 and bf16, and the extrapolated wall time of each notebook and of `make reproduce`.
+gpu-check: $(STAMP)
+	$(PY) -m brainage_lib.cli gpu-check $(ARGS)
 
 clean:
 	find results figures rendered -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true

@@ -1,4 +1,4 @@
-"""The ``brainage`` command: simulate, validate, preprocess, presets, run, cache, bench."""
+"""The ``brainage`` command: simulate, validate, preprocess, presets, run, predict, cache, bench, gpu-check."""
 from __future__ import annotations
 
 import argparse
@@ -132,6 +132,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from brainage_lib.gpu_check import paper_flops, run_gpu_check
+
+    if args.paper_flops:
+        paper_flops(args.out)
+        return 0
+    run_gpu_check(device=args.device, n_iter=args.steps, out=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="brainage", description="Brain-age companion: simulated cohorts, validation, notebooks.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -198,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=40, help="subjects per measurement")
     b.add_argument("--out", default=None, help="JSON file for the numbers (default bench/results.json)")
     b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("gpu-check", help="every paper-profile training stage on this device: samples/s, memory, "
+                                         "TFLOP/s, and the paper runs' extrapolated wall time (bench/gpu.json)")
+    g.add_argument("--device", default="auto", help="auto | cuda | cuda:1 | cpu (CPU: tiny sizes, a test of the code)")
+    g.add_argument("--steps", type=int, default=None, help="timed steps per stage and precision (default 5 on CUDA)")
+    g.add_argument("--out", default=None, help="JSON file for the numbers (default bench/gpu.json, "
+                                               "with --paper-flops bench/paper_flops.json)")
+    g.add_argument("--paper-flops", action="store_true",
+                   help="only count the FLOPs per step at the paper's sizes, on the CPU (minutes)")
+    g.set_defaults(func=cmd_gpu_check)
     return ap
 
 

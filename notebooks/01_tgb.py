@@ -59,6 +59,7 @@ N_DIFF: Optional[int] = None  # images per age in the difference maps (paper: 20
 TOP_PERCENT: Optional[float] = None  # top-k% voxels compared in the recovery Dice
 N_PERM: Optional[int] = None  # age permutations of the null each difference map is tested against
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
 import time
@@ -181,9 +182,9 @@ counts.T
 reg_cfg = RegressorConfig(input_shape=(cfg.SIZE,) * 3, width=cfg.REG_WIDTH)
 gan_cfg = GANConfig(width=cfg.GAN_WIDTH, alpha=cfg.ALPHA, beta=cfg.BETA, lambda_gp=cfg.LAMBDA_GP)
 reg_train = TrainConfig(epochs=cfg.REG_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.REG_LR, lr_step=cfg.LR_STEP,
-                        lr_gamma=cfg.LR_GAMMA, loss="mse", seed=SEED)
+                        lr_gamma=cfg.LR_GAMMA, loss="mse", seed=SEED, max_steps=cfg.max_steps)
 gan_train = GANTrainConfig(epochs=cfg.GAN_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.GAN_LR, lr_step=cfg.LR_STEP,
-                           lr_gamma=cfg.LR_GAMMA, n_critic=cfg.N_CRITIC, seed=SEED)
+                           lr_gamma=cfg.LR_GAMMA, n_critic=cfg.N_CRITIC, seed=SEED, max_steps=cfg.max_steps)
 
 
 def n_params(module: torch.nn.Module) -> int:

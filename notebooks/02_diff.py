@@ -69,6 +69,7 @@ DBN_CHANNELS: Optional[str] = None  # DeepBrainNet-style stage widths
 N_RECON: Optional[int] = None  # images in fig 4 (half held-out healthy, half clinical test)
 N_INTERP: Optional[int] = None  # frames per interpolation in fig 3
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
 import json
@@ -236,7 +237,8 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # - Epochs, batch size and learning rates are ours (not stated in the paper).
 
 # %%
-tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, age_loss=cfg.AGE_LOSS, seed=SEED)
+tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, age_loss=cfg.AGE_LOSS, seed=SEED,
+                       max_steps=cfg.max_steps)
 diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, device)
 age_sd = diff_res.model.config.age_scale
 print(f"age loss: {tcfg.age_loss}" + (" (years², as the paper)" if tcfg.age_loss == "years" else
@@ -253,7 +255,7 @@ plt.show()
 
 # %%
 bcfg = TrainConfig(epochs=cfg.BASELINE_EPOCHS, batch_size=cfg.BASELINE_BATCH_SIZE, lr=cfg.BASELINE_LR,
-                   lr_step=cfg.BASELINE_EPOCHS, lr_gamma=1.0, loss="mse", seed=SEED)
+                   lr_step=cfg.BASELINE_EPOCHS, lr_gamma=1.0, loss="mse", seed=SEED, max_steps=cfg.max_steps)
 cnns = {}
 for name, make in (("densenet121", densenet121_2d), ("deepbrainnet", lambda: DeepBrainNet2D(dbn_config))):
     torch.manual_seed(SEED)

@@ -53,6 +53,7 @@ LR_STEP: Optional[int] = None  # epochs between halvings of the learning rate, p
 YOUNG_MAX_AGE: Optional[float] = None  # upper age of the "trained on 0-6 y" discovery subset, paper 6
 STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 (standard ResNet18 stem) or 3 (the paper's literal "3x3x3")
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
 import time
@@ -158,7 +159,7 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 # %%
 display(Markdown(data.used("training", young)))
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
-                   loss="l1", seed=SEED)
+                   loss="l1", seed=SEED, max_steps=cfg.max_steps)
 trained, history = train_models(data, build, tcfg, device, SEED, cfg.checkpoint_dir, cfg.as_dict())
 
 # %%

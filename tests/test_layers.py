@@ -19,7 +19,7 @@ LAYERS = {
     "data": 3, "engine": 3,
     "report": 4, "inference": 4, "preprocess": 4,
     "papers": 5,
-    "bench": 6,
+    "bench": 6, "gpu_check": 6,
     "cli": 7, "__init__": 7,
 }
 

@@ -38,6 +38,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     num_workers: int = 0
     seed: int = 0
+    max_steps: int | None = None  # stop after this many optimiser steps (a dry run); None: train every epoch
 
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
@@ -97,7 +98,7 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
     use_amp = cfg.amp and device.type == "cuda"
     val_ages = np.array([float(val[i][1]) for i in range(len(val))]) if val is not None else np.zeros(0)
-    rows, best, best_state, best_epoch = [], np.inf, None, 0
+    rows, best, best_state, best_epoch, steps = [], np.inf, None, 0, 0
     t0 = time.time()
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
@@ -113,6 +114,9 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
             opt.step()
             total += loss.item() * len(y)
             count += len(y)
+            steps += 1
+            if steps == cfg.max_steps:
+                break
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_mae = np.nan
@@ -123,6 +127,8 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
             best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
         rows.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_mae": val_mae, "lr": lr, "seconds": time.time() - te})
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}", val_mae=f"{val_mae:.2f}")
+        if steps == cfg.max_steps:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(model, pd.DataFrame(rows), best_epoch, time.time() - t0, mean, sd)

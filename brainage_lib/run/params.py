@@ -8,6 +8,11 @@ profiles hold values only, for exactly the cell's tunables. The next cell calls
 notebook's namespace (the annotated upper-case names), refuses a YAML key the cell
 lacks and a cell name the YAML lacks, and merges the two, remembering where each
 value came from so the rendered notebook can print it.
+
+``DRY_RUN=True`` rehearses a profile: ``<notebook>.dryrun.yaml`` shrinks the cohorts (and the
+evaluation loops) while architectures and input sizes stay the profile's, and every training
+stage stops after ``DRY_RUN_STEPS`` optimiser steps. A notebook without ``DRY_RUN`` in its
+cell (no training) still takes the parameter and its dry-run values.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from brainage_lib.run.results import Recorder
 
 PROFILES = ("smoke", "quick", "paper")
 CORE = ("PROFILE", "DATA_DIR", "SEED", "DEVICE", "OUTPUT_DIR")
+DRY_RUN = "DRY_RUN"
+DRY_RUN_STEPS = 2  # optimiser steps per training stage in a dry run
 
 
 def resolve_profile(profile: str) -> str:
@@ -37,6 +44,19 @@ def resolve_profile(profile: str) -> str:
 
 def profile_file(notebook: str, profile: str):
     return paths.params_dir() / f"{notebook}.{profile}.yaml"
+
+
+def dry_run_file(notebook: str):
+    return paths.params_dir() / f"{notebook}.dryrun.yaml"
+
+
+def load_dry_run(notebook: str) -> dict[str, Any]:
+    """The values a dry run puts over the profile's (``<notebook>.dryrun.yaml``; empty if there is none)."""
+    f = dry_run_file(notebook)
+    data = yaml.safe_load(f.read_text()) if f.is_file() else {}
+    if not isinstance(data or {}, dict):
+        raise BrainAgeError(f"{f}: expected a mapping of PARAMETER: value.")
+    return data or {}
 
 
 def load_profile(notebook: str, profile: str) -> dict[str, Any]:
@@ -65,6 +85,7 @@ class Params:
     values: dict[str, Any]
     sources: dict[str, str] = field(default_factory=dict)
     core: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -81,13 +102,23 @@ class Params:
         return self.core.get("OUTPUT_DIR") or None
 
     @property
+    def max_steps(self) -> int | None:
+        """Optimiser steps after which every training stage stops: ``DRY_RUN_STEPS`` in a dry run, else None."""
+        return DRY_RUN_STEPS if self.dry_run else None
+
+    @property
+    def label(self) -> str:
+        """The profile as results and the summary show it: ``paper (dry run)`` for a dry run."""
+        return f"{self.profile} (dry run)" if self.dry_run else self.profile
+
+    @property
     def checkpoint_dir(self):
         """Where this notebook's checkpoints and other trained artefacts go (``checkpoints/<notebook>``)."""
         return paths.checkpoints_dir(self.notebook, self.output_dir)
 
     def recorder(self, data: str, device: Any = None, paper: dict | None = None) -> Recorder:
         """The run's :class:`Recorder`: this notebook, profile, parameters and output folder."""
-        return Recorder(self.notebook, self.profile, data, params=self.as_dict(), output_dir=self.output_dir,
+        return Recorder(self.notebook, self.label, data, params=self.as_dict(), output_dir=self.output_dir,
                         device=device, paper=paper)
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,7 +144,11 @@ class Params:
 
     def banner(self) -> str:
         """Markdown: the profile and, for a reduced run, every parameter that differs from the paper profile."""
-        if self.profile == "paper":
+        if self.dry_run:
+            head = (f"DRY RUN of PROFILE = {self.profile}: its architectures and input sizes on a tiny cohort, "
+                    f"at most {DRY_RUN_STEPS} optimiser steps per training stage. A rehearsal that the code runs end "
+                    "to end; NO number in this notebook is a result.")
+        elif self.profile == "paper":
             head = f"PROFILE = paper: the papers' sizes, architectures and schedules ({self.notebook})."
         else:
             head = (f"PROFILE = {self.profile}: a REDUCED run (fewer subjects, smaller images, fewer epochs). "
@@ -122,7 +157,7 @@ class Params:
         detail = ("Parameters that differ from the paper profile: "
                   + ", ".join(f"`{k}` = {self.values[k]!r} (paper profile: {paper.get(k)!r})" for k in differs) + "."
                   if differs else "Every parameter equals the paper profile's.")
-        return f"**{head}**\n\n{detail}"
+        return ("## DRY RUN\n\n" if self.dry_run else "") + f"**{head}**\n\n{detail}"
 
 
 def cell_parameters(namespace: dict[str, Any]) -> list[str]:
@@ -162,10 +197,22 @@ def resolve_params(notebook: str, namespace: dict[str, Any]) -> Params:
         raise BrainAgeError(f"The parameters cell of {notebook} lacks the core parameter(s) {', '.join(lacking)}.")
     prof = resolve_profile(namespace["PROFILE"])
     base = check_profile_keys(notebook, prof, names)
+    given_dry = namespace.get(DRY_RUN)  # injected by papermill also where the cell lacks it (no training)
+    dry = bool(base.get(DRY_RUN) if given_dry is None else given_dry)
+    overlay = load_dry_run(notebook) if dry else {}
+    stray = set(overlay) - set(base)
+    if stray:
+        raise BrainAgeError(f"{dry_run_file(notebook)}: {', '.join(sorted(stray))} not in the parameters cell of "
+                            f"notebooks/{notebook}.py.")
     values, sources = {}, {}
     for k, v in base.items():
         given = namespace.get(k)
-        values[k], sources[k] = (given, "override") if given is not None else (v, f"profile {prof}")
+        if given is not None:
+            values[k], sources[k] = given, "override"
+        else:
+            values[k], sources[k] = (overlay[k], "dry run") if k in overlay else (v, f"profile {prof}")
     core = {k: namespace[k] for k in CORE}
     core["PROFILE"] = prof
-    return Params(notebook, prof, values, sources, core)
+    if dry and DRY_RUN not in values:
+        core[DRY_RUN] = True  # recorded with the results of a notebook whose cell lacks it
+    return Params(notebook, prof, values, sources, core, dry_run=dry)

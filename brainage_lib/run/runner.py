@@ -25,7 +25,7 @@ from typing import Any
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.run.params import check_profile_keys, resolve_profile
+from brainage_lib.run.params import DRY_RUN, check_profile_keys, dry_run_file, resolve_profile
 from brainage_lib.run.progress import TEXT_PROGRESS_ENV
 
 
@@ -120,7 +120,8 @@ def check_run(name: str, profile: str = "auto", params: dict[str, Any] | None = 
     profile file whose keys differ from the notebook's ``parameters`` cell.
 
     Returns the resolved profile and the checked parameters. A parameter's type comes from
-    its annotation in the notebook's ``parameters`` cell.
+    its annotation in the notebook's ``parameters`` cell; ``DRY_RUN`` (bool) is also accepted by a
+    notebook whose cell lacks it but that has a ``<notebook>.dryrun.yaml``.
     """
     src = paths.notebooks_dir() / f"{name}.py"
     if not src.is_file():
@@ -129,6 +130,8 @@ def check_run(name: str, profile: str = "auto", params: dict[str, Any] | None = 
     params = dict(params or {})
     annotated = parameter_types(name)
     check_profile_keys(name, prof, list(annotated))
+    if DRY_RUN not in annotated and dry_run_file(name).is_file():
+        annotated[DRY_RUN] = ((bool,), False)
     unknown = set(params) - set(annotated)
     if unknown:
         raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(annotated)}.")

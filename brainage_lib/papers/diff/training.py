@@ -61,6 +61,7 @@ class DiffTrainConfig:
     val_every: int = 1
     num_workers: int = 0
     seed: int = 0
+    max_steps: int | None = None  # stop after this many optimiser steps (a dry run); None: train every epoch
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.val_every < 1:
@@ -214,11 +215,11 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
     val_ages = dataset_ages(val)
     train_labelled = Subset(train, np.flatnonzero(~np.isnan(ages)).tolist())
     use_amp = cfg.amp and device.type == "cuda"
-    rows, best, best_state, best_epoch, t0 = [], np.inf, None, 0, time.time()
+    rows, best, best_state, best_epoch, t0, steps = [], np.inf, None, 0, time.time(), 0
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
         model.train()
-        te, sums = time.time(), np.zeros(5)  # loss, noise, age (per batch), labelled, unlabelled
+        te, sums, n_batches = time.time(), np.zeros(5), 0  # loss, noise, age (per batch), labelled, unlabelled
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -228,9 +229,13 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
             opt.step()
             n_lab = int((~torch.isnan(y)).sum())
             sums += (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
-        n_batches = max(len(loader), 1)
+            steps, n_batches = steps + 1, n_batches + 1
+            if steps == cfg.max_steps:
+                break
+        n_batches = max(n_batches, 1)
+        last = epoch == cfg.epochs - 1 or steps == cfg.max_steps
         val_mae = np.nan
-        if (epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1:
+        if (epoch + 1) % cfg.val_every == 0 or last:
             recalibrate_head_bn(model, train_labelled, device)
             val_mae = float(np.mean(np.abs(predict_diffae(model, val, device) - val_ages)))
             if val_mae < best:
@@ -239,6 +244,8 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
                      "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
                      "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
         bar.set_postfix(noise=f"{rows[-1]['noise_mse']:.3f}", age=f"{rows[-1]['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
+        if steps == cfg.max_steps:
+            break
     if best_state is None:
         raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
     model.load_state_dict(best_state)

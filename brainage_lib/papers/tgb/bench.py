@@ -14,6 +14,8 @@ On CUDA: the paper's sizes (96^3 volumes, full widths, batch 20) in fp32, bf16
 autocast, and bf16 autocast with the channels-last-3d memory format. On CPU: the
 quick profile's sizes (32^3 volumes, REG width 0.25, GAN width 0.125, batch 4) in fp32
 only; bf16 is skipped there (the notebooks use it only on CUDA).
+
+``gpu_stages`` gives the same steps to ``make gpu-check``, with the paper profile's schedule.
 """
 from __future__ import annotations
 
@@ -24,14 +26,17 @@ import torch.nn.functional as F
 
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.papers.tgb.evaluation import split_counts
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format
 from brainage_lib.run.params import load_profile
-from brainage_lib.run.timing import samples_per_second
+from brainage_lib.run.timing import StageBench, samples_per_second
 
-__all__ = ["bench_tgb"]
+__all__ = ["bench_tgb", "gpu_stages"]
 
 CUDA_SETTING = {"size": 96, "batch": 20, "reg_width": 1.0, "gan_width": 1.0}
 CPU_SETTING = {"size": 32, "batch": 4, "reg_width": 0.25, "gan_width": 0.125}
+TINY_SETTING = {"size": 32, "batch": 2, "reg_width": 0.125, "gan_width": 0.0625}
+PAPER_BALANCED, PAPER_AUGMENTED = 862, 940  # subjects after sex balancing; training images after synthesis (paper)
 
 
 def _reg_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool,
@@ -62,6 +67,39 @@ def _gan_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor,
                          device, regressor=reg, age_mean=14.0)
     batches = [(x, age)] * n_critic  # the same volumes each critic update: the timing does not depend on them
     return lambda: trainer.step(batches)
+
+
+def _inputs(device: torch.device, s: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(batch, 1, *(s["size"],) * 3, device=device, generator=gen)  # (B, 1, S, S, S) in [0, 1]
+    return x, 6 + 18 * torch.rand(batch, device=device, generator=gen)
+
+
+def gpu_stages(paper: bool = True) -> list[StageBench]:
+    """REG, GAN and GAN + task-guided branch steps (at the paper's sizes, or tiny ones) with the paper schedule.
+
+    The paper profile trains REG three times (on the 640 real training images, then on each
+    GAN's augmented set of ~940) for ``REG_EPOCHS``, and each GAN once for ``GAN_EPOCHS``, batch 20.
+    """
+    s = {**(CUDA_SETTING if paper else TINY_SETTING)}
+    p = load_profile("01_tgb", "paper")
+    n_critic = int(p["N_CRITIC"])
+    n_train = split_counts(PAPER_BALANCED)[0]
+    setting = f"{s['size']}^3, REG width {s['reg_width']}, GAN width {s['gan_width']}, n_critic {n_critic}"
+
+    def reg(dev: torch.device, bf16: bool, batch: int):
+        return _reg_step(dev, s, *_inputs(dev, s, batch), bf16, dev.type == "cuda")
+
+    def gan(branch: bool):
+        return lambda dev, bf16, batch: _gan_step(dev, s, *_inputs(dev, s, batch), bf16, dev.type == "cuda", branch,
+                                                  n_critic)
+
+    regs = (("REG", n_train, p["REG_EPOCHS"]), ("REG on REG-GAN's set", PAPER_AUGMENTED, p["REG_EPOCHS"]),
+            ("REG on REG-GAN-TGB's set", PAPER_AUGMENTED, p["REG_EPOCHS"]))
+    return [StageBench("01_tgb", "REG", setting, s["batch"], reg, regs),
+            StageBench("01_tgb", "GAN", setting, s["batch"], gan(False), (("REG-GAN's GAN", n_train, p["GAN_EPOCHS"]),)),
+            StageBench("01_tgb", "GAN+TGB", setting, s["batch"], gan(True),
+                       (("REG-GAN-TGB's GAN and branch", n_train, p["GAN_EPOCHS"]),))]
 
 
 def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:

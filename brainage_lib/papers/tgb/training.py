@@ -67,6 +67,7 @@ class GANTrainConfig:
     channels_last: bool = True  # channels-last-3d memory format on CUDA (ignored on CPU)
     num_workers: int = 0
     seed: int = 0
+    max_steps: int | None = None  # stop after this many (generator) steps (a dry run); None: train every epoch
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.n_critic < 1:
@@ -273,7 +274,7 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                         worker_init_fn=worker_init_fn, generator=gen)
-    rows, best, best_state, best_epoch = [], np.inf, None, 0
+    rows, best, best_state, best_epoch, steps = [], np.inf, None, 0, 0
     t0 = time.time()
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
@@ -284,6 +285,9 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
             for k, v in trainer.step(group).items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
+            steps += 1
+            if steps == cfg.max_steps:
+                break
         lr = trainer.opt_g.param_groups[0]["lr"]
         trainer.end_epoch()
         row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in sums.items()}}
@@ -294,6 +298,8 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
             best, best_epoch, best_state = score, epoch, trainer.state()
         rows.append({**row, "lr": lr, "seconds": time.time() - te})
         bar.set_postfix(l1=f"{row['l1']:.4f}", task=f"{row['task']:.2f}", val=f"{row.get('val_objective', np.nan):.3f}")
+        if steps == cfg.max_steps:
+            break
     if best_state is not None:
         trainer.load_state(best_state)
     for m in (generator, critic, regressor):

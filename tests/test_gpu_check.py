@@ -1,0 +1,71 @@
+"""`make gpu-check` on the CPU (tiny sizes): the same code a GPU runs, checked against hand computations."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from brainage_lib.gpu_check import bf16_peak, format_report, run_gpu_check, stages
+from brainage_lib.run.timing import count_flops
+
+
+def test_flop_counter_against_hand_counts():
+    torch.manual_seed(0)
+    conv, lin = torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Linear(4 * 8**3, 5)
+    x = torch.rand(3, 1, 8, 8, 8)
+    conv_f, lin_f = 2 * 1 * 4 * 27 * 8**3 * 3, 2 * 4 * 8**3 * 5 * 3  # multiply-adds x 2, batch 3
+    assert count_flops(lambda: lin(conv(x).flatten(1))) == conv_f + lin_f
+    # backward: the conv's weight gradient (its input needs none), the linear's input and weight gradients
+    assert count_flops(lambda: lin(conv(x).flatten(1)).sum().backward()) == 2 * conv_f + 3 * lin_f
+
+    def gradient_penalty() -> None:  # a double backward, which FlopCounterMode's module tracking cannot follow
+        xh = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(lin(conv(xh).flatten(1)).sum(), xh, create_graph=True)
+        g.pow(2).sum().backward()
+
+    assert count_flops(gradient_penalty) > 2 * conv_f + 3 * lin_f
+
+
+@pytest.mark.parametrize("name", ["REG", "GAN+TGB", "DiffAE", "3D-ResNet18"])
+def test_flops_per_step_scale_with_the_batch(name):
+    """paper_flops counts a small batch and scales it: exact for these networks (DiffAE: its age head aside)."""
+    st = next(s for s in stages(paper=False) if s.name == name)
+    cpu = torch.device("cpu")
+    one, two = (count_flops(st.make_step(cpu, False, b)) for b in (st.count_batch, 2 * st.count_batch))
+    assert two == pytest.approx(2 * one, rel=1e-3 if name == "DiffAE" else 0)
+
+
+def test_paper_schedule_against_hand_counts():
+    by = {s.name: s for s in stages(paper=True)}
+    assert by["REG"].batch == 20 and by["REG"].total_steps == (32 + 47 + 47) * 200  # 640 real, then 940 twice
+    assert by["GAN"].total_steps == by["GAN+TGB"].total_steps == 32 * 100
+    # lifespan_train: 4600, 20 % unlabelled; 10 % + 10 % of the 3680 labelled for validation and held-out
+    assert by["DiffAE"].total_steps == (2944 + 920) // 32 * 200
+    assert by["DenseNet121"].total_steps == by["DeepBrainNet"].total_steps == math.ceil(2944 / 32) * 100
+    lstm = by["3D-ResNet18"]
+    assert lstm.batch == 1 and lstm.runs[0][1:] == (960, 60) and 0 < lstm.runs[1][1] < 960
+
+
+def test_bf16_peaks():
+    assert bf16_peak("NVIDIA H200") == bf16_peak("NVIDIA H100 80GB HBM3") == pytest.approx(989.4)
+    assert bf16_peak("NVIDIA H100 PCIe") == 756.0 and bf16_peak("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bf16_peak("Tesla V100-SXM2-16GB") is None
+
+
+def test_gpu_check_runs_on_the_cpu_and_extrapolates(tmp_path, capsys):
+    res = run_gpu_check("cpu", n_iter=1, out=tmp_path / "gpu.json")
+    assert json.loads((tmp_path / "gpu.json").read_text()) == json.loads(json.dumps(res))
+    assert [r["stage"] for r in res["stages"]] == [s.name for s in stages(paper=False)]
+    for r in res["stages"]:
+        m = r["fp32"]
+        assert m["samples_per_s"] > 0 and m["flops_per_step"] > 0 and "bf16" not in r
+        assert m["tflops"] == pytest.approx(m["flops_per_step"] * m["samples_per_s"] / r["batch"] / 1e12)
+        assert r["hours"] == pytest.approx(r["total_steps"] * r["batch"] / m["samples_per_s"] / 3600)
+    for nb in ("01_tgb", "02_diff", "03_lstm"):
+        assert res["notebook_hours"][nb] == pytest.approx(sum(r["hours"] for r in res["stages"] if r["notebook"] == nb))
+    assert res["reproduce_hours"] == pytest.approx(sum(res["notebook_hours"].values()) + res["simulation"]["hours"])
+    assert res["bf16_peak_tflops"] is None and "no known bf16 peak" in res["peak_note"]
+    printed = capsys.readouterr().out
+    assert format_report(res) in printed and "forecast nothing" in printed
