@@ -121,7 +121,9 @@ def test_notebook_opens_in_headless_chromium(lab, tmp_path):
             # a notebook view (not the text editor) whose parameters cell is on screen
             cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell", has_text="PROFILE").first
             cell.wait_for(state="visible", timeout=45_000)
-            assert page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").count() > 5
+            # cells beyond the screen may not be rendered yet (JupyterLab draws a notebook lazily): the title and
+            # the parameters cell are enough to show a notebook view
+            assert page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").count() >= 2
             page.wait_for_timeout(500)  # let the layout settle before the picture
             page.screenshot(path=str(shot))
         finally:
