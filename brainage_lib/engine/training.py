@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
+                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.progress import tqdm
 from brainage_lib.run.provenance import provenance
-from brainage_lib.run.seeding import worker_init_fn
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,6 @@ class TrainResult:
         return predict(self.model, dataset, device, self.target_mean, self.target_sd, batch_size)
 
 
-def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, gen: torch.Generator | None = None, batch_size: int | None = None) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
-                      worker_init_fn=worker_init_fn, generator=gen, drop_last=False)
-
-
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, device: torch.device, mean: float = 0.0, sd: float = 1.0,
             batch_size: int = 8, amp: bool = True) -> np.ndarray:
@@ -79,59 +75,95 @@ def predict(model: nn.Module, dataset: Dataset, device: torch.device, mean: floa
     return np.concatenate(out) * sd + mean if out else np.zeros(0)
 
 
-def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig, device: torch.device,
-                    desc: str = "train", progress: bool = True) -> TrainResult:
-    """Train ``model`` to predict age.
+def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
+                    device: Engine | torch.device | str, desc: str = "train", progress: bool = True) -> TrainResult:
+    """Train ``model`` to predict age, as the resumable stage ``desc`` of ``device`` (an :class:`Engine`).
 
     With a validation set, the weights of the epoch with the lowest validation MAE are
     kept (model selection); without one, the last epoch's weights (the paper's protocol
-    when it names no validation set).
+    when it names no validation set). On an engine with a checkpoint folder the stage
+    resumes from its last checkpoint, or loads its final one; with ``devices > 1`` it
+    trains with DDP (the global batch stays ``cfg.batch_size``).
     """
+    engine = as_engine(device)
+    stage = None
+    if engine.checkpoints is not None:
+        stage = engine.stage(desc, {"kind": "regressor", "config": cfg, "model": repr(model),
+                                    "train": data_fingerprint(train), "val": data_fingerprint(val),
+                                    "code": code_version(_fit_regressor, model)})
+    return engine.run(_fit_regressor, stage, model, train, val, cfg, desc, progress, amp=cfg.amp,
+                      batch_size=cfg.batch_size)
+
+
+def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
+                   desc: str, progress: bool) -> TrainResult:
+    """The loop of :func:`train_regressor` on one Fabric process (see ``engine.fabric``)."""
     ages = np.array([float(train[i][1]) for i in range(len(train))])
     if np.isnan(ages).any():
         raise BrainAgeError("train_regressor needs labelled training items; drop unlabelled ones first.")
     mean, sd = float(ages.mean()), float(ages.std() or 1.0)
+    device, rank, world = fabric.device, fabric.global_rank, fabric.world_size
     gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
-    use_amp = cfg.amp and device.type == "cuda"
     val_ages = np.array([float(val[i][1]) for i in range(len(val))]) if val is not None else np.zeros(0)
-    rows, best, best_state, best_epoch, steps = [], np.inf, None, 0, 0
+    state = {"model": model, "opt": opt, "sched": sched, "rng": RNGState(order=gen), "epoch": 0, "batch": 0,
+             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": [0.0, 0.0], "history": [],
+             "best": float("inf"), "best_epoch": 0, "best_state": None}
+    if stage is not None:
+        stage.restore(fabric, state)
+    load = batch_loader(train, device, cfg.num_workers)
     t0 = time.time()
-    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
-    for epoch in bar:
+    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["steps"] == cfg.max_steps:
+            break
         model.train()
-        te, total, count = time.time(), 0.0, 0
-        for x, y in _loader(train, cfg, True, gen):
-            x, y = x.to(device, non_blocking=True), ((y - mean) / sd).to(device).float()
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        te = time.time()
+        if state["batch"] == 0:
+            state["order"], state["sums"] = epoch_order(len(train), gen), [0.0, 0.0]
+        batches = global_batches(state["order"], cfg.batch_size)
+        for b, (x, y) in zip(batches[state["batch"]:],
+                             load([local_share(b, rank, world) for b in batches[state["batch"]:]])):
+            y = ((y - mean) / sd).float()
+            with fabric.autocast():
                 pred = model(x).reshape(-1)
             loss = loss_fn(pred.float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            fabric.backward(loss if world == 1 else loss * (len(y) / len(b)))
+            sync_gradients(fabric, [model])
             opt.step()
-            total += loss.item() * len(y)
-            count += len(y)
-            steps += 1
-            if steps == cfg.max_steps:
+            state["sums"] = [state["sums"][0] + loss.item() * len(y), state["sums"][1] + len(y)]
+            state["steps"] += 1
+            state["batch"] += 1
+            if state["steps"] == cfg.max_steps:
                 break
+            if stage is not None:
+                stage.tick(fabric, state)
+        total, count = reduce_sum(fabric, state["sums"])
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_mae = np.nan
         if len(val_ages):
             val_mae = float(np.mean(np.abs(predict(model, val, device, mean, sd, amp=cfg.amp) - val_ages)))
         score = val_mae if np.isfinite(val_mae) else -epoch  # no validation: the last epoch wins
-        if score < best:
-            best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
-        rows.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_mae": val_mae, "lr": lr, "seconds": time.time() - te})
+        if score < state["best"]:
+            state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, copy.deepcopy(model.state_dict())
+        state["history"].append({"epoch": epoch, "train_loss": total / max(count, 1), "val_mae": val_mae, "lr": lr,
+                                 "seconds": time.time() - te})
+        state["epoch"], state["batch"] = epoch + 1, 0
+        bar.update(1)
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}", val_mae=f"{val_mae:.2f}")
-        if steps == cfg.max_steps:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(model, pd.DataFrame(rows), best_epoch, time.time() - t0, mean, sd)
+        if stage is not None and state["steps"] != cfg.max_steps:
+            stage.save(fabric, state)
+    bar.close()
+    if stage is not None:
+        stage.finish(fabric, state)
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    return TrainResult(model, pd.DataFrame(state["history"]), state["best_epoch"], time.time() - t0, mean, sd)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, extra: dict | None = None) -> Path:

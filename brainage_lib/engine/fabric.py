@@ -1,0 +1,422 @@
+"""Where training runs and how it resumes: Lightning Fabric, resumable stages and the data order.
+
+Every training loop of the project takes an :class:`Engine` (or a plain device, which
+becomes a one-device engine without checkpoints) and runs as a *stage*:
+
+- **Lightning Fabric** places models and batches on the device, runs the forward passes
+  under bf16 autocast on CUDA (fp32 on CPU), saves and loads checkpoints, and, with
+  ``devices > 1``, launches one process per device (DDP, ``ddp_spawn``) whose gradients
+  are averaged before each optimiser step.
+- A **stage** (:class:`Stage`) is one training run with an identity: a hash of its
+  configuration, its training data and the source of the code that trains it. It saves
+  ``last.ckpt`` after every epoch (and every ``save_every_s`` seconds within a long epoch)
+  with the models, optimisers, schedulers, RNG states, epoch, step, history and data
+  order, and ``final.ckpt`` when it ends. A re-run with the same identity continues from
+  ``last.ckpt``; a finished stage is loaded from ``final.ckpt`` and trains nothing, unless
+  ``force``. A changed parameter, dataset or training code gives a new identity and never
+  reuses a stale checkpoint.
+- The **data order** of an epoch is drawn from a seeded generator exactly as a shuffling
+  ``DataLoader`` draws it, and split into global batches; with several processes each takes
+  its share of every global batch, so a DDP run sees the same global batches as one device.
+
+Writing a loop: build the state dict (models, optimisers, schedulers, an :class:`RNGState`,
+counters), call ``stage.restore(fabric, state)``, train from ``state["epoch"]`` (skipping
+``state["batch"]`` batches of a half-done epoch), call ``stage.tick`` after each step and
+``stage.save`` after each epoch, and ``stage.finish`` at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.seeding import resolve_device, worker_init_fn
+
+__all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
+           "epoch_order", "global_batches", "sync_gradients"]
+
+SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
+DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
+
+
+class Engine:
+    """Device, precision, number of processes and checkpoint root of a notebook's training stages.
+
+    Parameters
+    ----------
+    device
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+    devices
+        Processes (GPUs) per training stage; above 1, Fabric's DDP strategy (``ddp_spawn``).
+    checkpoints
+        Folder of the stages' checkpoints (``<folder>/<stage>-<identity>/``); None: no checkpoints,
+        nothing resumes.
+    force
+        Retrain finished stages instead of loading them.
+    save_every_s
+        Seconds between checkpoints within an epoch.
+    """
+
+    def __init__(self, device: str | torch.device = "auto", devices: int = 1, checkpoints: str | Path | None = None,
+                 force: bool = False, save_every_s: float = SAVE_EVERY_S) -> None:
+        self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+        self.devices = int(devices)
+        if self.devices < 1:
+            raise BrainAgeError(f"DEVICES={devices}: give 1 or more.")
+        if self.devices > 1 and self.device.type == "cuda" and torch.cuda.device_count() < self.devices:
+            raise BrainAgeError(f"DEVICES={devices} but only {torch.cuda.device_count()} CUDA device(s) are visible "
+                                "(CUDA_VISIBLE_DEVICES); lower DEVICES.")
+        self.checkpoints = Path(checkpoints) if checkpoints else None
+        self.force, self.save_every_s = bool(force), float(save_every_s)
+        self.log: list[dict[str, Any]] = []  # one entry per stage run: name, status, epoch, path
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+
+    def __repr__(self) -> str:
+        return f"Engine(device={self.device}, devices={self.devices}, checkpoints={self.checkpoints}, force={self.force})"
+
+    def fabric(self, amp: bool = True, world: int = 1):
+        """A Fabric for this device: bf16-mixed on CUDA when ``amp``, else 32-bit; DDP (spawn) when ``world > 1``."""
+        from lightning_fabric import Fabric
+
+        cuda = self.device.type == "cuda"
+        precision = "bf16-mixed" if (amp and cuda) else "32-true"
+        if world > 1:
+            return Fabric(accelerator="cuda" if cuda else "cpu", strategy="ddp_spawn", devices=world,
+                          precision=precision)
+        devices = [self.device.index or 0] if cuda else 1
+        return Fabric(accelerator="cuda" if cuda else "cpu", devices=devices, precision=precision)
+
+    def stage(self, name: str, identity: dict[str, Any]) -> Stage:
+        """The stage ``name`` with this identity (its configuration, data and code)."""
+        return Stage(name, identity, self.checkpoints, self.force, self.save_every_s, self.log)
+
+    def run(self, loop: Callable[..., Any], stage: Stage | None, *args: Any, amp: bool = True, batch_size: int = 1) -> Any:
+        """Run ``loop(fabric, stage, *args)`` on this engine and return its result (in this process).
+
+        With ``devices > 1`` the loop first runs in one spawned process per device; rank 0's
+        ``final.ckpt`` then carries the trained state back, and the loop, run here once more,
+        loads it (training nothing) and returns what it returns on one device.
+        """
+        if self.devices > 1:
+            if batch_size % self.devices:
+                raise BrainAgeError(f"DEVICES={self.devices} does not divide the batch size {batch_size}: every process "
+                                    "takes an equal share of each global batch. Choose DEVICES dividing it.")
+            if stage is None or stage.root is None:
+                raise BrainAgeError("DEVICES > 1 needs a checkpoint folder: the processes hand the trained stage back "
+                                    "through its final checkpoint.")
+            if not stage.done or stage.force:
+                payload = _dumps((loop, stage, args))  # plain bytes: spawned workers get private copies of the weights
+                self.fabric(amp, world=self.devices).launch(_spawned, payload)
+                stage = stage.loaded_after_spawn()
+        return loop(self.fabric(amp), stage, *args)
+
+
+def as_engine(device: Engine | torch.device | str) -> Engine:
+    """An :class:`Engine`; a device (or its name) becomes a one-device engine without checkpoints."""
+    return device if isinstance(device, Engine) else Engine(device)
+
+
+def _dumps(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, pickle_protocol=4)
+    return buf.getvalue()
+
+
+def _spawned(fabric, payload: bytes) -> None:
+    """A DDP worker: unpack the loop and its arguments, train; rank 0 writes the stage's checkpoints."""
+    loop, stage, args = torch.load(io.BytesIO(payload), weights_only=False)
+    loop(fabric, stage, *args)
+
+
+# --------------------------------------------------------------------------- identity
+
+def code_version(*objects: Any) -> str:
+    """Hash of the source files defining ``objects`` (functions, classes, modules or instances)."""
+    h = hashlib.sha256()
+    seen = set()
+    for obj in objects:
+        mod = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or
+                                                                 type(obj).__module__)
+        if mod is None or mod.__name__ in seen:
+            continue
+        seen.add(mod.__name__)
+        try:
+            h.update(inspect.getsource(mod).encode())
+        except (OSError, TypeError):
+            h.update(mod.__name__.encode())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(ds: Dataset | None) -> str:
+    """Hash of every item of ``ds`` (images and targets, in order); ``"none"`` for no dataset."""
+    if ds is None:
+        return "none"
+    h = hashlib.blake2b(digest_size=16)
+    array, ages, idx = getattr(ds, "array", None), getattr(ds, "ages", None), getattr(ds, "indices", None)
+    if array is not None and ages is not None and idx is not None:  # a CachedArrayDataset: hash rows in chunks
+        idx = np.asarray(idx)
+        h.update(idx.astype(np.int64).tobytes())
+        h.update(np.asarray(ages, np.float32)[idx].tobytes())
+        h.update(str(getattr(ds, "channel", "")).encode())
+        for start in range(0, len(idx), 64):
+            h.update(np.ascontiguousarray(array[np.sort(idx[start:start + 64])]).tobytes())
+        return h.hexdigest()
+    h.update(str(len(ds)).encode())
+    for i in range(len(ds)):
+        for t in ds[i]:
+            h.update(np.ascontiguousarray(torch.as_tensor(t).numpy()).tobytes())
+    return h.hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        obj = asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(_plain(identity), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- RNG and data order
+
+class RNGState:
+    """The random state a loop depends on: Python, NumPy, torch (CPU, CUDA) and the loop's own generators.
+
+    ``state_dict``/``load_state_dict`` make it a Fabric "stateful" object, saved and
+    restored with the models.
+    """
+
+    def __init__(self, **generators: torch.Generator) -> None:
+        self.generators = generators
+
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        out = {"python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
+               "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
+               "numpy_gauss": [int(np_state[3]), float(np_state[4])], "torch": torch.get_rng_state(),
+               "generators": {k: g.get_state() for k, g in self.generators.items()}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            out["cuda"] = torch.cuda.get_rng_state_all()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        random.setstate((3, tuple(state["python"]), state["python_pos"]))
+        np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                             *state["numpy_gauss"]))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+
+
+def epoch_order(n: int, gen: torch.Generator) -> torch.Tensor:
+    """The order of one shuffled epoch over ``n`` items, drawn from ``gen`` as a shuffling DataLoader draws it.
+
+    A pass over ``DataLoader(..., shuffle=True, generator=gen)`` takes one int64 from ``gen``
+    (its workers' base seed), ``randperm(n, generator=gen)`` (the order) and, as its sampler
+    ends, one more ``randperm(n)`` (for a remainder of none); the same draws keep seeded
+    results unchanged from loops that used one.
+    """
+    torch.empty((), dtype=torch.int64).random_(generator=gen)
+    order = torch.randperm(n, generator=gen)
+    torch.randperm(n, generator=gen)
+    return order
+
+
+def global_batches(order: Sequence[int] | torch.Tensor, batch_size: int, drop_last: bool = False) -> list[list[int]]:
+    """``order`` cut into global batches of ``batch_size`` (the last one shorter unless ``drop_last``)."""
+    order = [int(i) for i in order]
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def local_share(batch: list[int], rank: int, world: int) -> list[int]:
+    """The items of a global batch that process ``rank`` of ``world`` takes (every ``world``-th)."""
+    return batch[rank::world]
+
+
+class batch_loader:
+    """Batches ``(x, y)`` of ``dataset`` for a list of index lists, on ``device``.
+
+    A cohort held in one array (``CachedArrayDataset``) that fits in a fraction of the free
+    GPU memory is copied onto the device once and batches are indexed there; otherwise a
+    ``DataLoader`` over the index lists with ``num_workers`` workers and, on CUDA, pinned memory.
+    """
+
+    def __init__(self, dataset: Dataset, device: torch.device, num_workers: int = 0) -> None:
+        self.dataset, self.device, self.num_workers = dataset, device, num_workers
+        self.on_device = None
+        if device.type == "cuda" and _fits_on_device(dataset, device):
+            ds = dataset
+            rows = np.asarray(ds.indices)
+            read = np.unique(rows)  # memory maps read fastest in order
+            x = torch.from_numpy(np.ascontiguousarray(ds.array[read])).to(device)
+            x = x[torch.from_numpy(np.searchsorted(read, rows)).to(device)]  # item i is row rows[i]
+            self.on_device = (x[:, None] if ds.channel else x, torch.from_numpy(ds.ages[rows]).to(device))
+
+    def __call__(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.on_device is not None:
+            x, y = self.on_device
+            for b in batches:
+                idx = torch.as_tensor(b, device=self.device)
+                yield x[idx].float(), y[idx]
+            return
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            worker_init_fn=worker_init_fn, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False)
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def _fits_on_device(ds: Dataset, device: torch.device) -> bool:
+    if not all(hasattr(ds, a) for a in ("array", "ages", "indices", "channel")):
+        return False
+    nbytes = len(ds.indices) * int(np.prod(ds.array.shape[1:])) * np.dtype(ds.array.dtype).itemsize
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_CACHE_FRACTION * free
+
+
+def sync_gradients(fabric, modules: Sequence[nn.Module | None]) -> None:
+    """Sum the gradients of ``modules`` over the processes (no-op on one).
+
+    Each process scales its loss by its share of the global batch, so the sum is the
+    gradient of the global batch's mean loss, as on one device.
+    """
+    if fabric.world_size == 1:
+        return
+    grads = [p.grad for m in modules if m is not None for p in m.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = fabric.all_reduce(flat, reduce_op="sum")
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def reduce_sum(fabric, values: Sequence[float]) -> list[float]:
+    """``values`` summed over the processes."""
+    if fabric.world_size == 1:
+        return [float(v) for v in values]
+    t = fabric.all_reduce(torch.tensor([float(v) for v in values], dtype=torch.float64, device=fabric.device),
+                          reduce_op="sum")
+    return t.cpu().tolist()
+
+
+# --------------------------------------------------------------------------- stages
+
+class Stage:
+    """One resumable training run: ``<root>/<name>-<identity>/last.ckpt`` and ``final.ckpt``.
+
+    Created by :meth:`Engine.stage`. ``status`` after :meth:`restore` is ``"trained"``
+    (from scratch), ``"resumed"`` (from ``last.ckpt``) or ``"loaded"`` (a finished stage
+    from ``final.ckpt``: nothing is trained).
+    """
+
+    def __init__(self, name: str, identity: dict[str, Any], root: Path | None, force: bool = False,
+                 save_every_s: float = SAVE_EVERY_S, log: list | None = None) -> None:
+        self.name, self.identity, self.root, self.force = name, identity, root, force
+        self.key = identity_key(identity)
+        self.save_every_s = save_every_s
+        self.log = log if log is not None else []
+        self.status = "trained"
+        self._last_save = time.monotonic()
+
+    @property
+    def dir(self) -> Path | None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+        return self.root / f"{safe}-{self.key}" if self.root is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self.dir is not None and (self.dir / "final.ckpt").is_file()
+
+    def loaded_after_spawn(self) -> Stage:
+        """This stage, to be loaded from the final checkpoint the spawned processes wrote."""
+        return Stage(self.name, self.identity, self.root, False, self.save_every_s, self.log)
+
+    def restore(self, fabric, state: dict[str, Any]) -> str:
+        """Fill ``state`` from ``final.ckpt`` (a finished stage, unless ``force``) or ``last.ckpt``; return the status."""
+        self._last_save = time.monotonic()
+        if self.dir is None:
+            self.status = "trained"
+        elif self.done and not self.force:
+            fabric.load(self.dir / "final.ckpt", state)
+            self.status = "loaded"
+        elif (self.dir / "last.ckpt").is_file() and not self.force:
+            fabric.load(self.dir / "last.ckpt", state)
+            self.status = "resumed"
+        else:
+            self.status = "trained"
+        if fabric.is_global_zero:
+            self._announce(state)
+        return self.status
+
+    def _announce(self, state: dict[str, Any]) -> None:
+        where = f" ({self.dir})" if self.dir is not None else ""
+        text = {"loaded": "finished stage loaded, nothing trained",
+                "resumed": f"resumed at epoch {state.get('epoch', 0)}, batch {state.get('batch', 0)}",
+                "trained": "training from scratch"}[self.status]
+        print(f"[stage {self.name}] {text}{where}", flush=True)
+        self.log.append({"stage": self.name, "status": self.status, "epoch": int(state.get("epoch", 0)),
+                         "key": self.key})
+
+    def save(self, fabric, state: dict[str, Any], final: bool = False) -> None:
+        """Write ``last.ckpt`` (or ``final.ckpt``) atomically; rank 0 writes, every rank waits."""
+        self._last_save = time.monotonic()
+        if self.dir is None:
+            return
+        name = "final.ckpt" if final else "last.ckpt"
+        tmp = self.dir / f".{name}.{os.getpid()}.tmp"
+        if fabric.is_global_zero:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "identity.json").write_text(json.dumps(_plain(self.identity), indent=1))
+        fabric.barrier()
+        fabric.save(tmp, state)
+        if fabric.is_global_zero:
+            os.replace(tmp, self.dir / name)
+        fabric.barrier()
+
+    def tick(self, fabric, state: dict[str, Any]) -> None:
+        """Within an epoch: save ``last.ckpt`` when ``save_every_s`` seconds have passed since the last save."""
+        due = time.monotonic() - self._last_save >= self.save_every_s
+        if fabric.world_size > 1:  # every rank must agree to enter the collective save
+            due = bool(reduce_sum(fabric, [float(due)])[0])
+        if due:
+            self.save(fabric, state)
+
+    def finish(self, fabric, state: dict[str, Any]) -> None:
+        """Write ``final.ckpt`` (the stage is done) unless it was loaded from it."""
+        if self.status != "loaded":
+            self.save(fabric, state, final=True)
+            with contextlib.suppress(FileNotFoundError):
+                if fabric.is_global_zero and self.dir is not None:
+                    (self.dir / "last.ckpt").unlink()
