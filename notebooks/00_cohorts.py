@@ -27,16 +27,19 @@
 #
 # Papers mirrored: TGB (`abide_like`), DIFF (`lifespan_train`, `clinical_test`,
 # `als_like`), LSTM (`nihpd_like`, `mghbch_like`); see the README.
+#
+# **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
+# params/00_cohorts.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-# Core parameters first; every other entry left at None takes the profile's value from
-# params/00_cohorts.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a cohort folder, or a folder with one sub-folder per preset name
 SEED: int = 0  # seeds the simulator and the baseline's cross-validation folds
 DEVICE: str = "auto"  # no training here; kept so every notebook takes the same core parameters
+DEVICES: int = 1  # no training here; kept so every notebook takes the same core parameters
+FORCE: bool = False  # no training here; kept so every notebook takes the same core parameters
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 PRESETS: Optional[str] = None  # comma-separated presets to show; None: the profile's list
 N_SUBJECTS: Optional[int] = None  # subjects per simulated preset; None: profile (0 means the preset's full size)

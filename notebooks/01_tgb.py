@@ -26,16 +26,19 @@
 # slices at ages 8 and 20, and |mean(age 20) - mean(age 8)| maps), the MAE per age group
 # of the paper's discussion, and, on simulated data, how well each difference map finds
 # the region where the simulator made the cortex thin faster.
+#
+# **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
+# params/01_tgb.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-# Core parameters first; every other entry left at None takes the profile's value from
-# params/01_tgb.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: the simulated abide_like cohort; else a cohort folder (or one holding abide_like/)
 SEED: int = 0  # seeds the simulator, balancing, split, networks and synthesis
 DEVICE: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
+FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_SUBJECTS: Optional[int] = None  # simulated subjects before sex balancing (0 means the preset's 1150)
 SHAPE: Optional[int] = None  # simulation grid cube (0 means the 2 mm MNI grid, 99x117x95)
@@ -94,9 +97,10 @@ from brainage_lib.papers.tgb.evaluation import (GROUP_EDGES, PAPER, PAPER_DIFF_M
                                                 error_summary, split_counts, table1_frame)
 from brainage_lib.papers.tgb.synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
 from brainage_lib.papers.tgb.training import GANTrainConfig, reconstruct, reconstruction_l1, to_memory_format, train_gan
+from brainage_lib.engine.fabric import Engine
 from brainage_lib.run.params import resolve_params
 from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import resolve_device, seed_everything
+from brainage_lib.run.seeding import seed_everything
 
 # %%
 NB = "01_tgb"
@@ -104,12 +108,13 @@ METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")
 GANS = ("REG-GAN", "REG-GAN-TGB")
 cfg = resolve_params(NB, globals())
 seed_everything(SEED)
-device = resolve_device(DEVICE)
+engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+device = engine.device
 artefacts = cfg.checkpoint_dir  # model checkpoints and synthetic/<method>/ sets
 rec = cfg.recorder(DATA_DIR or "simulated abide_like", device=device, paper=PAPER)
 t_start = time.time()
 display(Markdown(cfg.banner()))
-print(provenance_text(device))
+print(provenance_text(device), engine.banner(), sep="\n")
 cfg.table()
 
 # %% [markdown]
@@ -225,7 +230,7 @@ def checkpoint(name: str, model: torch.nn.Module, extra: dict) -> None:
                      "params": cfg.as_dict(), "seed": SEED}, extra)
 
 
-results = {"REG": train_regressor(new_regressor(0), train_ds, val_ds, reg_train, device, desc="REG")}
+results = {"REG": train_regressor(new_regressor(0), train_ds, val_ds, reg_train, engine, desc="REG")}
 checkpoint("REG", results["REG"].model, {"best_epoch": results["REG"].best_epoch,
                                          "target_mean": results["REG"].target_mean, "target_sd": results["REG"].target_sd})
 
@@ -256,7 +261,7 @@ for k, method in enumerate(GANS):
     synth[method] = load_synthetic(saved.root)
     fills[method] = bin_fill(ages[train_idx], synth[method].ages, cfg.MIN_PER_BIN)
     augmented = ConcatDataset([train_ds, VolumeDataset(synth[method].images, synth[method].ages)])
-    results[method] = train_regressor(new_regressor(1 + k), augmented, val_ds, reg_train, device, desc=f"REG on {method}")
+    results[method] = train_regressor(new_regressor(1 + k), augmented, val_ds, reg_train, engine, desc=f"REG on {method}")
     checkpoint(method, results[method].model, {"best_epoch": results[method].best_epoch, "synthetic_set": str(saved.root),
                                                 "target_mean": results[method].target_mean,
                                                 "target_sd": results[method].target_sd})

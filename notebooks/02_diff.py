@@ -34,16 +34,19 @@
 # have a positive mean here, whereas the paper reports **+0.24** and **-6.19 y** on its
 # patients. On simulated data those two claims are therefore not testable; checks of the
 # simulator's own signs stand beside them in the closing cell.
+#
+# **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
+# params/02_diff.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-# Core parameters first; every other entry left at None takes the profile's value from
-# params/02_diff.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated; a folder with lifespan_train/, clinical_test/, als_like/; or one cohort folder
 SEED: int = 0  # seeds simulation, splits, weights, noise and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
+DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
+FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_TRAIN: Optional[int] = None  # lifespan_train subjects, unlabelled share included (0: the preset size, 4600)
 N_TEST: Optional[int] = None  # clinical_test subjects (0: 470)
@@ -87,6 +90,7 @@ from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.data.space import check_input_space
 from brainage_lib.data.transforms import DIFFSlice
+from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
@@ -100,17 +104,19 @@ from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, lo
                                                train_diffae)
 from brainage_lib.run.params import resolve_params
 from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import resolve_device, seed_everything
+from brainage_lib.run.seeding import seed_everything
 
 NB = "02_diff"
 cfg = resolve_params(NB, globals())
 seed_everything(SEED)
-device = resolve_device(DEVICE)
+engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+device, ckpt_dir = engine.device, cfg.checkpoint_dir
 rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=PAPER)
-ckpt_dir = cfg.checkpoint_dir
 t_start = time.time()
+
+# %%
 display(Markdown(cfg.banner()))
-print(provenance_text(device))
+print(provenance_text(device), engine.banner(), sep="\n")
 cfg.table()
 
 # %% [markdown]
@@ -259,7 +265,7 @@ bcfg = TrainConfig(epochs=cfg.BASELINE_EPOCHS, batch_size=cfg.BASELINE_BATCH_SIZ
 cnns = {}
 for name, make in (("densenet121", densenet121_2d), ("deepbrainnet", lambda: DeepBrainNet2D(dbn_config))):
     torch.manual_seed(SEED)
-    cnns[name] = train_regressor(make(), ds["train_labelled"], ds["val"], bcfg, device, desc=MODELS[name])
+    cnns[name] = train_regressor(make(), ds["train_labelled"], ds["val"], bcfg, engine, desc=MODELS[name])
     save_checkpoint(ckpt_dir / f"{name}.pt", cnns[name].model, bcfg, {"target_mean": cnns[name].target_mean,
                                                                      "target_sd": cnns[name].target_sd})
     rec.record(f"train.{name}.wall_time_s", cnns[name].wall_time_s, unit="s")

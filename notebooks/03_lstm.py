@@ -28,16 +28,19 @@
 # 0-22 y and on 0-6 y. With `DATA_DIR` a single cohort folder (or one holding only
 # `nihpd_like/`) the run is discovery only: every replication table, panel and claim is
 # marked not testable with the reason; the discovery cohort is never its own replication.
+#
+# **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
+# params/03_lstm.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-# Core parameters first; every other entry left at None takes the profile's value from
-# params/03_lstm.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ and mghbch_like/, or one cohort (discovery only)
 SEED: int = 0  # seeds the simulator, the split, initialisation and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
+DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
+FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_DISCOVERY: Optional[int] = None  # nihpd_like subjects (0 means the preset's 1200)
 N_REPLICATION: Optional[int] = None  # mghbch_like subjects (0 means the preset's 430)
@@ -71,20 +74,22 @@ from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data
 from brainage_lib.papers.lstm.training import evaluations, predict_all, train_models
+from brainage_lib.engine.fabric import Engine
 from brainage_lib.run.params import resolve_params
 from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import resolve_device, seed_everything
+from brainage_lib.run.seeding import seed_everything
 
 NB = "03_lstm"
 cfg = resolve_params(NB, globals())
 seed_everything(SEED)
-device = resolve_device(DEVICE)
+engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+device = engine.device
 atlas = L.parse_shape(cfg.ATLAS_SHAPE)
 rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=L.PAPER)
 young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young" in record keys)
 t_start = time.time()
 display(Markdown(cfg.banner()))
-print(provenance_text(device))
+print(provenance_text(device), engine.banner(), sep="\n")
 cfg.table()
 
 # %% [markdown]
@@ -160,7 +165,8 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 display(Markdown(data.used("training", young)))
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
                    loss="l1", seed=SEED, max_steps=cfg.max_steps)
-trained, history = train_models(data, build, tcfg, device, SEED, cfg.checkpoint_dir, cfg.as_dict())
+trained, history = train_models(data, build, tcfg, engine, SEED, cfg.checkpoint_dir, cfg.as_dict())
+engine.report()  # per stage: trained, resumed or loaded from its checkpoint
 
 # %%
 fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young, missing)

@@ -28,16 +28,19 @@
 #
 # A notebook that has not been run yet is listed as missing; re-run it with
 # `make <notebook>` and this summary (and `rendered/index.html`) follow.
+#
+# **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
+# params/04_summary.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-# Core parameters first; every other entry left at None takes the profile's value from
-# params/04_summary.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
 PROFILE: str = "quick"  # smoke | quick | paper | auto: sets the bootstrap size only
 DATA_DIR: str = ""  # unused here (each result records its own data); kept so every notebook takes the same core parameters
 SEED: int = 0  # seeds the bootstrap draws
 DEVICE: str = "auto"  # unused: nothing is trained
+DEVICES: int = 1  # unused: nothing is trained
+FORCE: bool = False  # unused: nothing is trained
 OUTPUT_DIR: str = ""  # where results/ are read and this notebook's outputs go; empty: the project root
 N_BOOT: Optional[int] = None  # bootstrap resamples per comparison
 LEVEL: Optional[float] = None  # confidence level of the intervals

@@ -91,6 +91,30 @@ class Engine:
     def __repr__(self) -> str:
         return f"Engine(device={self.device}, devices={self.devices}, checkpoints={self.checkpoints}, force={self.force})"
 
+    def banner(self) -> str:
+        """What the checkpoint folder holds before the run: finished stages (loaded) and partial ones (resumed)."""
+        head = (f"Training: {self.device}, {self.devices} process(es) per stage"
+                + (", DDP" if self.devices > 1 else "") + ("; bf16 autocast" if self.device.type == "cuda" else "; fp32"))
+        if self.checkpoints is None:
+            return head + "; no checkpoints (nothing resumes)."
+        done = sorted(p.parent.name for p in self.checkpoints.glob("*/final.ckpt"))
+        partial = sorted(p.parent.name for p in self.checkpoints.glob("*/last.ckpt") if not (p.parent / "final.ckpt").exists())
+        lines = [head + f"; stage checkpoints in {self.checkpoints}:"]
+        if self.force:
+            lines.append(f"  FORCE=True: every stage retrains ({len(done)} finished stage(s) there are ignored).")
+        else:
+            lines.append(f"  {len(done)} finished stage(s), loaded instead of trained where parameters, data and code "
+                         f"match: {', '.join(done) or 'none'}")
+            lines.append(f"  {len(partial)} interrupted stage(s), resumed from their last checkpoint where they match: "
+                         f"{', '.join(partial) or 'none'}")
+        return "\n".join(lines)
+
+    def report(self):
+        """One row per stage this run met: trained (from scratch), resumed (from epoch ...) or loaded (nothing trained)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.log, columns=["stage", "status", "epoch", "key"])
+
     def fabric(self, amp: bool = True, world: int = 1):
         """A Fabric for this device: bf16-mixed on CUDA when ``amp``, else 32-bit; DDP (spawn) when ``world > 1``."""
         from lightning_fabric import Fabric

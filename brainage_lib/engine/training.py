@@ -163,7 +163,9 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
         stage.finish(fabric, state)
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    return TrainResult(model, pd.DataFrame(state["history"]), state["best_epoch"], time.time() - t0, mean, sd)
+    history = pd.DataFrame(state["history"])
+    trained_s = float(history["seconds"].sum()) if len(history) else time.time() - t0  # across resumes; kept when loaded
+    return TrainResult(model, history, state["best_epoch"], trained_s, mean, sd)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, extra: dict | None = None) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from brainage_lib.engine.fabric import Engine, as_engine
 from brainage_lib.engine.training import TrainConfig, TrainResult, save_checkpoint, train_regressor
 from brainage_lib.papers.lstm.data import LSTMData
 from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, EVALUATIONS, MODELS, Evaluation
@@ -17,12 +18,13 @@ __all__ = ["evaluations", "predict_all", "train_models"]
 
 
 def train_models(data: LSTMData, build: Callable[[], dict[str, torch.nn.Module]], tcfg: TrainConfig,
-                 device: torch.device, seed: int, checkpoint_dir: Path, params: dict
+                 device: Engine | torch.device, seed: int, checkpoint_dir: Path, params: dict
                  ) -> tuple[dict[tuple[str, str], TrainResult], pd.DataFrame]:
     """Train each model on each regime's discovery subjects (``data.regimes``); save every checkpoint.
 
     Each training starts from ``seed_everything(seed)`` and fresh weights from ``build()``;
-    the last epoch's weights are kept (the paper has no validation set).
+    the last epoch's weights are kept (the paper has no validation set). Each is a stage of
+    ``device`` (an ``Engine``): it resumes or loads from the engine's checkpoints.
 
     Returns
     -------
@@ -32,14 +34,15 @@ def train_models(data: LSTMData, build: Callable[[], dict[str, torch.nn.Module]]
         Every training's per-epoch history, with ``model`` and ``regime`` columns.
     """
     trained, histories = {}, []
+    engine = as_engine(device)
     for regime in data.regimes:
         for name in MODELS:
             seed_everything(seed)
             model = build()[name]
-            if device.type == "cuda" and name == CNN3D_NAME:
+            if engine.device.type == "cuda" and name == CNN3D_NAME:
                 model = model.to(memory_format=torch.channels_last_3d)
             ds = data.dataset(name, "discovery", data.train_indices(regime))
-            res = train_regressor(model, ds, None, tcfg, device, desc=f"{name} [{regime}]")
+            res = train_regressor(model, ds, None, tcfg, engine, desc=f"{name} [{regime}]")
             trained[(regime, name)] = res
             histories.append(res.history.assign(model=name, regime=regime))
             save_checkpoint(checkpoint_dir / f"{regime}_{name.replace('+', '_').replace(' ', '')}.pt", res.model,
