@@ -10,12 +10,15 @@ PROFILE ?= auto
 DATA_DIR ?=
 OUTPUT_DIR ?=
 ARGS ?=
+DEVICES ?=
+FORCE ?=
 PORT ?= 8888
 IP ?= 127.0.0.1
 # `make lab` opens a browser unless this is an SSH session or a Linux machine without a display
 NO_BROWSER ?= $(if $(SSH_CONNECTION),1,$(if $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)))
 NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
-RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) $(ARGS)
+RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) \
+  $(if $(DEVICES),-p DEVICES=$(DEVICES)) $(if $(filter 1 yes true True,$(FORCE)),-p FORCE=True) $(ARGS)
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
@@ -34,6 +37,7 @@ help:
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
+	@echo "           DEVICES=4 (GPUs per training stage, DDP)  FORCE=1 (retrain finished stages instead of loading them)"
 
 venv: $(STAMP)
 

@@ -120,10 +120,13 @@ def test_a_changed_parameter_or_force_retrains(tmp_path):
     assert forced.log[-1]["status"] == "trained"
 
 
-def test_devices_must_divide_the_batch(tmp_path):
-    with pytest.raises(BrainAgeError, match="DEVICES=3"):
-        train_regressor(_model(), _data(8), None, TrainConfig(epochs=1, batch_size=4), Engine("cpu", 3, tmp_path),
-                        "REG", progress=False)
+def test_devices_that_do_not_divide_the_batch_fall_back(tmp_path, capsys):
+    """A batch of 5 cannot be shared by 2 processes: the stage trains on one, and says so."""
+    res = train_regressor(_model(), _data(10), None, TrainConfig(epochs=1, batch_size=5), Engine("cpu", 2, tmp_path),
+                          "REG", progress=False)
+    assert "1 process(es) train this stage" in capsys.readouterr().out
+    ref = train_regressor(_model(), _data(10), None, TrainConfig(epochs=1, batch_size=5), CPU, progress=False)
+    assert _same(_weights(res.model), _weights(ref.model))
     with pytest.raises(BrainAgeError, match="DEVICES=0"):
         Engine("cpu", 0)
 

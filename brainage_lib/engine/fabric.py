@@ -49,7 +49,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
 
 __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
-           "epoch_order", "global_batches", "sync_gradients"]
+           "epoch_order", "global_batches", "sync_batchnorm", "sync_gradients"]
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
@@ -134,20 +134,23 @@ class Engine:
     def run(self, loop: Callable[..., Any], stage: Stage | None, *args: Any, amp: bool = True, batch_size: int = 1) -> Any:
         """Run ``loop(fabric, stage, *args)`` on this engine and return its result (in this process).
 
-        With ``devices > 1`` the loop first runs in one spawned process per device; rank 0's
+        With ``devices > 1`` the loop first runs in one spawned process per device (as many as
+        divide ``batch_size``, so every process takes an equal share of each global batch); rank 0's
         ``final.ckpt`` then carries the trained state back, and the loop, run here once more,
         loads it (training nothing) and returns what it returns on one device.
         """
-        if self.devices > 1:
-            if batch_size % self.devices:
-                raise BrainAgeError(f"DEVICES={self.devices} does not divide the batch size {batch_size}: every process "
-                                    "takes an equal share of each global batch. Choose DEVICES dividing it.")
+        world = max(d for d in range(1, self.devices + 1) if batch_size % d == 0)
+        if world < self.devices:
+            print(f"[stage {stage.name if stage else '?'}] batch size {batch_size} cannot be shared equally by "
+                  f"{self.devices} processes: {world} process(es) train this stage (the global batch stays the paper's)",
+                  flush=True)
+        if world > 1:
             if stage is None or stage.root is None:
                 raise BrainAgeError("DEVICES > 1 needs a checkpoint folder: the processes hand the trained stage back "
                                     "through its final checkpoint.")
             if not stage.done or stage.force:
                 payload = _dumps((loop, stage, args))  # plain bytes: spawned workers get private copies of the weights
-                self.fabric(amp, world=self.devices).launch(_spawned, payload)
+                self.fabric(amp, world=world).launch(_spawned, payload)
                 stage = stage.loaded_after_spawn()
         return loop(self.fabric(amp), stage, *args)
 
@@ -344,6 +347,16 @@ def sync_gradients(fabric, modules: Sequence[nn.Module | None]) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def sync_batchnorm(fabric, model: nn.Module) -> nn.Module:
+    """With several CUDA processes, BatchNorm layers normalise over the global batch (SyncBatchNorm), as on one device.
+
+    (Gloo on CPU has no SyncBatchNorm: there each process normalises over its own share.)
+    """
+    if fabric.world_size > 1 and fabric.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
 def reduce_sum(fabric, values: Sequence[float]) -> list[float]:

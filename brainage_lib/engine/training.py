@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
+                                        epoch_order, global_batches, local_share, reduce_sum, sync_batchnorm,
+                                        sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.progress import tqdm
 from brainage_lib.run.provenance import provenance
@@ -104,7 +105,7 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
     mean, sd = float(ages.mean()), float(ages.std() or 1.0)
     device, rank, world = fabric.device, fabric.global_rank, fabric.world_size
     gen = torch.Generator().manual_seed(cfg.seed)
-    model.to(device)
+    model = sync_batchnorm(fabric, model.to(device))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()

@@ -1,0 +1,86 @@
+"""An interrupted notebook resumes to the uninterrupted result, and a finished one trains nothing.
+
+``03_lstm`` (smoke) is started in a subprocess and killed with SIGKILL while a training
+stage is half done: the moment is read from the checkpoint files (a stage's ``last.ckpt``
+exists only between its first epoch and its end). The re-run must record the same numbers
+as an uninterrupted run with the same seed (the shared smoke run); a further re-run loads
+every stage from its final checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_smoke_notebook, smoke_root
+
+pytestmark = pytest.mark.notebook
+
+NB = "03_lstm"
+TIMING = ("wall_time", "time_s", "train_time", "train_hours", "time_ratio", "faster")
+
+
+def _run(out: Path, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "brainage_lib.cli", "run", NB, "--profile", "smoke", "--output-dir", str(out)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _numbers(out: Path) -> dict:
+    """Every recorded value except timings (and the claims judged on them)."""
+    records = json.loads((out / "results" / f"{NB}.json").read_text())["records"]
+    return {k: r.get("value") for k, r in records.items() if not any(t in k for t in TIMING)}
+
+
+def _stage_lines(out: Path) -> list[str]:
+    nb = json.loads((out / "rendered" / f"{NB}.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    return [line for line in text.splitlines() if line.startswith("[stage ")]
+
+
+def test_killed_run_resumes_to_the_same_numbers_and_a_finished_run_trains_nothing(tmp_path, tmp_path_factory):
+    ref, _ = run_smoke_notebook(NB, tmp_path_factory)  # uninterrupted, same seed
+    shared = smoke_root(tmp_path_factory)
+    env = {**os.environ, "BRAINAGE_DATA": str(shared / "data"), "BRAINAGE_CACHE": str(shared / "cache")}
+    out = tmp_path / "run"
+    stages = out / "checkpoints" / NB / "stages"
+    proc = _run(out, env)
+    killed_at = None
+    while proc.poll() is None:
+        partial = [p for p in stages.glob("*/last.ckpt") if not (p.parent / "final.ckpt").exists()]
+        if partial:
+            finished = len(list(stages.glob("*/final.ckpt")))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed_at = (partial[0].parent.name, finished)
+            break
+        time.sleep(0.01)
+    assert killed_at is not None, f"the run ended before any stage was half done:\n{proc.stdout.read()[-3000:]}"
+    assert not (out / "results" / f"{NB}.json").exists()
+
+    t0 = time.time()
+    resumed = _run(out, env)
+    log, _ = resumed.communicate()
+    assert resumed.returncode == 0, log[-3000:]
+    resume_s = time.time() - t0
+    lines = _stage_lines(out)
+    assert any("resumed at epoch" in line and killed_at[0].rsplit("-", 1)[0] in line for line in lines), lines
+    assert sum("finished stage loaded" in line for line in lines) == killed_at[1], lines
+    assert _numbers(out) == _numbers(ref)
+    assert (out / "results" / f"{NB}.predictions.csv").read_text() == (ref / "results" / f"{NB}.predictions.csv").read_text()
+
+    t0 = time.time()
+    again = _run(out, env)
+    log, _ = again.communicate()
+    assert again.returncode == 0, log[-3000:]
+    again_s = time.time() - t0
+    lines = _stage_lines(out)
+    assert lines and all("finished stage loaded, nothing trained" in line for line in lines), lines
+    assert _numbers(out) == _numbers(ref)
+    print(f"re-run that resumed: {resume_s:.0f} s; re-run that loaded every stage: {again_s:.0f} s")
+    assert again_s < resume_s
