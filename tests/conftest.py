@@ -130,3 +130,26 @@ def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
             mp.undo()
     assert_text_progress(_SMOKE_RUNS[name])  # every test of the notebook checks its rendering
     return out, _SMOKE_RUNS[name]
+
+
+def run_on_one_cohort(name: str, base: Path, preset: str, n: int, seed: int, shape: tuple[int, int, int],
+                      folder: str = "cohort") -> tuple[Path, Path, Path]:
+    """Simulate ``n`` subjects of ``preset`` under ``base/folder`` and run notebook ``name`` (smoke) with that one
+    cohort as ``DATA_DIR``, data and cache kept under ``base``.
+
+    Returns the cohort folder, the output folder and the rendered notebook (its progress bars checked).
+    """
+    from brainage_lib.run.runner import run_notebook
+    from brainage_lib.simulation.simulate import simulate_cohort
+
+    cohort = simulate_cohort(preset, base / folder, n=n, seed=seed, shape=shape, progress=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINAGE_DATA", str(base / "data"))
+    mp.setenv("BRAINAGE_CACHE", str(base / "cache"))
+    try:
+        rendered = run_notebook(name, profile="smoke", params={"DATA_DIR": str(cohort)}, output_dir=base / "out",
+                                progress=False)
+    finally:
+        mp.undo()
+    assert_text_progress(rendered)
+    return cohort, base / "out", rendered

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_text_progress
+from conftest import run_on_one_cohort
 
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.papers.diff.rules import NO_ALS, NOT_CLINICAL
 from brainage_lib.run.results import load_results
-from brainage_lib.simulation.simulate import simulate_cohort
 
 pytestmark = pytest.mark.notebook
 ALS_CLAIMS = {"ours_survival_positive_significant", "baselines_survival_not_significant", "ours_largest_pad_spread",
@@ -20,25 +19,14 @@ ALS_CHECKS = {"sim_survival_sign", "sim_spread_follows_gap", "sim_als_pad_neares
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     """80 lifespan_train subjects (a fifth unlabelled) on a 32^3 grid, run through 02_diff as the only DATA_DIR."""
-    from brainage_lib.run.runner import run_notebook
-
-    base = tmp_path_factory.mktemp("diff_single")
-    root = simulate_cohort("lifespan_train", base / "mycohort", n=80, seed=5, shape=(32, 32, 32), progress=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(base / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(base / "cache"))
-    try:
-        rendered = run_notebook("02_diff", profile="smoke", params={"DATA_DIR": str(root)}, output_dir=base / "out",
-                                progress=False)
-    finally:
-        mp.undo()
-    res = load_results("02_diff", output_dir=base / "out")
-    return root, base / "out", rendered, res
+    root, out, rendered = run_on_one_cohort("02_diff", tmp_path_factory.mktemp("diff_single"), "lifespan_train", 80, 5,
+                                            (32, 32, 32), folder="mycohort")
+    res = load_results("02_diff", output_dir=out)
+    return root, out, rendered, res
 
 
 def test_single_cohort_is_split_into_training_and_test(single_run):
     root, out, rendered, res = single_run
-    assert_text_progress(rendered)
     rec = {k: v["value"] for k, v in res["records"].items()}
     ages = load_cohort(root, allow_unlabelled=True).ages
     n_lab = int((~np.isnan(ages)).sum())

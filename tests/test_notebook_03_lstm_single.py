@@ -10,12 +10,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_text_progress
+from conftest import run_on_one_cohort
 
 from brainage_lib.metrics.verdicts import LEARNED_FRACTION
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.run.results import load_results
-from brainage_lib.simulation.simulate import simulate_cohort
 
 pytestmark = pytest.mark.notebook
 
@@ -27,20 +26,8 @@ REPLICATION_CLAIMS = ("replication_much_better", "replication_cs_curve", "replic
 
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
-    from brainage_lib.run.runner import run_notebook
-
-    base = tmp_path_factory.mktemp("lstm_single")
-    cohort = simulate_cohort("nihpd_like", base / "cohort", n=20, seed=1, shape=(24, 24, 24), progress=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BRAINAGE_DATA", str(base / "data"))
-    mp.setenv("BRAINAGE_CACHE", str(base / "cache"))
-    try:
-        rendered = run_notebook("03_lstm", profile="smoke", params={"DATA_DIR": str(cohort)}, output_dir=base / "out",
-                                progress=False)
-    finally:
-        mp.undo()
-    assert_text_progress(rendered)
-    out = base / "out"
+    cohort, out, rendered = run_on_one_cohort("03_lstm", tmp_path_factory.mktemp("lstm_single"), "nihpd_like", 20, 1,
+                                              (24, 24, 24))
     preds = pd.read_csv(out / "results" / "03_lstm.predictions.csv")
     return out, rendered, load_results("03_lstm", output_dir=out)["records"], preds, cohort
 
