@@ -159,7 +159,8 @@ else:
 # cohort's expected change is put on the TGB input grid (96^3) and asked: what share
 # of it lies inside the effect region (effect map ≥ 0.5), against the region's share
 # of the brain; and how well its top 10 % brain voxels overlap the effect map's top
-# 10 % (Dice; chance 0.10), for the stored expected change and for the two reference
+# 10 % (Dice; chance 0.10; a region whose core holds fewer voxels compares that many), for
+# the stored expected change and for the two reference
 # images put through the input transform (oracle). For `abide_like` the same score is
 # computed on the real images: |mean(age ≥ 18) − mean(age ≤ 9)| of the cached inputs.
 #

@@ -368,7 +368,8 @@ group_table.round(2)
 # paper quotes a maximum, which one noisy voxel decides). On simulated data each map is
 # scored against the simulator's effect map (`ground_truth/effect_map.nii.gz`, resized to
 # the input grid as the images were): Pearson r over brain voxels, and the Dice overlap
-# of the top `TOP_PERCENT` % voxels of each map (chance: `TOP_PERCENT` %). Two controls:
+# of the top `TOP_PERCENT` % voxels of each map, or as many as the effect region's core holds
+# when that is fewer (chance: that share of the brain, printed). Two controls:
 # the **oracle**, the same difference of the simulator's noise-free images at ages 8 and
 # 20 through the input transform (what a perfect method could find), and an
 # **age-permutation null** for every other map: the map rebuilt `N_PERM` times with the

@@ -44,10 +44,25 @@ def brain_mask(shape: tuple[int, int, int], size: int) -> np.ndarray:
     return resize_cube(tissue_maps(tuple(int(s) for s in shape))["mask"], size) > 0.5
 
 
+def top_count(reference: np.ndarray, top_percent: float = 10.0) -> int:
+    """Voxels each map contributes to the top-voxel Dice: ``top_percent`` % of ``reference``'s voxels, or fewer
+    when the reference's core (at least half its peak) holds fewer.
+
+    A region smaller than the top ``top_percent`` % would otherwise cap the Dice of even a perfect
+    map at ``2 s / (s + top_percent / 100)`` (``s`` its share of the brain); for regions as large
+    as that or larger (the presets' default, frontal) the count is the plain ``top_percent`` %.
+    """
+    r = np.asarray(reference, float)
+    k = max(1, round(r.size * top_percent / 100))
+    peak = float(r.max()) if r.size else 0.0
+    core = int((r >= EFFECT_INSIDE * peak).sum()) if peak > 0 else k
+    return max(1, min(k, core))
+
+
 def top_dice(values: np.ndarray, reference: np.ndarray, mask: np.ndarray, top_percent: float = 10.0) -> float:
-    """Dice overlap of the top ``top_percent`` % ``mask`` voxels of two maps (chance level: ``top_percent`` / 100)."""
+    """Dice overlap of the top ``top_count`` ``mask`` voxels of two maps (chance level: that count over the mask's)."""
     v, r = np.asarray(values, float)[mask], np.asarray(reference, float)[mask]
-    k = max(1, round(v.size * top_percent / 100))
+    k = top_count(r, top_percent)
     top_v, top_r = np.zeros(v.size, bool), np.zeros(v.size, bool)
     top_v[np.argsort(-v, kind="stable")[:k]] = True
     top_r[np.argsort(-r, kind="stable")[:k]] = True

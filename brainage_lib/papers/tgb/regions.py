@@ -4,7 +4,8 @@ The paper reads its Fig. 3 maps by eye (the task-guided GAN "highlights the occi
 lobe"). On simulated cohorts the region whose ageing was made stronger is known
 (``ground_truth/effect_map.nii.gz``), so every map is scored against it: the Pearson
 correlation over brain voxels, and the overlap (Dice) of the top ``k`` % brain voxels of
-each map, which is ``k`` % by chance.
+each map (fewer when the effect region's core holds fewer: ``visibility.top_count``), which
+is that share by chance.
 
 Two controls make the score evidence:
 
@@ -28,6 +29,7 @@ import pandas as pd
 from brainage_lib.data.transforms import Transform, load_volume, resize
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import tissue_maps
+from brainage_lib.simulation.visibility import top_count
 
 __all__ = ["nearest_age_indices", "mean_difference_map", "reference_maps", "recovery_scores", "permutation_scores",
            "score_maps", "robust_strength"]
@@ -92,9 +94,10 @@ def recovery_scores(diff_map: np.ndarray, reference: np.ndarray, mask: np.ndarra
     -------
     dict
         ``pearson_r``: correlation of the two maps over the mask; ``dice_top``: Dice overlap
-        of the top ``top_percent`` % mask voxels of each map (equal sizes, so also the
-        fraction of the map's top voxels inside the reference's top voxels); ``chance``:
-        the expected ``dice_top`` of a map unrelated to the reference (``top_percent / 100``).
+        of the top ``top_percent`` % mask voxels of each map, or of as many as the reference's
+        core (at least half its peak) holds when that is fewer (``visibility.top_count``; equal
+        sizes, so also the fraction of the map's top voxels inside the reference's); ``chance``:
+        the expected ``dice_top`` of a map unrelated to the reference (that count over the mask's).
     """
     d, r, m = np.asarray(diff_map, float), np.asarray(reference, float), np.asarray(mask, bool)
     if d.shape != r.shape or d.shape != m.shape:
@@ -103,7 +106,7 @@ def recovery_scores(diff_map: np.ndarray, reference: np.ndarray, mask: np.ndarra
     if dv.size < 10 or not 0 < top_percent < 100:
         raise BrainAgeError(f"recovery_scores: need >= 10 mask voxels (got {dv.size}) and 0 < top_percent < 100.")
     r_corr = float(np.corrcoef(dv, rv)[0, 1]) if dv.std() > 0 and rv.std() > 0 else float("nan")
-    k = max(1, int(round(dv.size * top_percent / 100)))
+    k = top_count(rv, top_percent)
     dice = float((_top(dv, k) & _top(rv, k)).sum()) / k
     return {"pearson_r": r_corr, "dice_top": dice, "chance": k / dv.size}
 
