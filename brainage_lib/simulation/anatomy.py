@@ -147,11 +147,11 @@ def region_map(spec: str, shape: tuple[int, int, int], smooth_mm: float = 4.0) -
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int, int], control: int | tuple[int, int, int],
-                 channels: int = 1) -> torch.Tensor:
-    """Random smooth field: N(0, 1) values on a coarse control grid, trilinearly upsampled.
+                 channels: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
+    """Random smooth field: N(0, 1) values on a coarse control grid, trilinearly upsampled (on ``device``).
 
     Returns a tensor of shape (channels, X, Y, Z); values keep roughly unit scale.
     """
     ctrl = (control,) * 3 if isinstance(control, int) else control
-    coarse = torch.from_numpy(rng.standard_normal((1, channels, *ctrl)).astype(np.float32))
+    coarse = torch.from_numpy(rng.standard_normal((1, channels, *ctrl)).astype(np.float32)).to(device or "cpu")
     return F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0]

@@ -7,6 +7,7 @@ holds a cohort's template-space maps and draws subjects and noise-free reference
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,24 +118,36 @@ def _lesion_map(rng: np.random.Generator, age: float, grid: Grid, candidates: np
 
 def _grid_sample_coords(q: torch.Tensor) -> torch.Tensor:
     """MNI positions (3, X, Y, Z) in mm to a ``grid_sample`` grid (1, X, Y, Z, 3) ordered (z, y, x)."""
-    origin = torch.tensor(MNI_ORIGIN, dtype=torch.float32)[:, None, None, None]
-    extent = torch.tensor(MNI_EXTENT, dtype=torch.float32)[:, None, None, None]
+    origin = torch.tensor(MNI_ORIGIN, dtype=torch.float32, device=q.device)[:, None, None, None]
+    extent = torch.tensor(MNI_EXTENT, dtype=torch.float32, device=q.device)[:, None, None, None]
     return (2 * (q - origin) / extent - 1).flip(0).permute(1, 2, 3, 0)[None]
 
 
-class Renderer:
-    """Holds a cohort's template-space maps on one grid and renders subjects."""
+def simulation_device(device: str | torch.device | None = None) -> torch.device:
+    """Where subjects are rendered: ``device`` if given, else ``BRAINAGE_SIM_DEVICE``, else CUDA when present.
 
-    def __init__(self, preset: Preset, grid: Grid, effect_region: str):
+    The random draws are NumPy's on the CPU wherever the image is formed, so a cohort is the
+    same subjects on any device; on CUDA its voxels may differ from a CPU rendering in the last
+    float32 digits (and so, rarely, by one unit of the int16 image).
+    """
+    name = device or os.environ.get("BRAINAGE_SIM_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Renderer:
+    """Holds a cohort's template-space maps on one grid (on ``device``: see ``simulation_device``) and renders subjects."""
+
+    def __init__(self, preset: Preset, grid: Grid, effect_region: str, device: str | torch.device | None = None):
         self.preset, self.grid = preset, grid
+        self.device = dev = simulation_device(device)
         maps = tissue_maps(grid.shape)
-        self.anat = {k: torch.from_numpy(v) for k, v in maps.items()}
+        self.anat = {k: torch.from_numpy(v).to(dev) for k, v in maps.items()}
         self.region_np = region_map(effect_region, grid.shape)
-        self.effect = torch.from_numpy(self.region_np)
+        self.effect = torch.from_numpy(self.region_np).to(dev)
         self.disease_np = region_map(preset.disease_region, grid.shape) if preset.disease_region else None
-        self.disease = torch.from_numpy(self.disease_np) if self.disease_np is not None else None
+        self.disease = torch.from_numpy(self.disease_np).to(dev) if self.disease_np is not None else None
         xyz = grid.mm_coordinates().astype(np.float32)
-        self.xyz = torch.from_numpy(xyz)  # (3, X, Y, Z) mm
+        self.xyz = torch.from_numpy(xyz).to(dev)  # (3, X, Y, Z) mm
         vent = maps["ventricles"]
         self.vent_centre = (xyz * vent).reshape(3, -1).sum(1) / max(vent.sum(), 1e-6)
         near = np.linalg.norm(xyz - self.vent_centre[:, None, None, None], axis=0) < 30
@@ -145,7 +158,7 @@ class Renderer:
         grad = np.stack(np.gradient(ndimage.gaussian_filter(maps["wm"], 2.0 / grid.voxel_size), *grid.voxel_size))
         mag = np.linalg.norm(grad, axis=0)
         weight = np.clip(mag / max(np.percentile(mag, 99.5), 1e-6), 0.0, 1.0)
-        self.wm_inward = torch.from_numpy((grad / np.maximum(mag, 1e-6) * weight).astype(np.float32))  # (3, X, Y, Z)
+        self.wm_inward = torch.from_numpy((grad / np.maximum(mag, 1e-6) * weight).astype(np.float32)).to(dev)  # (3, X, Y, Z)
 
     @property
     def effect_map(self) -> np.ndarray:
@@ -158,31 +171,31 @@ class Renderer:
         disp = -float(ageing.wm_boundary_shift_mm(age)) * self.wm_inward
         v = float(ageing.ventricle_expansion_mm(age))
         if v > 0:
-            r = self.xyz - torch.from_numpy(self.vent_centre)[:, None, None, None]
+            r = self.xyz - torch.from_numpy(self.vent_centre).to(self.device)[:, None, None, None]
             fall = torch.exp(-(r**2).sum(0) / (2 * VENTRICLE_RADIUS_MM**2))
             disp = disp + v * r / VENTRICLE_RADIUS_MM * fall
         return disp
 
     def _sampling_grid(self, rng: np.random.Generator, age: float) -> tuple[torch.Tensor, float]:
         p = self.preset
-        disp = smooth_field(rng, self.grid.shape, (5, 6, 5), channels=3) * p.deform_mm  # (3, X, Y, Z) mm
+        disp = smooth_field(rng, self.grid.shape, (5, 6, 5), channels=3, device=self.device) * p.deform_mm  # (3, X, Y, Z) mm
         scale = float(1.0 + p.head_scale_sd * rng.standard_normal())
         return _grid_sample_coords(self.xyz / scale - disp - self._age_displacement(age)), scale
 
     def render(self, age: float, site: Site, rng: np.random.Generator, severity: float = 0.0) -> tuple[np.ndarray, dict]:
         """One subject's T1w image (int16, background 0) and what went into it."""
         p = self.preset
-        variation = smooth_field(rng, self.grid.shape, 4, channels=2)
+        variation = smooth_field(rng, self.grid.shape, 4, channels=2, device=self.device)
         t = tissues_at_age(self.anat, age, self.effect, p.effect_rate, p.effect_onset, self.disease, severity, p.disease_strength,
                            variation)
         lesions_np, n_lesions = _lesion_map(rng, age, self.grid, self.lesion_candidates)
-        stack = torch.stack([t["gm"], t["wm"], t["csf"], self.anat["mask"], torch.from_numpy(lesions_np)])[None]
+        stack = torch.stack([t["gm"], t["wm"], t["csf"], self.anat["mask"], torch.from_numpy(lesions_np).to(self.device)])[None]
         grid, scale = self._sampling_grid(rng, age)
         warped = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
         tw = {"gm": warped[0], "wm": warped[1], "csf": warped[2]}
         img = t1_intensity(tw, age, (site.i_csf, site.i_gm, site.i_wm), warped[4])
-        img = img * torch.exp(site.bias_strength * smooth_field(rng, self.grid.shape, 3)[0])
-        img = img.numpy()
+        img = img * torch.exp(site.bias_strength * smooth_field(rng, self.grid.shape, 3, device=self.device)[0])
+        img, brain = img.cpu().numpy(), warped[3].cpu().numpy() > 0.5
         vox = self.grid.voxel_size
         if site.slice_mm > 0:
             k = max(1, int(round(site.slice_mm / vox[2])))
@@ -195,7 +208,7 @@ class Renderer:
         sigma = site.i_wm / site.snr
         n1 = rng.standard_normal(img.shape, dtype=np.float32) * sigma
         n2 = rng.standard_normal(img.shape, dtype=np.float32) * sigma
-        img = np.sqrt((img + n1) ** 2 + n2**2) * (warped[3].numpy() > 0.5)
+        img = np.sqrt((img + n1) ** 2 + n2**2) * brain
         out = np.clip(np.round(img * 1000 * site.gain), 0, 32767).astype(np.int16)
         return out, {"n_lesions": n_lesions, "head_scale": round(scale, 4)}
 
@@ -211,4 +224,4 @@ class Renderer:
         grid = _grid_sample_coords(self.xyz - self._age_displacement(age))
         w = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
         img = t1_intensity({"gm": w[0], "wm": w[1], "csf": w[2]}, age, contrast) * (self.anat["mask"] > 0.5)
-        return (img * 1000 * gain).numpy().astype(np.float32)
+        return (img * 1000 * gain).cpu().numpy().astype(np.float32)

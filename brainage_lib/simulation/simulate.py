@@ -159,7 +159,7 @@ def _simulate_into(root: Path, p: Preset, n: int, seed: int, grid: Grid, region:
     _write_references(gt, renderer, sites)
     _write_json(gt / "sites.json", {k: asdict(v) for k, v in sites.items()})
     _write_json(gt / "simulation.json", {
-        "simulator_version": SIMULATOR_VERSION, "preset": p.name, "mirrors": p.mirrors, "n": n, "seed": seed, "shape": list(grid.shape),
+        "simulator_version": SIMULATOR_VERSION, "render_device": renderer.device.type, "preset": p.name, "mirrors": p.mirrors, "n": n, "seed": seed, "shape": list(grid.shape),
         "voxel_size_mm": [round(v, 4) for v in grid.voxel_size], "effect_region": region, "effect_rate": p.effect_rate,
         "effect_onset": p.effect_onset, "effect_map": "region weight x template GM fraction, scaled to peak 1",
         "disease_region": p.disease_region, "disease_strength": p.disease_strength,
