@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from brainage_lib.data.datasets import VolumeDataset
-from brainage_lib.engine.fabric import Engine, Stage, epoch_order
+from brainage_lib.engine.fabric import Engine, Stage, batch_loader, epoch_order
 from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
@@ -47,6 +47,16 @@ def test_epoch_order_is_the_dataloader_order():
     loader = DataLoader(list(range(10)), batch_size=4, shuffle=True, generator=g1)
     for _ in range(3):
         assert torch.cat(list(loader)).tolist() == epoch_order(10, g2).tolist()
+
+
+def test_batch_loader_leaves_the_global_rng_alone():
+    """Dropout draws from torch's global generator: loading batches must not move it (a seeded DataLoader does not)."""
+    ds = _data(8)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert len(list(batch_loader(ds, CPU)([[0, 1, 2, 3], [4, 5, 6, 7]]))) == 2
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_same_weights_as_a_plain_dataloader_loop():

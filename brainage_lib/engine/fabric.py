@@ -295,6 +295,8 @@ class batch_loader:
     A cohort held in one array (``CachedArrayDataset``) that fits in a fraction of the free
     GPU memory is copied onto the device once and batches are indexed there; otherwise a
     ``DataLoader`` over the index lists with ``num_workers`` workers and, on CUDA, pinned memory.
+    That loader draws its workers' base seed from a private generator, never from torch's
+    global one, which dropout draws from (as a loop over a seeded shuffling DataLoader).
     """
 
     def __init__(self, dataset: Dataset, device: torch.device, num_workers: int = 0) -> None:
@@ -317,7 +319,7 @@ class batch_loader:
             return
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
                             worker_init_fn=worker_init_fn, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
+                            persistent_workers=False, generator=torch.Generator())
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
