@@ -305,20 +305,28 @@ class DiffAELoss(NamedTuple):
 
 
 def diffae_loss(model: DiffAE, x: torch.Tensor, age: torch.Tensor | None, scheduler: Scheduler,
-                generator: torch.Generator | None = None, age_loss: str = "years") -> DiffAELoss:
+                generator: torch.Generator | None = None, age_loss: str = "years", noise: torch.Tensor | None = None,
+                t: torch.Tensor | None = None, head: bool | None = None) -> DiffAELoss:
     """Noise MSE + age MSE on a batch; NaN ages (or ``age=None``) mark unlabelled images.
 
     ``x`` ``(B, 1, H, W)`` in [0, 1], ``age`` ``(B,)`` in years; ``scheduler.add_noise``
-    makes ``x_t``; ``generator`` (on ``x``'s device) fixes noise and timesteps. The age
-    term averages over the labelled images, and the head sees only their ``z_sem`` rows;
-    ``age_loss="years"`` takes it in years² (paper eq. 6), ``"standardised"`` in the
-    head's units (years² / ``age_scale**2``). With no labelled image, or in training mode
-    with one (BatchNorm needs two rows; batch statistics over the whole batch would carry
-    age gradient into the unlabelled images' ``z_sem``), it is an exact 0, head not called.
+    makes ``x_t``; ``generator`` (on ``x``'s device) fixes noise and timesteps, unless
+    ``noise`` ``(B, 1, H, W)`` and ``t`` ``(B,)`` are given (a process's rows of a global
+    batch's draw). The age term averages over the labelled images, and the head sees only
+    their ``z_sem`` rows; ``age_loss="years"`` takes it in years² (paper eq. 6),
+    ``"standardised"`` in the head's units (years² / ``age_scale**2``). With no labelled
+    image, or in training mode with one (BatchNorm needs two rows; batch statistics over
+    the whole batch would carry age gradient into the unlabelled images' ``z_sem``), it is
+    an exact 0, head not called. ``head`` overrides that rule for one process's share of a
+    global batch, judged on the whole batch: True calls the head on the labelled rows, however
+    few (none: the term is an exact 0 that still runs the head, whose synchronised BatchNorm
+    every process must enter), False never calls it.
     """
     z_sem, x0 = model.encode(x), 2 * x - 1
-    noise = torch.randn(x0.shape, generator=generator, device=x.device, dtype=x.dtype)
-    t = torch.randint(0, scheduler.num_train_timesteps, (x.shape[0],), generator=generator, device=x.device)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if t is None:
+        t = torch.randint(0, scheduler.num_train_timesteps, (x.shape[0],), generator=generator, device=x.device)
     noise_mse = F.mse_loss(model(scheduler.add_noise(x0, noise, t), t, z_sem), noise)
     age = torch.full((x.shape[0],), float("nan")) if age is None else torch.as_tensor(age)
     age = age.to(device=x.device, dtype=x.dtype).reshape(-1)  # (B,)
@@ -327,11 +335,12 @@ def diffae_loss(model: DiffAE, x: torch.Tensor, age: torch.Tensor | None, schedu
                             f"give one age per image and age_loss in {AGE_LOSSES}.")
     labelled = ~torch.isnan(age)
     n_labelled, cfg = int(labelled.sum()), model.config
-    if n_labelled < (2 if model.training else 1):
+    if not (n_labelled >= (2 if model.training else 1) if head is None else head):
         age_mse = noise_mse.new_zeros(())
     else:
         pred = model.age_head(z_sem[labelled]).squeeze(1)
-        age_mse = F.mse_loss(pred, (age[labelled] - cfg.age_offset) / cfg.age_scale)
+        age_mse = (F.mse_loss(pred, (age[labelled] - cfg.age_offset) / cfg.age_scale) if n_labelled else
+                   pred.float().sum() * 0.0)
         if age_loss == "years":
             age_mse = age_mse * cfg.age_scale**2
     return DiffAELoss(noise_mse + age_mse, noise_mse, age_mse)
