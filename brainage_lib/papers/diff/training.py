@@ -18,17 +18,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from brainage_lib.data.cohort import Cohort, load_cohort
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
+                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.diffae import AGE_LOSSES, DiffAE, DiffAEConfig, diffae_loss, make_scheduler, predict_age
+from brainage_lib.models import diffae as diffae_module
+from brainage_lib.models.diffae import (AGE_LOSSES, DiffAE, DiffAEConfig, DiffAELoss, diffae_loss, make_scheduler,
+                                        predict_age)
 from brainage_lib.papers.diff.roles import split_single_cohort
 from brainage_lib.run.progress import tqdm
-from brainage_lib.run.seeding import worker_init_fn
 
 __all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages", "load_diffae",
            "open_diff_cohorts", "parse_widths", "predict_diffae", "recalibrate_head_bn", "save_diffae",
@@ -167,18 +172,22 @@ def recalibrate_head_bn(model: DiffAE, ds: Dataset, device: torch.device, batch_
     decades. Here ``z_sem`` of every image is computed in eval mode and the head's
     BatchNorm layers take the exact mean and variance of their inputs (dropout off, as
     at inference). Leaves the model in eval mode.
+
+    Each BatchNorm layer gets what a training-mode pass of all of ``z`` would give it after
+    a reset, with momentum 1 (``F.batch_norm`` called as ``BatchNorm1d`` calls it), also
+    for a ``SyncBatchNorm`` head (DDP on CUDA): its training mode would average the
+    statistics over the processes, which all hold the same ``z``.
     """
     model.eval()
     z = torch.cat([model.encode(x.to(device)) for x, _ in DataLoader(ds, batch_size=batch_size)])  # (N, z_dim)
-    norms = [m for m in model.age_head if isinstance(m, torch.nn.BatchNorm1d)]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: one batch = the exact statistics
-        bn.train()
-    model.age_head(z)
-    for bn in norms:
-        bn.momentum = 0.1
-        bn.eval()
+    for layer in model.age_head:
+        if isinstance(layer, _BatchNorm):
+            layer.reset_running_stats()
+            layer.num_batches_tracked.add_(1)
+            z = F.batch_norm(z, layer.running_mean, layer.running_var, layer.weight, layer.bias, True, 1.0, layer.eps)
+            layer.momentum = 0.1
+        else:
+            z = layer(z)
 
 
 @torch.no_grad()
@@ -189,67 +198,145 @@ def predict_diffae(model: DiffAE, ds: Dataset, device: torch.device, batch_size:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTrainConfig, device: torch.device,
-                 desc: str = "DiffAE", progress: bool = True) -> DiffTrainResult:
+def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTrainConfig,
+                 device: Engine | torch.device | str, desc: str = "DiffAE", progress: bool = True) -> DiffTrainResult:
     """Train a ``DiffAE`` jointly (encoder, noise U-Net, age head) on labelled + unlabelled slices.
 
     The age head's output is in standardised units of the labelled training ages (their
     mean and sd go into the model's config as ``age_offset``/``age_scale``); the age loss
     is taken in ``cfg.age_loss`` units. The weights of the epoch with the lowest
     validation MAE (years) are kept.
+
+    Runs as the resumable stage ``desc`` of ``device`` (an :class:`Engine`; a plain device
+    trains without checkpoints): it resumes from its last checkpoint or loads its final
+    one; with ``devices > 1`` it trains with DDP, the global batch staying ``cfg.batch_size``
+    (see ``_fit_diffae`` for what matches one process).
     """
+    engine = as_engine(device)
     ages = dataset_ages(train)
     labelled = ages[~np.isnan(ages)]
     if labelled.size < 2 or len(val) < 1:
         raise BrainAgeError(f"train_diffae: {labelled.size} labelled training and {len(val)} validation images; "
                             "need at least 2 and 1.")
     config = replace(config, age_offset=float(labelled.mean()), age_scale=float(labelled.std() or 1.0))
+    stage = None
+    if engine.checkpoints is not None:
+        stage = engine.stage(desc, {"kind": "diffae", "model": config, "config": cfg, "train": data_fingerprint(train),
+                                    "val": data_fingerprint(val), "code": code_version(_fit_diffae, diffae_module)})
+    return engine.run(_fit_diffae, stage, config, train, val, cfg, desc, progress, amp=cfg.amp,
+                      batch_size=cfg.batch_size)
+
+
+def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTrainConfig,
+                desc: str, progress: bool) -> DiffTrainResult:
+    """The loop of :func:`train_diffae` on one Fabric process (see ``engine.fabric``).
+
+    With ``world`` processes each takes its share of every global batch. The noise and
+    timesteps are drawn for the whole global batch on every process (one generator, in
+    step everywhere) and each keeps its rows, so they are the one-process draws. The
+    loss is split so the processes' gradients sum to the global batch's: the noise term
+    weighted by the process's share of the batch's images, the age term by its share of
+    the batch's labelled images that reach the head. On one process nothing is weighted.
+    What still differs from one process: the head's dropout masks (each process draws
+    its own rows'), and, on CPU, its BatchNorm: there each process normalises its own
+    labelled rows and only processes with two or more run the head (CUDA converts it to
+    ``SyncBatchNorm``: statistics over the global batch's labelled rows, as on one device).
+    """
+    ages = dataset_ages(train)
+    device, rank, world = fabric.device, fabric.global_rank, fabric.world_size
     torch.manual_seed(cfg.seed)
     model = DiffAE(config).to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    local_bn = world > 1 and any(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
+                                 for m in model.age_head.modules())
     sched = make_scheduler(config)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                        worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed),
-                        drop_last=len(train) > cfg.batch_size)  # no batch of one for BatchNorm
+    gen = torch.Generator().manual_seed(cfg.seed)
     val_ages = dataset_ages(val)
     train_labelled = Subset(train, np.flatnonzero(~np.isnan(ages)).tolist())
-    use_amp = cfg.amp and device.type == "cuda"
-    rows, best, best_state, best_epoch, t0, steps = [], np.inf, None, 0, time.time(), 0
-    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
-    for epoch in bar:
+    state = {"model": model, "opt": opt, "rng": RNGState(order=gen, noise=noise_gen), "epoch": 0, "batch": 0,
+             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": [0.0] * 5, "history": [],
+             "best": float("inf"), "best_epoch": 0, "best_state": None}
+    if stage is not None:
+        stage.restore(fabric, state)
+    load = batch_loader(train, device, cfg.num_workers)
+    drop_last = len(train) > cfg.batch_size  # no batch of one for BatchNorm
+    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["steps"] == cfg.max_steps:
+            break
         model.train()
-        te, sums, n_batches = time.time(), np.zeros(5), 0  # loss, noise, age (per batch), labelled, unlabelled
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
+        te = time.time()
+        if state["batch"] == 0:  # sums: loss, noise, age (per batch), labelled, unlabelled
+            state["order"], state["sums"] = epoch_order(len(train), gen), [0.0] * 5
+        batches = global_batches(state["order"], cfg.batch_size, drop_last=drop_last)
+        for b, (x, y) in zip(batches[state["batch"]:],
+                             load([local_share(b, rank, world) for b in batches[state["batch"]:]])):
+            with fabric.autocast():
+                if world == 1:
+                    loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
+                else:
+                    noise, t, head, w_noise, w_age = _shard(b, x, ages, sched, noise_gen, rank, world, local_bn)
+                    loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss, noise=noise, t=t,
+                                       head=head)
+                    loss = DiffAELoss(loss.noise_mse * w_noise + loss.age_mse * w_age, loss.noise_mse * w_noise,
+                                      loss.age_mse * w_age)
             opt.zero_grad(set_to_none=True)
-            loss.total.backward()
+            fabric.backward(loss.total)
+            sync_gradients(fabric, [model])
             opt.step()
             n_lab = int((~torch.isnan(y)).sum())
-            sums += (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
-            steps, n_batches = steps + 1, n_batches + 1
-            if steps == cfg.max_steps:
+            parts = (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
+            state["sums"] = [a + v for a, v in zip(state["sums"], parts)]
+            state["steps"] += 1
+            state["batch"] += 1
+            if state["steps"] == cfg.max_steps:
                 break
-        n_batches = max(n_batches, 1)
-        last = epoch == cfg.epochs - 1 or steps == cfg.max_steps
+            if stage is not None:
+                stage.tick(fabric, state)
+        sums, n_batches = reduce_sum(fabric, state["sums"]), max(state["batch"], 1)
+        last = epoch == cfg.epochs - 1 or state["steps"] == cfg.max_steps
         val_mae = np.nan
         if (epoch + 1) % cfg.val_every == 0 or last:
             recalibrate_head_bn(model, train_labelled, device)
             val_mae = float(np.mean(np.abs(predict_diffae(model, val, device) - val_ages)))
-            if val_mae < best:
-                best, best_epoch, best_state = val_mae, epoch, copy.deepcopy(model.state_dict())
-        rows.append({"epoch": epoch, "loss": sums[0] / n_batches, "noise_mse": sums[1] / n_batches,
-                     "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
-                     "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
-        bar.set_postfix(noise=f"{rows[-1]['noise_mse']:.3f}", age=f"{rows[-1]['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
-        if steps == cfg.max_steps:
-            break
-    if best_state is None:
+            if val_mae < state["best"]:
+                state["best"], state["best_epoch"], state["best_state"] = val_mae, epoch, copy.deepcopy(model.state_dict())
+        state["history"].append({"epoch": epoch, "loss": sums[0] / n_batches, "noise_mse": sums[1] / n_batches,
+                                 "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
+                                 "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
+        state["epoch"], state["batch"] = epoch + 1, 0
+        row = state["history"][-1]
+        bar.update(1)
+        bar.set_postfix(noise=f"{row['noise_mse']:.3f}", age=f"{row['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
+        if stage is not None and state["steps"] != cfg.max_steps:
+            stage.save(fabric, state)
+    bar.close()
+    if stage is not None:
+        stage.finish(fabric, state)
+    if state["best_state"] is None:
         raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
-    model.load_state_dict(best_state)
-    return DiffTrainResult(model.eval(), pd.DataFrame(rows), best_epoch, time.time() - t0)
+    model.load_state_dict(state["best_state"])
+    history = pd.DataFrame(state["history"])
+    return DiffTrainResult(model.eval(), history, state["best_epoch"], float(history["seconds"].sum()))
+
+
+def _shard(batch: list[int], x: torch.Tensor, ages: np.ndarray, sched, gen: torch.Generator, rank: int, world: int,
+           local_bn: bool) -> tuple[torch.Tensor, torch.Tensor, bool, float, float]:
+    """One process's part of a global batch: its rows of the batch's noise and timesteps, whether it runs the
+    age head, and the weights of its noise and age terms (shares of the global batch's images and head rows)."""
+    noise = torch.randn((len(batch), *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+    t = torch.randint(0, sched.num_train_timesteps, (len(batch),), generator=gen, device=x.device)
+    lab = [int((~np.isnan(ages[local_share(batch, r, world)])).sum()) for r in range(world)]
+    if local_bn:  # each process's own BatchNorm statistics: a process needs two labelled rows
+        runs = [n >= 2 for n in lab]
+    else:  # one head over the global batch's labelled rows (no BatchNorm, or synchronised)
+        runs = [sum(lab) >= 2] * world
+    used = sum(n for n, r in zip(lab, runs) if r)
+    w_age = lab[rank] / used if runs[rank] and used else 0.0
+    return noise[rank::world], t[rank::world], runs[rank], len(local_share(batch, rank, world)) / len(batch), w_age
 
 
 def save_diffae(path: str | Path, result: DiffTrainResult, train_config: DiffTrainConfig, extra: dict | None = None) -> Path:
