@@ -336,11 +336,20 @@ def sync_gradients(fabric, modules: Sequence[nn.Module | None]) -> None:
     """Sum the gradients of ``modules`` over the processes (no-op on one).
 
     Each process scales its loss by its share of the global batch, so the sum is the
-    gradient of the global batch's mean loss, as on one device.
+    gradient of the global batch's mean loss, as on one device. A parameter that has a
+    gradient on some processes only (a branch another process did not take) counts as a
+    zero gradient where it has none; one with none anywhere keeps none, as on one device
+    (the optimiser skips it).
     """
     if fabric.world_size == 1:
         return
-    grads = [p.grad for m in modules if m is not None for p in m.parameters() if p.grad is not None]
+    params = [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
+    have = torch.tensor([float(p.grad is not None) for p in params], device=fabric.device)
+    have = fabric.all_reduce(have, reduce_op="sum").tolist() if params else []
+    for p, n in zip(params, have):
+        if n and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p, n in zip(params, have) if n]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
