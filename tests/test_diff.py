@@ -1,6 +1,8 @@
 """Unit tests for the DIFF training loop (brainage_lib.papers.diff.training) and its tables (brainage_lib.papers.diff.evaluation)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from scipy import stats as sps
 from torch.utils.data import TensorDataset
 
 from brainage_lib.data.datasets import SliceDataset
+from brainage_lib.engine.fabric import Engine, Stage, epoch_order, global_batches, local_share
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
 from brainage_lib.papers.diff import training as diff
@@ -177,6 +180,165 @@ def test_split_training_cohort() -> None:
         split_training_cohort(ages[:12], 0.1, 0.1)
     with pytest.raises(BrainAgeError, match="sum to less than 1"):
         split_training_cohort(ages, 0.5, 0.5)
+
+
+# ---- the training engine: resumable stages, DDP ---------------------------------
+
+class Killed(Exception):
+    pass
+
+
+def _semi_data():
+    """20 training slices (8 unlabelled) and 4 validation slices."""
+    imgs, ages = blob_slices(24, seed=0)
+    semi = ages.copy()
+    semi[[0, 3, 4, 7, 9, 13, 15, 17]] = NAN
+    return SliceDataset(imgs, semi, np.arange(20)), SliceDataset(imgs, ages, np.arange(20, 24))
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_diffae_stage_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch) -> None:
+    """Killed right after a mid-epoch checkpoint, the stage resumes to the same weights and history; then it loads."""
+    train, val = _semi_data()
+    cfg = DiffTrainConfig(epochs=3, batch_size=6, lr=1e-3, seed=2)  # drop_last: 3 batches of 6 per epoch
+    whole = train_diffae(TINY, train, val, cfg, Engine("cpu", checkpoints=tmp_path / "a"), progress=False)
+    saves = {"n": 0}
+    real_save = Stage.save
+
+    def save_then_die(self, fabric, state, final=False):
+        real_save(self, fabric, state, final)
+        saves["n"] += 1
+        if saves["n"] == 5:  # 3 in-epoch and 1 end-of-epoch save in epoch 0; the 5th: epoch 1 after batch 1 of 3
+            raise Killed
+
+    engine = Engine("cpu", checkpoints=tmp_path / "b", save_every_s=0)
+    monkeypatch.setattr(Stage, "save", save_then_die)
+    with pytest.raises(Killed):
+        train_diffae(TINY, train, val, cfg, engine, progress=False)
+    monkeypatch.setattr(Stage, "save", real_save)
+    (last,) = (tmp_path / "b").glob("DiffAE-*/last.ckpt")
+    assert not list((tmp_path / "b").glob("DiffAE-*/final.ckpt"))
+    resumed = train_diffae(TINY, train, val, cfg, engine, progress=False)
+    assert engine.log[-1]["status"] == "resumed" and engine.log[-1]["epoch"] == 1
+    assert _same(_weights(resumed.model), _weights(whole.model))
+    assert resumed.history.drop(columns="seconds").equals(whole.history.drop(columns="seconds"))
+    assert resumed.best_epoch == whole.best_epoch and resumed.model.config == whole.model.config
+    again = train_diffae(TINY, train, val, cfg, engine, progress=False)
+    assert engine.log[-1]["status"] == "loaded" and not last.exists()
+    assert _same(_weights(again.model), _weights(whole.model))
+    assert again.history.drop(columns="seconds").equals(whole.history.drop(columns="seconds"))
+    assert again.wall_time_s == pytest.approx(again.history["seconds"].sum())
+    train_diffae(TINY, train, val, replace(cfg, age_loss="standardised"), engine, progress=False)
+    assert engine.log[-1]["status"] == "trained"  # another training config: another stage
+
+
+def test_ddp_on_two_processes_matches_one(tmp_path) -> None:
+    """Two gloo processes, each half of every global batch of 6, train the function one process trains.
+
+    The age head here is one linear layer: with BatchNorm in the head, each CPU process
+    would normalise its own labelled rows (``SyncBatchNorm``, which makes them one batch,
+    needs CUDA), and dropout masks are drawn per process; neither is one-process training,
+    so neither is in this check. Everything else is: the noise and timesteps (drawn for the
+    global batch), the noise term weighted by each process's share of the images, the age
+    term by its share of the labelled images (a process with none still runs the head).
+    Compared within float rounding: the losses of every epoch, validation MAE, and what the
+    trained model computes (noise prediction, ``z_sem``, predicted ages). Not weight by
+    weight: a few biases cannot change the output (a key bias under softmax, a bias ahead of
+    a one-channel GroupNorm), their exact gradient is 0, and Adam turns its rounding noise
+    into steps of the learning rate's size, differently on one and two processes.
+    """
+    train, val = _semi_data()
+    config = replace(TINY, head_hidden=())
+    cfg = DiffTrainConfig(epochs=2, batch_size=6, lr=1e-3, seed=0)
+    gen, unlabelled = torch.Generator().manual_seed(cfg.seed), np.isnan(train.ages)
+    shares = [[int((~unlabelled[local_share(b, r, 2)]).sum()) for r in (0, 1)]  # labelled rows per process
+              for _ in range(cfg.epochs) for b in global_batches(epoch_order(20, gen), 6, drop_last=True)]
+    assert [0, 2] in shares and [1, 1] in shares  # a process without labelled rows, processes with one each
+    one = train_diffae(config, train, val, cfg, Engine("cpu", 1, tmp_path / "one"), progress=False)
+    engine = Engine("cpu", 2, tmp_path / "two")
+    two = train_diffae(config, train, val, cfg, engine, progress=False)
+    assert [e["status"] for e in engine.log] == ["loaded"]  # rank 0's final checkpoint, read back here
+    h1, h2 = one.history, two.history
+    assert h2[["labelled", "unlabelled"]].equals(h1[["labelled", "unlabelled"]]) and two.best_epoch == one.best_epoch
+    for col in ("loss", "noise_mse", "age_mse", "val_mae"):
+        np.testing.assert_allclose(h2[col], h1[col], rtol=1e-5, err_msg=col)
+    g = torch.Generator().manual_seed(0)
+    x_t, t, z = torch.randn(4, 1, 16, 16, generator=g), torch.tensor([10, 200, 500, 900]), torch.randn(4, 16, generator=g)
+    x = torch.from_numpy(train.array[:4])[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(two.model(x_t, t, z), one.model(x_t, t, z), rtol=0, atol=1e-5)
+        torch.testing.assert_close(two.model.encode(x), one.model.encode(x), rtol=0, atol=1e-5)
+        untrained = DiffAE(one.model.config).eval()
+        assert (untrained(x_t, t, z) - one.model(x_t, t, z)).abs().max() > 1e-3  # it did train
+    np.testing.assert_allclose(predict_diffae(two.model, val, CPU), predict_diffae(one.model, val, CPU), atol=1e-3)
+
+
+def test_ddp_with_a_batchnorm_head_on_cpu_trains(tmp_path) -> None:
+    """With the paper's head (BatchNorm, dropout) two CPU processes train to the end, over the same global batches.
+
+    Each normalises its own labelled rows; one with fewer than two skips the head, so the
+    processes' gradients cover different parameters, and they still agree on what to sum.
+    Not compared with one process (see the test above).
+    """
+    train, val = _semi_data()
+    cfg = DiffTrainConfig(epochs=2, batch_size=6, lr=1e-3, seed=0)
+    one = train_diffae(TINY, train, val, cfg, CPU, progress=False)
+    two = train_diffae(TINY, train, val, cfg, Engine("cpu", 2, tmp_path), progress=False)
+    assert two.history[["labelled", "unlabelled"]].equals(one.history[["labelled", "unlabelled"]])
+    assert np.isfinite(two.history[["loss", "val_mae"]].to_numpy()).all()
+    np.testing.assert_allclose(two.history["noise_mse"], one.history["noise_mse"], rtol=1e-2)
+
+
+def test_a_process_share_of_a_global_batch() -> None:
+    """Noise rows, head decision and loss weights of each process (``_shard``), by hand."""
+    ages = np.array([NAN, 30, 40, NAN, 50, NAN, 60, 70])
+    batch = [0, 1, 2, 3, 4, 5]  # rank 0 of 2 takes items 0, 2, 4 (2 labelled), rank 1 items 1, 3, 5 (1 labelled)
+    x = torch.zeros(3, 1, 4, 4)
+    sched = make_scheduler(TINY)
+    whole = torch.Generator().manual_seed(4)
+    noise = torch.randn(6, 1, 4, 4, generator=whole)
+    t = torch.randint(0, sched.num_train_timesteps, (6,), generator=whole)
+    for rank in (0, 1):
+        n, tt, head, w_noise, w_age = diff._shard(batch, x, ages, sched, torch.Generator().manual_seed(4), rank, 2, False)
+        assert torch.equal(n, noise[rank::2]) and torch.equal(tt, t[rank::2])
+        assert head and w_noise == 0.5 and w_age == (2 / 3, 1 / 3)[rank]  # one head over the 3 labelled rows
+        _, _, head, _, w_age = diff._shard(batch, x, ages, sched, torch.Generator(), rank, 2, True)
+        assert (head, w_age) == ((True, 1.0), (False, 0.0))[rank]  # own BatchNorm statistics need two rows
+    _, _, head, _, w_age = diff._shard([0, 1, 3, 5], x[:2], ages, sched, torch.Generator(), 1, 2, False)
+    assert (head, w_age) == (False, 0.0)  # one labelled row in the global batch: no age term anywhere
+
+
+def test_head_forced_on_no_labelled_row_is_an_exact_zero_in_the_graph() -> None:
+    torch.manual_seed(0)
+    model = DiffAE(TINY).train()
+    x = torch.rand(3, 1, 16, 16)
+    out = diffae_loss(model, x, torch.full((3,), NAN), make_scheduler(TINY), torch.Generator().manual_seed(0), head=True)
+    assert out.age_mse.item() == 0.0 and out.age_mse.requires_grad  # backward reaches the head (SyncBatchNorm's collective)
+    out.total.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in model.age_head.parameters())
+    skipped = diffae_loss(model, x, torch.tensor([30.0, 40.0, NAN]), make_scheduler(TINY), head=False)
+    assert skipped.age_mse.item() == 0.0 and not skipped.age_mse.requires_grad
+
+
+def test_recalibration_of_a_sync_batchnorm_head_equals_the_plain_one() -> None:
+    """The statistics are set without a training-mode pass, so a SyncBatchNorm head (DDP on CUDA) needs no collective."""
+    torch.manual_seed(0)
+    plain = DiffAE(TINY)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(DiffAE(TINY))
+    synced.load_state_dict(plain.state_dict())
+    imgs, ages = blob_slices(10, seed=3)
+    ds = SliceDataset(imgs, ages)
+    recalibrate_head_bn(plain, ds, CPU, batch_size=4)
+    recalibrate_head_bn(synced, ds, CPU, batch_size=4)
+    assert isinstance(synced.age_head[2], torch.nn.SyncBatchNorm)
+    assert _same(_weights(synced), _weights(plain))
 
 
 # ---- tables --------------------------------------------------------------------
