@@ -228,7 +228,10 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # little across these registered slices, and running averages that lag behind the moving
 # encoder shift eval-mode predictions by decades). The epoch with the lowest validation MAE
 # is kept; the checkpoint (weights, both configs, provenance) is written and **re-loaded**
-# for evaluation. The CNN baselines use
+# for evaluation. Like every training here it is a resumable stage of the engine set up
+# above: an interrupted run continues from its last checkpoint, a finished one is loaded,
+# and `DEVICES > 1` trains with DDP on the same global batches (the head's BatchNorm then
+# synchronised across GPUs). The CNN baselines use
 # the same splits, Adam at `BASELINE_LR`, MSE on standardised ages (the paper does not
 # give their training), best validation epoch; the GP fits the labelled training slices.
 #
@@ -245,7 +248,7 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # %%
 tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, age_loss=cfg.AGE_LOSS, seed=SEED,
                        max_steps=cfg.max_steps)
-diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, device)
+diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, engine)
 age_sd = diff_res.model.config.age_scale
 print(f"age loss: {tcfg.age_loss}" + (" (years², as the paper)" if tcfg.age_loss == "years" else
       f" (years² / {age_sd:.1f}², a deviation from the paper)") + f"; head output in sd units of {age_sd:.1f} y")

@@ -6,7 +6,8 @@ unlabelled slices (age NaN), so each batch mixes both in the cohort's proportion
 images reach the weights through the diffusion loss alone. Adam, bf16 autocast on
 CUDA, the age head's validation MAE selects the epoch whose weights are kept (after
 re-estimating the head's BatchNorm statistics, see ``recalibrate_head_bn``), and
-checkpoints hold weights, both configs and provenance.
+checkpoints hold weights, both configs and provenance. The loop runs on the training
+engine (``brainage_lib.engine.fabric``): a resumable stage, DDP with several devices.
 """
 from __future__ import annotations
 
