@@ -27,7 +27,8 @@ from brainage_lib.data.cohort import Cohort, load_cohort
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
+                                        epoch_order, global_batches, local_share, reduce_sum, sync_batchnorm,
+                                        sync_gradients)
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models import diffae as diffae_module
@@ -246,9 +247,7 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
     ages = dataset_ages(train)
     device, rank, world = fabric.device, fabric.global_rank, fabric.world_size
     torch.manual_seed(cfg.seed)
-    model = DiffAE(config).to(device)
-    if world > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = sync_batchnorm(fabric, DiffAE(config).to(device))
     local_bn = world > 1 and any(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
                                  for m in model.age_head.modules())
     sched = make_scheduler(config)
