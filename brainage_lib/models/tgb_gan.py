@@ -185,15 +185,19 @@ def gradient_penalty(
     fake: torch.Tensor,
     lambda_gp: float = 10.0,
     rng: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """WGAN-GP penalty ``lambda * mean_b (||grad_x critic(x_hat_b)||_2 - 1)^2``.
 
     ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U(0, 1)`` per
-    sample (drawn from ``rng`` if given). The graph is kept so the penalty
-    back-propagates into the critic's parameters.
+    sample, drawn from ``rng`` (if given) unless ``eps`` ``(B, 1, 1, 1, 1)`` is
+    given (e.g. a process's share of the draws for a global batch split over
+    processes). The graph is kept so the penalty back-propagates into the
+    critic's parameters.
     """
-    eps_shape = (real.shape[0],) + (1,) * (real.ndim - 1)  # (B, 1, 1, 1, 1)
-    eps = torch.rand(eps_shape, generator=rng, device=real.device, dtype=real.dtype)
+    if eps is None:
+        eps_shape = (real.shape[0],) + (1,) * (real.ndim - 1)  # (B, 1, 1, 1, 1)
+        eps = torch.rand(eps_shape, generator=rng, device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + 1e-12)  # (B,)
@@ -206,13 +210,15 @@ def critic_loss(
     fake: torch.Tensor,
     lambda_gp: float = 10.0,
     rng: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> CriticLoss:
     """Critic objective to minimise: ``E[D(fake)] - E[D(real)] + GP``.
 
-    ``fake`` is detached, so this step does not update the generator.
+    ``fake`` is detached, so this step does not update the generator. ``rng``
+    and ``eps`` go to :func:`gradient_penalty`.
     """
     wasserstein = critic(fake.detach()).mean() - critic(real).mean()
-    gp = gradient_penalty(critic, real, fake, lambda_gp, rng)
+    gp = gradient_penalty(critic, real, fake, lambda_gp, rng, eps)
     return CriticLoss(wasserstein + gp, wasserstein, gp)
 
 
