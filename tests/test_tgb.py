@@ -107,7 +107,8 @@ def test_each_critic_update_gets_a_fresh_real_batch():
 def test_train_gan_groups_batches_by_n_critic(monkeypatch):
     sizes: list[int] = []
     step = GANTrainer.step
-    monkeypatch.setattr(tgb.GANTrainer, "step", lambda self, batches: sizes.append(len(batches)) or step(self, batches))
+    monkeypatch.setattr(tgb.GANTrainer, "step",
+                        lambda self, batches, *rest: sizes.append(len(batches)) or step(self, batches, *rest))
     gen, critic = tiny_gan()
     ds = VolumeDataset(np.random.default_rng(0).random((5, 16, 16, 16)).astype(np.float32), np.arange(8.0, 13.0))
     train_gan(gen, critic, ds, GANTrainConfig(epochs=2, batch_size=1, n_critic=2), torch.device("cpu"), progress=False)

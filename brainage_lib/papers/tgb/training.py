@@ -28,6 +28,16 @@ Choices the paper leaves open, stated here and in the notebook:
 
 On CUDA the step runs under bf16 autocast and, with ``channels_last``, in the
 channels-last-3d memory format; on CPU in fp32.
+
+``train_gan`` runs on the project's training engine (``brainage_lib.engine.fabric``): on an
+``Engine`` with a checkpoint folder the training is a resumable stage (it continues from its
+last checkpoint, or loads its final one), and with ``devices > 1`` each process takes its
+share of every global batch. Each process scales its losses by its share of the global
+batch and the gradients are summed over the processes before every optimiser step (by
+hand, not by DDP modules: the gradient penalty's double backward and the joint updates of
+three networks from one batch do not fit DDP's one-backward-per-forward hooks); the
+penalty's ``eps`` are drawn for the whole global batch and shared out the same way, so a
+DDP run takes the steps of one process.
 """
 from __future__ import annotations
 
@@ -43,10 +53,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
+                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
 from brainage_lib.run.progress import tqdm
-from brainage_lib.run.seeding import worker_init_fn
 
 __all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "critic_groups", "reconstruct", "reconstruction_l1", "to_memory_format",
            "train_gan"]
@@ -93,18 +104,25 @@ class GANTrainer:
     cfg
         Optimisation settings.
     device
-        Where to train.
+        Where to train, when no ``fabric`` is given (a one-device Fabric is made for it).
     regressor
         The task-guided branch (a ``TGBRegressor``); None trains the plain GAN (REG-GAN).
     age_mean
         Training mean age, the initial output bias of ``regressor``.
+    fabric
+        The Lightning Fabric (process) to train on: its device, autocast, backward and,
+        with several processes, the sum of the gradients before each optimiser step.
     """
 
-    def __init__(self, generator: TGBGenerator, critic: TGBCritic, cfg: GANTrainConfig, device: torch.device,
-                 regressor: nn.Module | None = None, age_mean: float | None = None) -> None:
+    def __init__(self, generator: TGBGenerator, critic: TGBCritic, cfg: GANTrainConfig,
+                 device: torch.device | str | None = None, regressor: nn.Module | None = None,
+                 age_mean: float | None = None, fabric=None) -> None:
+        if fabric is None:
+            fabric = Engine(device if device is not None else "auto").fabric(cfg.amp)
+        device = fabric.device
+        self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
         self.gen, self.critic, self.reg, self.cfg, self.device = generator, critic, regressor, cfg, device
         self.gcfg = generator.config
-        self.use_amp = cfg.amp and device.type == "cuda"
         self.channels_last = cfg.channels_last and device.type == "cuda"
         for m in (generator, critic, regressor):
             if m is not None:
@@ -123,59 +141,86 @@ class GANTrainer:
         self.gp_rng = torch.Generator(device=device).manual_seed(cfg.seed)
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+        return self.fabric.autocast()
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True).float()
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
-    def step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    def _backward(self, loss: torch.Tensor, share: float | None) -> None:
+        """Backward of ``loss`` (float32), times this process's share of the global batch when there are several."""
+        loss = loss.float()
+        self.fabric.backward(loss if share is None else loss * share)
+
+    def _gp_eps(self, x: torch.Tensor, global_size: int) -> torch.Tensor | None:
+        """With several processes: this process's share of the penalty's ``eps`` drawn for the whole global batch.
+
+        One process draws them in ``gradient_penalty`` (None here), as before.
+        """
+        if self.world == 1:
+            return None
+        shape = (global_size,) + (1,) * (x.ndim - 1)  # (B_global, 1, 1, 1, 1)
+        eps = torch.rand(shape, generator=self.gp_rng, device=x.device, dtype=x.dtype)
+        return eps[self.rank::self.world]  # the items local_share gives this process
+
+    def step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+             global_sizes: Sequence[int] | None = None) -> dict[str, float]:
         """One training step on ``batches`` of ``(x, age)``, images ``(B, 1, D, H, W)`` and ages ``(B,)``; returns the losses.
 
         One batch: the joint update of the authors' trainer. ``n_critic`` batches: a critic
         update on each, then one generator (+ branch) update on the last (critic terms averaged).
+        ``global_sizes``: the size of the global batch each batch is this process's share of
+        (None: the batches are whole). With several processes the losses returned are this
+        process's shares, whose sum over the processes is the global batch's loss.
         """
         if not batches:
             raise BrainAgeError("GANTrainer.step needs at least one batch.")
+        sizes = [len(x) for x, _ in batches] if global_sizes is None else [int(n) for n in global_sizes]
+        shares = [len(x) / n if self.world > 1 else None for (x, _), n in zip(batches, sizes)]
         self.gen.train(), self.critic.train()
         if self.reg is not None:
             self.reg.train()
         if len(batches) == 1:
-            return self._joint_step(*batches[0])
+            return self._joint_step(*batches[0], sizes[0], shares[0])
         crit: list[torch.Tensor] = []
-        for x, _ in batches:
+        for (x, _), n, share in zip(batches, sizes, shares):
             x = self._input(x)
             with torch.no_grad(), self._autocast():
                 fake = self.gen(x)
             with self._autocast():
-                c = critic_loss(self.critic, x, fake, self.gcfg.lambda_gp, self.gp_rng)
+                c = critic_loss(self.critic, x, fake, self.gcfg.lambda_gp, self.gp_rng, self._gp_eps(x, n))
             self.opt_d.zero_grad(set_to_none=True)
-            c.total.float().backward()
+            self._backward(c.total, share)
+            sync_gradients(self.fabric, [self.critic])
             self.opt_d.step()
-            crit.append(torch.stack([t.detach().float() for t in c]))  # total, wasserstein, gp
+            terms = torch.stack([t.detach().float() for t in c])  # total, wasserstein, gp
+            crit.append(terms if share is None else terms * share)
         x, age = self._input(batches[-1][0]), batches[-1][1].to(self.device).float()
         with self._autocast():
             g = self._generator_loss(self.gen(x), x, age)
         self._zero_gen()
-        g.total.float().backward()
+        self._backward(g.total, shares[-1])
         self._step_gen()
-        return self._losses(torch.stack(crit).mean(0), g)
+        return self._losses(torch.stack(crit).mean(0), g, shares[-1])
 
-    def _joint_step(self, x: torch.Tensor, age: torch.Tensor) -> dict[str, float]:
+    def _joint_step(self, x: torch.Tensor, age: torch.Tensor, global_size: int, share: float | None) -> dict[str, float]:
         """Critic, generator and branch gradients from one batch and one ``G(x)``, applied together."""
         x, age = self._input(x), age.to(self.device).float()
         with self._autocast():
             fake = self.gen(x)
-            c = critic_loss(self.critic, x, fake.detach(), self.gcfg.lambda_gp, self.gp_rng)
+            c = critic_loss(self.critic, x, fake.detach(), self.gcfg.lambda_gp, self.gp_rng,
+                            self._gp_eps(x, global_size))
         self.opt_d.zero_grad(set_to_none=True)
-        c.total.float().backward()
+        self._backward(c.total, share)
         with self._autocast():
             g = self._generator_loss(fake, x, age)
         self._zero_gen()
-        g.total.float().backward()
+        self._backward(g.total, share)
+        sync_gradients(self.fabric, [self.critic])
         self.opt_d.step()
         self._step_gen()
-        return self._losses(torch.stack([t.detach().float() for t in c]), g)
+        terms = torch.stack([t.detach().float() for t in c])
+        return self._losses(terms if share is None else terms * share, g, share)
 
     def _generator_loss(self, fake: torch.Tensor, x: torch.Tensor, age: torch.Tensor):
         """Generator (+ branch) loss with the critic frozen, so its gradients are not touched."""
@@ -194,15 +239,18 @@ class GANTrainer:
             self.opt_r.zero_grad(set_to_none=True)
 
     def _step_gen(self) -> None:
+        sync_gradients(self.fabric, [self.gen])
         self.opt_g.step()
         if self.reg is not None:
+            sync_gradients(self.fabric, [self.reg])
             self.opt_r.step()
 
     @staticmethod
-    def _losses(critic_terms: torch.Tensor, g) -> dict[str, float]:
+    def _losses(critic_terms: torch.Tensor, g, share: float | None = None) -> dict[str, float]:
         critic_means = dict(zip(("critic", "wasserstein", "gp"), critic_terms.tolist()))
         terms = {"gen": g.total, "adversarial": g.adversarial, "l1": g.l1, "task": g.task}
-        return {**critic_means, **{k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}}
+        gen = {k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}
+        return {**critic_means, **(gen if share is None else {k: v * share for k, v in gen.items()})}
 
     def end_epoch(self) -> None:
         for s in self.scheds:
@@ -239,6 +287,16 @@ class GANTrainer:
         if self.reg is not None:
             self.reg.load_state_dict(state["branch"])
 
+    def checkpoint_state(self) -> dict[str, object]:
+        """The networks, optimisers and schedulers, named for a stage's state dict."""
+        out: dict[str, object] = {"generator": self.gen, "critic": self.critic}
+        if self.reg is not None:
+            out["branch"] = self.reg
+        names = ("g", "d", "r")
+        out.update({f"opt_{k}": o for k, o in zip(names, self.opts)})
+        out.update({f"sched_{k}": s for k, s in zip(names, self.scheds)})
+        return out
+
 
 @dataclass
 class GANResult:
@@ -247,7 +305,8 @@ class GANResult:
     branch: nn.Module | None  # the task-guided regressor (TGB) or None (plain GAN)
     history: pd.DataFrame  # epoch, training losses (mean over steps), validation L1/task/objective, lr, seconds
     best_epoch: int
-    wall_time_s: float
+    wall_time_s: float  # training seconds, summed over the epochs (across resumes; kept when the stage is loaded)
+    stage_key: str | None = None  # identity of the training stage (configuration, data, code); None without one
 
 
 def critic_groups(batches: Iterable, n_critic: int) -> Iterator[list]:
@@ -257,55 +316,97 @@ def critic_groups(batches: Iterable, n_critic: int) -> Iterator[list]:
         yield group
 
 
-def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: GANTrainConfig, device: torch.device,
-              regressor: nn.Module | None = None, val: Dataset | None = None, desc: str = "GAN",
-              progress: bool = True) -> GANResult:
-    """Train the GAN (with ``regressor``: GAN + task-guided branch, jointly) on ``train``.
+def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: GANTrainConfig,
+              device: Engine | torch.device | str, regressor: nn.Module | None = None, val: Dataset | None = None,
+              desc: str = "GAN", progress: bool = True) -> GANResult:
+    """Train the GAN (with ``regressor``: GAN + task-guided branch, jointly) on ``train``, as the stage ``desc``.
 
     Each epoch passes over ``train`` once: ``GANTrainer.step`` on every group of
     ``cfg.n_critic`` consecutive batches (see the module docstring). With a validation set
     the epoch with the lowest validation ``alpha*L1 + beta*task`` is kept; without one,
-    the last epoch.
+    the last epoch. ``device`` is an :class:`Engine` (or a device: one process, no
+    checkpoints); on an engine with a checkpoint folder the stage resumes from its last
+    checkpoint, or loads its final one, and with ``devices > 1`` it trains with DDP (the
+    global batch stays ``cfg.batch_size``).
     """
+    engine = as_engine(device)
+    stage = None
+    if engine.checkpoints is not None:
+        models = [m for m in (generator, critic, regressor) if m is not None]
+        stage = engine.stage(desc, {"kind": "gan", "config": cfg, "generator": repr(generator), "critic": repr(critic),
+                                    "regressor": repr(regressor), "gan_config": generator.config,
+                                    "critic_config": critic.config,
+                                    "regressor_config": getattr(regressor, "config", None),
+                                    "train": data_fingerprint(train), "val": data_fingerprint(val),
+                                    "code": code_version(_fit_gan, *models)})
+    return engine.run(_fit_gan, stage, generator, critic, train, cfg, regressor, val, desc, progress, amp=cfg.amp,
+                      batch_size=cfg.batch_size)
+
+
+def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCritic, train: Dataset,
+             cfg: GANTrainConfig, regressor: nn.Module | None, val: Dataset | None, desc: str,
+             progress: bool) -> GANResult:
+    """The loop of :func:`train_gan` on one Fabric process (see ``engine.fabric``)."""
     ages = np.array([float(train[i][1]) for i in range(len(train))])
     if np.isnan(ages).any():
         raise BrainAgeError("train_gan needs labelled training images (the task-guided branch regresses age).")
-    trainer = GANTrainer(generator, critic, cfg, device, regressor, age_mean=float(ages.mean()))
+    rank, world = fabric.global_rank, fabric.world_size
+    trainer = GANTrainer(generator, critic, cfg, regressor=regressor, age_mean=float(ages.mean()), fabric=fabric)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                        worker_init_fn=worker_init_fn, generator=gen)
-    rows, best, best_state, best_epoch, steps = [], np.inf, None, 0, 0
+    state = {**trainer.checkpoint_state(), "rng": RNGState(order=gen, gp=trainer.gp_rng), "epoch": 0, "batch": 0,
+             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": {}, "history": [],
+             "best": float("inf"), "best_epoch": 0, "best_state": None}
+    if stage is not None:
+        stage.restore(fabric, state)
+    load = batch_loader(train, fabric.device, cfg.num_workers)
     t0 = time.time()
-    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, unit="epoch")
-    for epoch in bar:
+    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["steps"] == cfg.max_steps:
+            break
         te = time.time()
-        sums: dict[str, float] = {}
-        count = 0
-        for group in critic_groups(loader, cfg.n_critic):
-            for k, v in trainer.step(group).items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            steps += 1
-            if steps == cfg.max_steps:
+        if state["batch"] == 0:
+            state["order"], state["sums"] = epoch_order(len(train), gen), {}
+        batches = global_batches(state["order"], cfg.batch_size)[state["batch"] * cfg.n_critic:]  # the groups left
+        local = load([local_share(b, rank, world) for b in batches])
+        for group in critic_groups(zip(batches, local), cfg.n_critic):
+            losses = trainer.step([xy for _, xy in group], [len(b) for b, _ in group])
+            for k, v in losses.items():
+                state["sums"][k] = state["sums"].get(k, 0.0) + v
+            state["steps"] += 1
+            state["batch"] += 1
+            if state["steps"] == cfg.max_steps:
                 break
+            if stage is not None:
+                stage.tick(fabric, state)
+        count = state["batch"]  # the epoch's steps (generator updates)
+        totals = dict(zip(state["sums"], reduce_sum(fabric, list(state["sums"].values()))))
         lr = trainer.opt_g.param_groups[0]["lr"]
         trainer.end_epoch()
-        row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in sums.items()}}
+        row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
         if val is not None and len(val):
             row.update(trainer.validate(val))
-        score = row.get("val_objective", -epoch)
-        if score < best:
-            best, best_epoch, best_state = score, epoch, trainer.state()
-        rows.append({**row, "lr": lr, "seconds": time.time() - te})
+        score = row.get("val_objective", -epoch)  # no validation: the last epoch wins
+        if score < state["best"]:
+            state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, trainer.state()
+        state["history"].append({**row, "lr": lr, "seconds": time.time() - te})
+        state["epoch"], state["batch"] = epoch + 1, 0
+        bar.update(1)
         bar.set_postfix(l1=f"{row['l1']:.4f}", task=f"{row['task']:.2f}", val=f"{row.get('val_objective', np.nan):.3f}")
-        if steps == cfg.max_steps:
-            break
-    if best_state is not None:
-        trainer.load_state(best_state)
+        if stage is not None and state["steps"] != cfg.max_steps:
+            stage.save(fabric, state)
+    bar.close()
+    if stage is not None:
+        stage.finish(fabric, state)
+    if state["best_state"] is not None:
+        trainer.load_state(state["best_state"])
     for m in (generator, critic, regressor):
         if m is not None:
             m.eval()
-    return GANResult(generator, critic, regressor, pd.DataFrame(rows), best_epoch, time.time() - t0)
+    history = pd.DataFrame(state["history"])
+    trained_s = float(history["seconds"].sum()) if len(history) else time.time() - t0  # across resumes; kept when loaded
+    return GANResult(generator, critic, regressor, history, state["best_epoch"], trained_s,
+                     stage.key if stage is not None else None)
 
 
 @torch.no_grad()
