@@ -242,7 +242,9 @@ checkpoint("REG", results["REG"].model, {"best_epoch": results["REG"].best_epoch
 # `eps ~ U(0, 1)`, the label interpolated with the same `eps`). Both GANs get the same
 # planned pairs and `eps`, so only the generator differs. The set is written to
 # `checkpoints/01_tgb/synthetic/<method>/` (images.npy + pairs.tsv), read back from disk and
-# used with the real training images to train a fresh REG.
+# used with the real training images to train a fresh REG. Each GAN is a training stage of the
+# engine (resumed or loaded as the REG stages are), and its set is reused as long as the stage's
+# identity (parameters, data, code) is the same.
 
 # %%
 train_images = np.asarray(volumes[train_idx])  # (N_train, S, S, S) float16
@@ -251,13 +253,13 @@ gans, synth, fills = {}, {}, {}
 for k, method in enumerate(GANS):
     torch.manual_seed(SEED + 10 + k)
     branch = TGBRegressor(reg_cfg) if method == "REG-GAN-TGB" else None
-    gans[method] = g = train_gan(TGBGenerator(gan_cfg), TGBCritic(gan_cfg), train_ds, gan_train, device,
+    gans[method] = g = train_gan(TGBGenerator(gan_cfg), TGBCritic(gan_cfg), train_ds, gan_train, engine,
                                  regressor=branch, val=val_ds, desc=method)
     for part, model in (("generator", g.generator), ("critic", g.critic), ("branch", g.branch)):
         if model is not None:
             checkpoint(f"{method}_{part}", model, {"best_epoch": g.best_epoch})
     saved = synthesise(g.generator, train_images, ages[train_idx], artefacts / "synthetic" / method, device,
-                       min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids)
+                       min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids, stage_key=g.stage_key)
     synth[method] = load_synthetic(saved.root)
     fills[method] = bin_fill(ages[train_idx], synth[method].ages, cfg.MIN_PER_BIN)
     augmented = ConcatDataset([train_ds, VolumeDataset(synth[method].images, synth[method].ages)])

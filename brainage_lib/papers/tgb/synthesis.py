@@ -4,11 +4,13 @@ A synthesised set is a folder::
 
     images.npy   (M, D, H, W) float16, memory-mapped on load (like the preprocessing cache)
     pairs.tsv    k, i, j, id_i, id_j, age_i, age_j, eps, age   (one row per image; i, j index the source images)
-    meta.json    key, count, min_per_bin, seed, shape, bins that could not be filled
+    meta.json    key, stage_key (of the generator), count, min_per_bin, seed, shape, bins that could not be filled
 
 ``synthesise`` writes it under a temporary name and renames it into place when
-complete; called again with the same generator weights, source images, ages and
-settings it finds the same ``key`` and returns the saved set without decoding.
+complete; called again with the same generator, source images, ages and settings it
+finds the same ``key`` and returns the saved set without decoding. The generator is
+named by its training stage's identity (``GANResult.stage_key``: configuration, data
+and code) when it has one, else by a hash of its weights.
 """
 from __future__ import annotations
 
@@ -48,12 +50,19 @@ class SyntheticSet:
         return len(self.pairs)
 
 
-def synthesis_key(generator: TGBGenerator, images: np.ndarray, ages: np.ndarray, **settings) -> str:
-    """Hash of the generator's weights, the source images (strided sample), their ages and the settings."""
+def synthesis_key(generator: TGBGenerator, images: np.ndarray, ages: np.ndarray, stage_key: str | None = None,
+                  **settings) -> str:
+    """Hash of the generator, the source images (strided sample), their ages and the settings.
+
+    The generator counts by its training stage's identity ``stage_key`` when given, else by its weights.
+    """
     h = hashlib.sha256()
-    for name, t in generator.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes())
+    if stage_key is not None:
+        h.update(f"stage:{stage_key}".encode())
+    else:
+        for name, t in generator.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().numpy().tobytes())
     h.update(np.asarray(ages, dtype=np.float64).tobytes())
     flat = np.asarray(images).reshape(len(images), -1)
     h.update(np.ascontiguousarray(flat[:, :: max(1, flat.shape[1] // 4096)], dtype=np.float32).tobytes())
@@ -105,7 +114,7 @@ def _decode_pairs(generator: TGBGenerator, images: np.ndarray, i: np.ndarray, j:
 
 def synthesise(generator: TGBGenerator, images: np.ndarray, ages: np.ndarray, out_dir: str | os.PathLike,
                device: torch.device, min_per_bin: int = 50, seed: int = 0, ids: list[str] | None = None,
-               batch_size: int = 8, progress: bool = True) -> SyntheticSet:
+               batch_size: int = 8, progress: bool = True, stage_key: str | None = None) -> SyntheticSet:
     """Fill every 1-year age bin of ``ages`` to ``min_per_bin`` images by latent interpolation; save to ``out_dir``.
 
     Pairs come from ``plan_synthesis`` (one younger and one older training image within
@@ -122,12 +131,16 @@ def synthesise(generator: TGBGenerator, images: np.ndarray, ages: np.ndarray, ou
         Folder of the set; an existing set with the same key is returned as it is.
     ids
         Participant ids of the rows of ``images`` (written to ``pairs.tsv``).
+    stage_key
+        The identity of the stage that trained ``generator`` (``GANResult.stage_key``): the
+        saved set is reused when it matches, without hashing the weights. None: the weights
+        name the generator.
     """
     ages = np.asarray(ages, dtype=float)
     if len(images) != len(ages):
         raise BrainAgeError(f"synthesise: {len(images)} images but {len(ages)} ages.")
     out = Path(out_dir)
-    key = synthesis_key(generator, images, ages, min_per_bin=min_per_bin, seed=seed)
+    key = synthesis_key(generator, images, ages, stage_key, min_per_bin=min_per_bin, seed=seed)
     if (out / "meta.json").is_file():
         try:
             saved = load_synthetic(out)
@@ -159,7 +172,7 @@ def synthesise(generator: TGBGenerator, images: np.ndarray, ages: np.ndarray, ou
         arr.flush()
         del arr
         pairs.to_csv(tmp / "pairs.tsv", sep="\t", index=False, lineterminator="\n", float_format="%.6f")
-        meta = {"key": key, "count": len(pairs), "min_per_bin": min_per_bin, "seed": seed,
+        meta = {"key": key, "stage_key": stage_key, "count": len(pairs), "min_per_bin": min_per_bin, "seed": seed,
                 "shape": list(np.shape(images)[1:]), "n_source": len(ages), "equations": "TGB eqs. 6-7",
                 "unreachable_bins": fill.loc[~fill["filled"], "bin"].tolist()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
