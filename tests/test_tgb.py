@@ -142,3 +142,113 @@ def test_claims_judged_from_records():
     c = claims(recs(**base)).set_index("key")
     assert c.loc["reg_gan_worse", "reproduced"] is None and "REG-GAN did not learn" in c.loc["reg_gan_worse", "reason"]
     assert c.loc["reg_learns", "reproduced"] is True and c["rule"].str.len().min() > 10
+
+
+# ---- train_gan on the training engine: resumable stages and DDP ---------------------------
+
+def _gan_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return VolumeDataset(rng.random((n, 16, 16, 16)).astype(np.float32), rng.uniform(6, 20, n))
+
+
+def _gan_models(seed=0, branch=True):
+    torch.manual_seed(seed)
+    gen, critic = tiny_gan()
+    reg = TGBRegressor(RegressorConfig(input_shape=(16,) * 3, width=0.125, channels=(16, 32, 64), fc_units=(8,)))
+    return gen, critic, reg if branch else None
+
+
+def _gan_weights(res):
+    parts = (("generator", res.generator), ("critic", res.critic), ("branch", res.branch))
+    return {f"{name}.{k}": v.detach().clone() for name, m in parts if m is not None for k, v in m.state_dict().items()}
+
+
+def _same_weights(a, b, atol=0.0):
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_gan_stage_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Killed right after a mid-epoch checkpoint, a GAN + branch stage resumes to the same weights and history."""
+    from brainage_lib.engine.fabric import Engine, Stage
+
+    ds, val = _gan_data(6), _gan_data(3, seed=1)
+    cfg = GANTrainConfig(epochs=2, batch_size=2, lr=1e-3, lr_step=1, n_critic=2, seed=3)  # 2 steps an epoch
+
+    def run(engine, seed=0):
+        gen, critic, reg = _gan_models(seed)
+        return train_gan(gen, critic, ds, cfg, engine, regressor=reg, val=val, desc="GAN", progress=False)
+
+    whole = run(Engine("cpu", checkpoints=tmp_path / "a"))
+    saves = {"n": 0}
+    real_save = Stage.save
+
+    def save_then_die(self, fabric, state, final=False):
+        real_save(self, fabric, state, final)
+        saves["n"] += 1
+        if saves["n"] == 4:  # 3 saves an epoch (2 steps, its end): epoch 1 after its first step
+            raise Killed
+
+    engine = Engine("cpu", checkpoints=tmp_path / "b", save_every_s=0)
+    monkeypatch.setattr(Stage, "save", save_then_die)
+    with pytest.raises(Killed):
+        run(engine)
+    monkeypatch.setattr(Stage, "save", real_save)
+    (last,) = (tmp_path / "b").glob("GAN-*/last.ckpt")
+    assert not list((tmp_path / "b").glob("GAN-*/final.ckpt"))
+    resumed = run(engine, seed=9)
+    assert engine.log[-1]["status"] == "resumed" and engine.log[-1]["epoch"] == 1
+    assert _same_weights(_gan_weights(resumed), _gan_weights(whole))
+    drop = ["seconds"]
+    assert resumed.history.drop(columns=drop).equals(whole.history.drop(columns=drop))
+    assert resumed.best_epoch == whole.best_epoch and resumed.stage_key == whole.stage_key is not None
+    again = run(engine, seed=7)
+    assert engine.log[-1]["status"] == "loaded"
+    assert _same_weights(_gan_weights(again), _gan_weights(whole))
+    assert again.history.equals(resumed.history) and again.wall_time_s == resumed.wall_time_s  # kept when loaded
+    assert not last.exists()
+    plain = train_gan(*_gan_models()[:2], ds, cfg, torch.device("cpu"), regressor=_gan_models()[2], val=val,
+                      progress=False)
+    assert plain.stage_key is None and _same_weights(_gan_weights(plain), _gan_weights(whole))
+
+
+def test_synthesis_keys_on_the_generator_stage(tmp_path, monkeypatch):
+    ages = np.array([6.2, 6.8, 7.1, 7.5, 7.9, 8.3])
+    images = np.random.default_rng(0).random((len(ages), 16, 16, 16)).astype(np.float32)
+    cpu = torch.device("cpu")
+    s = synthesise(tiny_gan()[0], images, ages, tmp_path / "syn", cpu, min_per_bin=2, progress=False, stage_key="abc")
+    assert s.meta["stage_key"] == "abc"
+    decoded = []
+    real_decode = tgb_synthesis._decode_pairs
+    monkeypatch.setattr(tgb_synthesis, "_decode_pairs", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    synthesise(tiny_gan()[0], images, ages, tmp_path / "syn", cpu, min_per_bin=2, progress=False, stage_key="abc")
+    assert not decoded  # other weights, the same stage: the saved set
+    synthesise(tiny_gan()[0], images, ages, tmp_path / "syn", cpu, min_per_bin=2, progress=False, stage_key="abd")
+    assert decoded  # another stage: decoded again
+
+
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_gan_ddp_on_two_processes_matches_one(tmp_path, n_critic):
+    """Two gloo processes (global batches of 4, 4 and 3 split 2/2 and 2/1), gradient penalty included, match one."""
+    from brainage_lib.engine.fabric import Engine
+
+    ds, val = _gan_data(11), _gan_data(2, seed=1)
+    cfg = GANTrainConfig(epochs=2, batch_size=4, lr=1e-4, n_critic=n_critic, seed=1)
+
+    def run(engine):
+        gen, critic, reg = _gan_models()
+        return train_gan(gen, critic, ds, cfg, engine, regressor=reg, val=val, desc="GAN", progress=False)
+
+    one = run(Engine("cpu", 1, tmp_path / "one"))
+    two_engine = Engine("cpu", 2, tmp_path / "two")
+    two = run(two_engine)
+    assert [e["status"] for e in two_engine.log] == ["loaded"]  # rank 0's final checkpoint, read back here
+    assert _same_weights(_gan_weights(two), _gan_weights(one), atol=1e-5)
+    start = _gan_weights(type("R", (), dict(zip(("generator", "critic", "branch"), _gan_models())))())
+    assert not _same_weights(_gan_weights(two), start, atol=1e-4)  # it did train
+    losses = ["critic", "wasserstein", "gp", "gen", "adversarial", "l1", "task", "val_objective"]
+    assert np.allclose(two.history[losses], one.history[losses], atol=1e-5, rtol=1e-6)
+    assert two.best_epoch == one.best_epoch
