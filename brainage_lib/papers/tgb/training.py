@@ -239,10 +239,9 @@ class GANTrainer:
             self.opt_r.zero_grad(set_to_none=True)
 
     def _step_gen(self) -> None:
-        sync_gradients(self.fabric, [self.gen])
+        sync_gradients(self.fabric, [self.gen, self.reg])  # stepped together: one collective
         self.opt_g.step()
         if self.reg is not None:
-            sync_gradients(self.fabric, [self.reg])
             self.opt_r.step()
 
     @staticmethod
