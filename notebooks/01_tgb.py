@@ -259,7 +259,7 @@ for k, method in enumerate(GANS):
         if model is not None:
             checkpoint(f"{method}_{part}", model, {"best_epoch": g.best_epoch})
     saved = synthesise(g.generator, train_images, ages[train_idx], artefacts / "synthetic" / method, device,
-                       min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids, stage_key=g.stage_key)
+                       min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids, stage_key=None if FORCE else g.stage_key)
     synth[method] = load_synthetic(saved.root)
     fills[method] = bin_fill(ages[train_idx], synth[method].ages, cfg.MIN_PER_BIN)
     augmented = ConcatDataset([train_ds, VolumeDataset(synth[method].images, synth[method].ages)])

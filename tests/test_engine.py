@@ -135,6 +135,9 @@ def test_devices_that_do_not_divide_the_batch_fall_back(tmp_path, capsys):
     res = train_regressor(_model(), _data(10), None, TrainConfig(epochs=1, batch_size=5), Engine("cpu", 2, tmp_path),
                           "REG", progress=False)
     assert "1 process(es) train this stage" in capsys.readouterr().out
+    train_regressor(_model(), _data(9), None, TrainConfig(epochs=1, batch_size=4), Engine("cpu", 2, tmp_path / "b"),
+                    "REG", progress=False)  # a last batch of 1 cannot be split over 2
+    assert "(the last one 1) cannot be shared by 2 processes: 1 process(es)" in capsys.readouterr().out
     ref = train_regressor(_model(), _data(10), None, TrainConfig(epochs=1, batch_size=5), CPU, progress=False)
     assert _same(_weights(res.model), _weights(ref.model))
     with pytest.raises(BrainAgeError, match="DEVICES=0"):

@@ -131,19 +131,22 @@ class Engine:
         """The stage ``name`` with this identity (its configuration, data and code)."""
         return Stage(name, identity, self.checkpoints, self.force, self.save_every_s, self.log)
 
-    def run(self, loop: Callable[..., Any], stage: Stage | None, *args: Any, amp: bool = True, batch_size: int = 1) -> Any:
+    def run(self, loop: Callable[..., Any], stage: Stage | None, *args: Any, amp: bool = True, batch_size: int = 1,
+            last_batch: int = 0) -> Any:
         """Run ``loop(fabric, stage, *args)`` on this engine and return its result (in this process).
 
         With ``devices > 1`` the loop first runs in one spawned process per device (as many as
-        divide ``batch_size``, so every process takes an equal share of each global batch); rank 0's
-        ``final.ckpt`` then carries the trained state back, and the loop, run here once more,
-        loads it (training nothing) and returns what it returns on one device.
+        divide ``batch_size`` and leave no process without an item of a shorter ``last_batch``,
+        so every process takes an equal share of each global batch); rank 0's ``final.ckpt``
+        then carries the trained state back, and the loop, run here once more, loads it
+        (training nothing) and returns what it returns on one device.
         """
-        world = max(d for d in range(1, self.devices + 1) if batch_size % d == 0)
+        world = max(d for d in range(1, self.devices + 1)
+                    if batch_size % d == 0 and (last_batch == 0 or last_batch >= d))
         if world < self.devices:
-            print(f"[stage {stage.name if stage else '?'}] batch size {batch_size} cannot be shared equally by "
-                  f"{self.devices} processes: {world} process(es) train this stage (the global batch stays the paper's)",
-                  flush=True)
+            print(f"[stage {stage.name if stage else '?'}] a batch of {batch_size} (the last one {last_batch or batch_size}) "
+                  f"cannot be shared by {self.devices} processes: {world} process(es) train this stage (the global "
+                  "batch stays the paper's)", flush=True)
         if world > 1:
             if stage is None or stage.root is None:
                 raise BrainAgeError("DEVICES > 1 needs a checkpoint folder: the processes hand the trained stage back "

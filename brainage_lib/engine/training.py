@@ -93,7 +93,7 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
                                     "train": data_fingerprint(train), "val": data_fingerprint(val),
                                     "code": code_version(_fit_regressor, model)})
     return engine.run(_fit_regressor, stage, model, train, val, cfg, desc, progress, amp=cfg.amp,
-                      batch_size=cfg.batch_size)
+                      batch_size=cfg.batch_size, last_batch=len(train) % cfg.batch_size)
 
 
 def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,

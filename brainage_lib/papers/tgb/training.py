@@ -339,7 +339,7 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
                                     "train": data_fingerprint(train), "val": data_fingerprint(val),
                                     "code": code_version(_fit_gan, *models)})
     return engine.run(_fit_gan, stage, generator, critic, train, cfg, regressor, val, desc, progress, amp=cfg.amp,
-                      batch_size=cfg.batch_size)
+                      batch_size=cfg.batch_size, last_batch=len(train) % cfg.batch_size)
 
 
 def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCritic, train: Dataset,
