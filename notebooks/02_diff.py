@@ -77,6 +77,7 @@ DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny coh
 # %%
 import json
 import time
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -92,6 +93,7 @@ from brainage_lib.data.space import check_input_space
 from brainage_lib.data.transforms import DIFFSlice
 from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
+from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers.diff import figures as diff_plots, roles
@@ -332,6 +334,29 @@ else:
 
 # %%
 format_table(wide_table(rec, "pad", paper=False))
+
+# %% [markdown]
+# ### Saved models
+# The diffusion autoencoder and the two CNN baselines are saved with a model card (paper,
+# profile, training data and its grid, the slice transform, the test MAE, and the age-bias
+# correction fitted above on the held-out healthy set) to
+# `checkpoints/02_diff/models/<model>.model.pt`; `brainage predict --model <file> DIR` applies
+# one to a cohort preprocessed as the training data were (`brainage preprocess --recipe diff`).
+# The brainageR-style GP is not a network and is not saved.
+
+# %%
+space, ho_age = cohort_space(cohorts["train"]), train_ages[splits.heldout]
+networks = {"diffae": ("DiffAE", diffae, asdict(diffae.config), 0.0, 1.0),  # the DiffAE predicts years itself
+            **{m: (arch, cnns[m].model, config, cnns[m].target_mean, cnns[m].target_sd) for m, arch, config in
+               (("densenet121", "DenseNet121-2D", {"in_channels": 1, "out_channels": 1}),
+                ("deepbrainnet", "DeepBrainNet2D", asdict(dbn_config)))}}
+for m, (arch, net, config, mean, sd) in networks.items():
+    bc = fitted_bias_correction(preds[m]["heldout"], ho_age, "the held-out healthy subjects")
+    card = ModelCard(paper="DIFF", notebook=NB, model=m, architecture=arch, config=config,
+                     transform=transform_spec(transform), inputs="slice", profile=cfg.profile, seed=SEED,
+                     training_data=rec.doc["data"], space=space, test_mae=ev[m]["test_mae"], target_mean=mean,
+                     target_sd=sd, bias_correction=bc)
+    print(export_model(ckpt_dir / "models" / f"{m}.model.pt", net, card))
 
 # %% [markdown]
 # ### On simulated data: does each PAD track the hidden brain-age gap?

@@ -60,6 +60,7 @@ DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny coh
 
 # %%
 import time
+from dataclasses import asdict
 from functools import partial
 
 import matplotlib.pyplot as plt
@@ -67,9 +68,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from brainage_lib.engine.training import TrainConfig
+from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, transform_spec
 from brainage_lib.metrics.verdicts import LEARNED_FRACTION
 from brainage_lib.papers.lstm import claims as C
 from brainage_lib.data.space import check_input_space
+from brainage_lib.data.transforms import AtlasVolume, LSTMSlices
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data
@@ -207,6 +210,31 @@ display(Markdown(data.used("young", young)))
 young_test = data.disc.ages[data.test_idx] <= cfg.YOUNG_MAX_AGE  # the test subjects inside the young models' range
 print(f"{int(young_test.sum())} discovery test subjects aged <= {cfg.YOUNG_MAX_AGE:g} y")
 L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young, missing)
+
+# %% [markdown]
+# ### Saved models
+# Each of the four trainings is saved with a model card (paper, profile, training data and its
+# grid, the input transform: slice stacks for the LSTM, atlas-grid volumes for the 3D model, and
+# the MAE on the discovery test subjects, those of the young range for the young models) to
+# `checkpoints/03_lstm/models/<regime>_<model>.model.pt`; `brainage predict --model <file> DIR`
+# applies one to a cohort preprocessed as the training data were (`brainage preprocess --recipe
+# lstm`). The paper fits no age-bias correction and has no validation set to fit one on, so the
+# cards carry none and `predict` leaves the corrected PAD empty.
+
+# %%
+space = cohort_space(data.disc)
+for (regime, name), res in trained.items():
+    lstm = name == L.LSTM_NAME
+    tf = LSTMSlices(atlas_shape=atlas, slice_size=cfg.SLICE_SIZE) if lstm else AtlasVolume(atlas_shape=atlas)
+    mae = evals[L.DISC].mae(name) if regime == "0-22" else rec.get(f"young_discovery_test.young.{name}")
+    label = f"{name}, trained {'0-22' if regime == '0-22' else young} y"
+    card = ModelCard(paper="LSTM", notebook=NB, model=label, architecture="ResNetLSTM" if lstm else "ResNet3D",
+                     config=asdict(res.model.config), transform=transform_spec(tf),
+                     inputs="slice_sequence" if lstm else "volume", profile=cfg.profile, seed=SEED,
+                     training_data=rec.doc["data"], space=space, test_mae=mae, target_mean=res.target_mean,
+                     target_sd=res.target_sd, bias_correction=None)
+    stem = f"{regime}_{name.replace('+', '_').replace(' ', '')}"
+    print(export_model(cfg.checkpoint_dir / "models" / f"{stem}.model.pt", res.model, card))
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)

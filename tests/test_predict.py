@@ -63,3 +63,79 @@ def test_predict_refuses_another_grid_or_pipeline(tgb, tmp_path, capsys):
         predict_cohort(model, cohort, torch.device("cpu"), out_csv=cohort / "p.csv")
     with pytest.raises(BrainAgeError, match="No saved model"):
         load_model(tmp_path / "missing.model.pt")
+
+
+def simulated_dir(out, preset: str, n: int, shape: int):
+    """The smoke run's simulated cohort folder of ``preset`` (found by its settings, never simulated again here)."""
+    from brainage_lib.data.sources import simulated_cohort_dir
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINAGE_DATA", str(out / "data"))
+    try:
+        found = simulated_cohort_dir(preset, n=n, seed=0, shape=shape)
+    finally:
+        mp.undo()
+    assert (found / "ground_truth" / "simulation.json").is_file()
+    return found
+
+
+def check_reproduced(frame: pd.DataFrame, recorded: pd.DataFrame, column: str) -> None:
+    """``predict``'s rows for the recorded subjects equal the notebook's predictions (years, float16 inputs)."""
+    got = frame.set_index("participant_id").loc[recorded["participant_id"]]
+    assert len(got) == len(recorded) > 0
+    np.testing.assert_allclose(got["predicted_age"], recorded[column], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got["brain_pad"], recorded[column] - recorded["age"], rtol=0, atol=1e-3)
+
+
+@pytest.mark.notebook
+def test_predict_reproduces_02_diff_test_predictions(tmp_path_factory, tmp_path):
+    """The DiffAE and both CNN baselines, applied to the clinical test cohort, give the recorded test predictions;
+    each card carries the test MAE and the bias correction that the notebook fitted on its held-out healthy set."""
+    from brainage_lib.metrics.stats import bias_correct
+    from brainage_lib.run.results import load_results
+
+    out, _ = run_smoke_notebook("02_diff", tmp_path_factory)
+    params = load_results("02_diff", output_dir=out)["params"]
+    cohort = simulated_dir(out, "clinical_test", params["N_TEST"], params["SHAPE"])
+    rows = pd.read_csv(out / "results" / "02_diff.predictions.csv")
+    test, heldout = rows[rows["evaluation"] == "test"], rows[rows["evaluation"] == "heldout"]
+    for m in ("diffae", "densenet121", "deepbrainnet"):
+        model = out / "checkpoints" / "02_diff" / "models" / f"{m}.model.pt"
+        assert main(["predict", str(cohort), "--model", str(model), "--out", str(tmp_path / f"{m}.csv")]) == 0
+        frame = pd.read_csv(tmp_path / f"{m}.csv", dtype={"participant_id": str})
+        check_reproduced(frame, test, m)
+        _, card = load_model(model)
+        assert (card.paper, card.model, card.inputs, card.profile) == ("DIFF", m, "slice", "smoke")
+        assert card.test_mae == pytest.approx(np.abs(test[m] - test["age"]).mean(), rel=1e-6)
+        slope, intercept = card.bias_correction["slope"], card.bias_correction["intercept"]
+        bc = bias_correct(heldout[m].to_numpy(), heldout["age"].to_numpy())  # refitted from the saved predictions
+        assert (slope, intercept) == pytest.approx((bc.slope, bc.intercept), rel=1e-5)
+        np.testing.assert_allclose(frame["brain_pad_corrected"],
+                                   frame["predicted_age"] - (slope * frame["age"] + intercept), atol=1e-5)
+
+
+@pytest.mark.notebook
+def test_predict_reproduces_03_lstm_predictions(tmp_path_factory):
+    """Each of the four trainings, applied to a whole cohort folder, gives the recorded predictions: the 0-22 y
+    models on the discovery test split, the young models on the replication cohort."""
+    from brainage_lib.papers.lstm import evaluation as L
+    from brainage_lib.papers.lstm.data import DISCOVERY, REPLICATION
+    from brainage_lib.run.results import load_results
+
+    out, _ = run_smoke_notebook("03_lstm", tmp_path_factory)
+    res = load_results("03_lstm", output_dir=out)
+    p, young = res["params"], f"0-{res['params']['YOUNG_MAX_AGE']:g}"
+    rows = pd.read_csv(out / "results" / "03_lstm.predictions.csv")
+    cohorts = {"0-22": (DISCOVERY, p["N_DISCOVERY"], "discovery test (trained 0-22)"),
+               "young": (REPLICATION, p["N_REPLICATION"], f"replication (trained {young})")}
+    for regime, (preset, n, title) in cohorts.items():
+        cohort, recorded = simulated_dir(out, preset, n, p["SHAPE"]), rows[rows["evaluation"] == title]
+        for name, inputs in ((L.LSTM_NAME, "slice_sequence"), (L.CNN3D_NAME, "volume")):
+            model = out / "checkpoints" / "03_lstm" / "models" / f"{regime}_{name.replace('+', '_')}.model.pt"
+            frame = predict_cohort(model, cohort, torch.device("cpu"))
+            check_reproduced(frame, recorded, name)
+            _, card = load_model(model)
+            assert (card.paper, card.inputs, card.bias_correction) == ("LSTM", inputs, None)
+            assert frame["brain_pad_corrected"].isna().all()
+            if regime == "0-22":
+                assert card.test_mae == pytest.approx(np.abs(recorded[name] - recorded["age"]).mean(), rel=1e-6)

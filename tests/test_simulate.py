@@ -155,6 +155,30 @@ def test_refuses_to_overwrite_a_non_simulated_folder(tmp_path):
     assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*old*"))
 
 
+
+def test_a_failing_build_leaves_the_old_cohort_and_no_partial_folder(tmp_path):
+    """simulate_cohort and simulate_native_cohort share one build-then-move: a failure midway changes nothing."""
+    from brainage_lib.simulation.native import simulate_native_cohort
+    from brainage_lib.simulation.simulate import build_cohort_folder
+
+    sim = simulate_cohort("abide_like", tmp_path / "sim", n=2, shape=(12, 12, 12), progress=False)
+    before = tree_digest(sim)
+
+    def fail(root):
+        (root / "participants.tsv").write_text("half written")
+        raise OSError("disk full")
+
+    with pytest.raises(BrainAgeError, match="Writing the cohort to .* failed"):
+        build_cohort_folder(sim, fail, overwrite=True)
+    assert tree_digest(sim) == before
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*old*"))
+    precious = tmp_path / "real"
+    precious.mkdir()
+    (precious / "participants.tsv").write_text("keep me")
+    with pytest.raises(BrainAgeError, match="not a simulated cohort"):  # refused before anything is simulated
+        simulate_native_cohort("abide_like", precious, n=2, shape=(12, 12, 12), overwrite=True, progress=False)
+    assert (precious / "participants.tsv").read_text() == "keep me"
+
 def test_cli_simulate_then_validate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["simulate", "--preset", "mghbch_like", "--out", str(out), "--n", "3", "--shape", "16", "--quiet"]) == 0

@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import Grid, resample_to_grid, smooth_field
-from brainage_lib.simulation.simulate import _check_out_dir, simulate_cohort
+from brainage_lib.simulation.simulate import build_cohort_folder, cohort_writer
 
 HEAD_TEMPLATE = "nimare/resources/templates/tpl-MNI152NLin6Asym_res-01_T1w.nii.gz"
 HEAD_BRAIN_MASK = "nimare/resources/templates/tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz"
@@ -193,22 +191,11 @@ def simulate_native_cohort(preset: str, out_dir: str | os.PathLike, n: int | Non
                            shape: tuple[int, int, int] | None = None, voxel_size: float | None = None,
                            effect_region: str | None = None, effect_rate: float | None = None, overwrite: bool = False,
                            progress: bool = True) -> Path:
-    """``simulate_cohort`` (same arguments) followed by ``convert_to_native``; built beside ``out_dir``, moved in when complete."""
-    out = Path(out_dir).expanduser().resolve()
-    _check_out_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.native-", dir=out.parent))
-    try:
-        cohort = simulate_cohort(preset, tmp / "cohort", n=n, seed=seed, shape=shape, voxel_size=voxel_size, effect_rate=effect_rate,
-                                 effect_region=effect_region, progress=progress)
-        convert_to_native(cohort, seed, progress)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            cohort.rename(out)
-            shutil.rmtree(old)
-        else:
-            cohort.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    """``simulate_cohort`` (same arguments) followed by ``convert_to_native``, built and moved into place as one folder."""
+    simulate = cohort_writer(preset, n, seed, shape, voxel_size, effect_region, effect_rate, progress)
+
+    def fill(root: Path) -> None:
+        simulate(root)
+        convert_to_native(root, seed, progress)
+
+    return build_cohort_folder(out_dir, fill, overwrite)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -63,9 +64,18 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
     replace the preset's when given.
 
     The cohort is built in a temporary folder beside ``out_dir`` and moved into place
-    only when complete. An existing ``out_dir`` is replaced only with ``overwrite=True``
-    and only if it is itself a simulated cohort. The same arguments give byte-identical files.
+    only when complete (``build_cohort_folder``). An existing ``out_dir`` is replaced only
+    with ``overwrite=True`` and only if it is itself a simulated cohort. The same arguments
+    give byte-identical files.
     """
+    fill = cohort_writer(preset, n, seed, shape, voxel_size, effect_region, effect_rate, progress)
+    return build_cohort_folder(out_dir, fill, overwrite)
+
+
+def cohort_writer(preset: str, n: int | None = None, seed: int = 0, shape: tuple[int, int, int] | None = None,
+                  voxel_size: float | None = None, effect_region: str | None = None, effect_rate: float | None = None,
+                  progress: bool = True) -> Callable[[Path], None]:
+    """The arguments of ``simulate_cohort``, checked, as a function that writes the cohort into an empty folder."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BrainAgeError(f"Seed {seed!r} must be a non-negative integer (0, 1, 2, ...); use e.g. --seed 1.")
     if effect_rate is not None and not 0.0 <= effect_rate <= 0.05:
@@ -76,6 +86,14 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
         raise BrainAgeError(f"n={n}: a cohort needs at least one subject (--n 1 or more).")
     grid = make_grid(shape, voxel_size)
     region = effect_region or p.effect_region
+    return lambda root: _simulate_into(root, p, n, seed, grid, region, progress)
+
+
+def build_cohort_folder(out_dir: str | os.PathLike, fill: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Write a simulated cohort folder atomically: ``fill(tmp)`` writes it into a new temporary folder beside
+    ``out_dir``, which then takes ``out_dir``'s place (an existing one only with ``overwrite``, and only if it is a
+    simulated cohort: ``_check_out_dir``). On any failure the temporary folder is removed and ``out_dir`` is left
+    as it was. Returns the resolved ``out_dir``."""
     out = Path(out_dir).expanduser().resolve()
     _check_out_dir(out, overwrite)
     try:
@@ -85,7 +103,7 @@ def simulate_cohort(preset: str, out_dir: str | os.PathLike, n: int | None = Non
         raise BrainAgeError(f"Cannot create the output folder {out} ({exc.strerror or exc}). Choose an --out in a folder "
                             "you can write to.") from None
     try:
-        _simulate_into(tmp, p, n, seed, grid, region, progress)
+        fill(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
