@@ -127,7 +127,8 @@ def test_runner_rejects_unknown_notebook_and_parameters():
 
 
 def test_core_parameters_are_recorded_in_results_and_figures(tmp_path):
-    recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu", "OUTPUT_DIR": str(tmp_path)}
+    recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu", "DEVICES": 2, "FORCE": True,
+                "OUTPUT_DIR": str(tmp_path)}
     cfg = resolve_params("00_cohorts", parameters_namespace("00_cohorts", **recorded, N_SUBJECTS=9))
     assert "SEED" not in cfg.values  # the notebook's own parameters (and cfg.table()) are unchanged
     assert cfg.as_dict() == {**recorded, **cfg.values} and cfg.as_dict()["N_SUBJECTS"] == 9
