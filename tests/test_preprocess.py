@@ -32,6 +32,7 @@ from brainage_lib.errors import BrainAgeError  # noqa: E402
 from brainage_lib.preprocess.run import preprocess_cohort  # noqa: E402
 from brainage_lib.simulation.native import simulate_native_cohort  # noqa: E402
 
+pytestmark = pytest.mark.preprocessing
 HEADS = ["sub-abide0001", "sub-abide0002"]  # the first goes through lstm (with the bad inputs), the second through diff and tgb
 BAD = {"sub-bad4d": "4D", "sub-badempty": "empty image", "sub-badconstant": "empty image",
        "sub-badnoise": "does not look like a T1w head scan", "sub-badtruncated": "truncated or corrupt"}
