@@ -23,11 +23,12 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test bench gpu-check clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-preprocess bench gpu-check clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
 	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium)"
+	@echo "make test-preprocess  the preprocessing tests, with every notebook on preprocessed heads vs MNI (~25 min)"
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
 	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
 	@echo "make smoke          every notebook with PROFILE=smoke into build/smoke/"
@@ -81,6 +82,11 @@ paper-dryrun: $(STAMP)
 
 test: $(STAMP) browser $(PREP_STAMP)
 	$(PY) -m pytest -q
+
+# Everything about preprocessing, including each notebook run on preprocessed scanner-space heads against the same
+# cohort simulated in MNI space (tests/test_preprocess_notebooks.py, about 25 minutes on 2 cores: not in `make test`)
+test-preprocess: $(STAMP) $(PREP_STAMP)
+	$(PY) -m pytest -q -m preprocessing
 
 # The report test drives a real headless browser: Debian's chromium, installed here when
 # missing and possible (root with apt-get); otherwise that test is skipped and says why.

@@ -34,7 +34,7 @@ from brainage_lib.run.runner import run_notebook  # noqa: E402
 from brainage_lib.simulation.native import simulate_native_cohort  # noqa: E402
 from brainage_lib.simulation.simulate import simulate_cohort  # noqa: E402
 
-pytestmark = [pytest.mark.notebook, pytest.mark.preprocessing]
+pytestmark = [pytest.mark.notebook, pytest.mark.preprocessing, pytest.mark.native_comparison]
 
 N, SEED, VOXEL_MM = 20, 0, 4.0  # the smallest cohort every notebook's smoke profile runs on
 TOLERANCE_Y = 3.0  # |test MAE after preprocessing - test MAE in MNI space|, years, per model
