@@ -26,7 +26,7 @@ from brainage_lib.preprocess.recipes import Recipe, template
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
 MIN_SIZE = 16  # voxels along each axis
-RANDOM_SEED = 1  # ANTs samples the metric at random points: a fixed seed makes reruns repeat
+RANDOM_SEED = 1  # ANTs samples the metric at random points: the seed narrows (not removes) rerun differences
 
 
 @dataclass
