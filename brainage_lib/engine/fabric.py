@@ -49,7 +49,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
 
 __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
-           "epoch_order", "global_batches", "sync_batchnorm", "sync_gradients"]
+           "end_epoch", "end_step", "end_training", "epoch_order", "global_batches", "plain", "sync_batchnorm", "sync_gradients"]
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
@@ -215,13 +215,15 @@ def data_fingerprint(ds: Dataset | None) -> str:
     return h.hexdigest()
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """Plain Python types only (dataclasses as dicts, NumPy scalars as numbers, anything else as its repr):
+    what identities hash and checkpoints hold, so ``torch.load(weights_only=True)`` reads them."""
     if is_dataclass(obj) and not isinstance(obj, type):
         obj = asdict(obj)
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     if isinstance(obj, (str, int, float, bool)) or obj is None:
@@ -230,7 +232,7 @@ def _plain(obj: Any) -> Any:
 
 
 def identity_key(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(_plain(identity), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(plain(identity), sort_keys=True).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- RNG and data order
@@ -382,6 +384,36 @@ def reduce_sum(fabric, values: Sequence[float]) -> list[float]:
     return t.cpu().tolist()
 
 
+# --------------------------------------------------------------------------- loop bookkeeping
+
+def end_step(fabric, stage: Stage | None, state: dict[str, Any], max_steps: int | None) -> bool:
+    """Count one optimiser step of ``state``; True when ``max_steps`` is reached (stop the epoch), else save if due."""
+    state["steps"] += 1
+    state["batch"] += 1
+    if state["steps"] == max_steps:
+        return True
+    if stage is not None:
+        stage.tick(fabric, state)
+    return False
+
+
+def end_epoch(fabric, stage: Stage | None, state: dict[str, Any], epoch: int, max_steps: int | None) -> None:
+    """Move ``state`` past ``epoch`` and checkpoint it (not when ``max_steps`` ended it: the stage finishes next)."""
+    state["epoch"], state["batch"] = epoch + 1, 0
+    if stage is not None and state["steps"] != max_steps:
+        stage.save(fabric, state)
+
+
+def end_training(fabric, stage: Stage | None, state: dict[str, Any]):
+    """Finish the stage; return its history and the seconds its epochs took (kept across resumes and loads)."""
+    import pandas as pd
+
+    if stage is not None:
+        stage.finish(fabric, state)
+    history = pd.DataFrame(state["history"])
+    return history, float(history["seconds"].sum()) if len(history) else 0.0
+
+
 # --------------------------------------------------------------------------- stages
 
 class Stage:
@@ -449,7 +481,7 @@ class Stage:
         tmp = self.dir / f".{name}.{os.getpid()}.tmp"
         if fabric.is_global_zero:
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "identity.json").write_text(json.dumps(_plain(self.identity), indent=1))
+            (self.dir / "identity.json").write_text(json.dumps(plain(self.identity), indent=1))
         fabric.barrier()
         fabric.save(tmp, state)
         if fabric.is_global_zero:

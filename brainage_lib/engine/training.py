@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        epoch_order, global_batches, local_share, reduce_sum, sync_batchnorm,
+                                        end_epoch, end_step, end_training, epoch_order, global_batches,
+                                        local_share, plain, reduce_sum, sync_batchnorm,
                                         sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.progress import tqdm
@@ -116,7 +117,6 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
     if stage is not None:
         stage.restore(fabric, state)
     load = batch_loader(train, device, cfg.num_workers)
-    t0 = time.time()
     bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
     for epoch in range(state["epoch"], cfg.epochs):
         if state["steps"] == cfg.max_steps:
@@ -137,12 +137,8 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
             sync_gradients(fabric, [model])
             opt.step()
             state["sums"] = [state["sums"][0] + loss.item() * len(y), state["sums"][1] + len(y)]
-            state["steps"] += 1
-            state["batch"] += 1
-            if state["steps"] == cfg.max_steps:
+            if end_step(fabric, stage, state, cfg.max_steps):
                 break
-            if stage is not None:
-                stage.tick(fabric, state)
         total, count = reduce_sum(fabric, state["sums"])
         lr = opt.param_groups[0]["lr"]
         sched.step()
@@ -154,18 +150,13 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
             state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, copy.deepcopy(model.state_dict())
         state["history"].append({"epoch": epoch, "train_loss": total / max(count, 1), "val_mae": val_mae, "lr": lr,
                                  "seconds": time.time() - te})
-        state["epoch"], state["batch"] = epoch + 1, 0
         bar.update(1)
         bar.set_postfix(loss=f"{total / max(count, 1):.3f}", val_mae=f"{val_mae:.2f}")
-        if stage is not None and state["steps"] != cfg.max_steps:
-            stage.save(fabric, state)
+        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
     bar.close()
-    if stage is not None:
-        stage.finish(fabric, state)
+    history, trained_s = end_training(fabric, stage, state)
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    history = pd.DataFrame(state["history"])
-    trained_s = float(history["seconds"].sum()) if len(history) else time.time() - t0  # across resumes; kept when loaded
     return TrainResult(model, history, state["best_epoch"], trained_s, mean, sd)
 
 
@@ -173,8 +164,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, extra: dic
     """Weights plus config and provenance, loadable with ``torch.load(..., weights_only=True)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"state_dict": model.state_dict(), "config": _plain(config), "provenance": _plain(provenance()),
-            "extra": _plain(extra or {})}
+    blob = {"state_dict": model.state_dict(), "config": plain(config), "provenance": plain(provenance()),
+            "extra": plain(extra or {})}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(blob, tmp)
     tmp.replace(path)
@@ -186,18 +177,3 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(blob["state_dict"])
     return {k: v for k, v in blob.items() if k != "state_dict"}
-
-
-def _plain(obj):
-    """Only plain Python types go into checkpoints, so ``weights_only=True`` can load them."""
-    if hasattr(obj, "__dataclass_fields__"):
-        obj = asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from brainage_lib.data.cohort import Cohort, load_cohort
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        epoch_order, global_batches, local_share, reduce_sum, sync_batchnorm,
-                                        sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version,
+                                        data_fingerprint, end_epoch, end_step, end_training, epoch_order,
+                                        global_batches, local_share, reduce_sum, sync_batchnorm, sync_gradients)
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models import diffae as diffae_module
@@ -290,12 +290,8 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
             n_lab = int((~torch.isnan(y)).sum())
             parts = (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
             state["sums"] = [a + v for a, v in zip(state["sums"], parts)]
-            state["steps"] += 1
-            state["batch"] += 1
-            if state["steps"] == cfg.max_steps:
+            if end_step(fabric, stage, state, cfg.max_steps):
                 break
-            if stage is not None:
-                stage.tick(fabric, state)
         sums, n_batches = reduce_sum(fabric, state["sums"]), max(state["batch"], 1)
         last = epoch == cfg.epochs - 1 or state["steps"] == cfg.max_steps
         val_mae = np.nan
@@ -307,20 +303,16 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
         state["history"].append({"epoch": epoch, "loss": sums[0] / n_batches, "noise_mse": sums[1] / n_batches,
                                  "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
                                  "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
-        state["epoch"], state["batch"] = epoch + 1, 0
         row = state["history"][-1]
         bar.update(1)
         bar.set_postfix(noise=f"{row['noise_mse']:.3f}", age=f"{row['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
-        if stage is not None and state["steps"] != cfg.max_steps:
-            stage.save(fabric, state)
+        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
     bar.close()
-    if stage is not None:
-        stage.finish(fabric, state)
+    history, trained_s = end_training(fabric, stage, state)
     if state["best_state"] is None:
         raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
     model.load_state_dict(state["best_state"])
-    history = pd.DataFrame(state["history"])
-    return DiffTrainResult(model.eval(), history, state["best_epoch"], float(history["seconds"].sum()))
+    return DiffTrainResult(model.eval(), history, state["best_epoch"], trained_s)
 
 
 def _shard(batch: list[int], x: torch.Tensor, ages: np.ndarray, sched, gen: torch.Generator, rank: int, world: int,

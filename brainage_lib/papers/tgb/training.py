@@ -53,8 +53,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        epoch_order, global_batches, local_share, reduce_sum, sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version,
+                                        data_fingerprint, end_epoch, end_step, end_training, epoch_order,
+                                        global_batches, local_share, reduce_sum, sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
 from brainage_lib.run.progress import tqdm
@@ -358,7 +359,6 @@ def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCr
     if stage is not None:
         stage.restore(fabric, state)
     load = batch_loader(train, fabric.device, cfg.num_workers)
-    t0 = time.time()
     bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
     for epoch in range(state["epoch"], cfg.epochs):
         if state["steps"] == cfg.max_steps:
@@ -372,12 +372,8 @@ def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCr
             losses = trainer.step([xy for _, xy in group], [len(b) for b, _ in group])
             for k, v in losses.items():
                 state["sums"][k] = state["sums"].get(k, 0.0) + v
-            state["steps"] += 1
-            state["batch"] += 1
-            if state["steps"] == cfg.max_steps:
+            if end_step(fabric, stage, state, cfg.max_steps):
                 break
-            if stage is not None:
-                stage.tick(fabric, state)
         count = state["batch"]  # the epoch's steps (generator updates)
         totals = dict(zip(state["sums"], reduce_sum(fabric, list(state["sums"].values()))))
         lr = trainer.opt_g.param_groups[0]["lr"]
@@ -389,21 +385,16 @@ def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCr
         if score < state["best"]:
             state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, trainer.state()
         state["history"].append({**row, "lr": lr, "seconds": time.time() - te})
-        state["epoch"], state["batch"] = epoch + 1, 0
         bar.update(1)
         bar.set_postfix(l1=f"{row['l1']:.4f}", task=f"{row['task']:.2f}", val=f"{row.get('val_objective', np.nan):.3f}")
-        if stage is not None and state["steps"] != cfg.max_steps:
-            stage.save(fabric, state)
+        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
     bar.close()
-    if stage is not None:
-        stage.finish(fabric, state)
+    history, trained_s = end_training(fabric, stage, state)
     if state["best_state"] is not None:
         trainer.load_state(state["best_state"])
     for m in (generator, critic, regressor):
         if m is not None:
             m.eval()
-    history = pd.DataFrame(state["history"])
-    trained_s = float(history["seconds"].sum()) if len(history) else time.time() - t0  # across resumes; kept when loaded
     return GANResult(generator, critic, regressor, history, state["best_epoch"], trained_s,
                      stage.key if stage is not None else None)
 
