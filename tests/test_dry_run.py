@@ -75,10 +75,17 @@ def test_a_notebook_without_training_takes_dry_run_from_the_runner():
         check_run("04_summary", "paper", {"DRY_RUN": True})
 
 
-def test_train_regressor_stops_after_max_steps(monkeypatch):
+@pytest.fixture
+def adam_steps(monkeypatch) -> list:
+    """One entry per Adam step taken while the test runs."""
     steps = []
     orig = torch.optim.Adam.step
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), orig(self, *a, **k))[1])
+    return steps
+
+
+def test_train_regressor_stops_after_max_steps(adam_steps):
+    steps = adam_steps
     gen = np.random.default_rng(0)
     ds = VolumeDataset(gen.random((12, 4, 4, 4)).astype(np.float32), gen.uniform(5, 20, 12))
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 1))
@@ -89,10 +96,8 @@ def test_train_regressor_stops_after_max_steps(monkeypatch):
     assert len(steps) == 3 + 2 * 3 and len(full.history) == 2
 
 
-def test_gan_and_diffae_stop_after_max_steps(monkeypatch):
-    steps = []
-    orig = torch.optim.Adam.step
-    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), orig(self, *a, **k))[1])
+def test_gan_and_diffae_stop_after_max_steps(adam_steps):
+    steps = adam_steps
     gen = np.random.default_rng(0)
     vols = VolumeDataset(gen.random((8, 16, 16, 16)).astype(np.float32), gen.uniform(5, 20, 8))
     gcfg = GANConfig(width=0.0625)
