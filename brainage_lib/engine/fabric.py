@@ -481,7 +481,8 @@ class Stage:
         tmp = self.dir / f".{name}.{os.getpid()}.tmp"
         if fabric.is_global_zero:
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "identity.json").write_text(json.dumps(plain(self.identity), indent=1))
+            if not (self.dir / "identity.json").is_file():  # the key names it: written once
+                (self.dir / "identity.json").write_text(json.dumps(plain(self.identity), indent=1))
         fabric.barrier()
         fabric.save(tmp, state)
         if fabric.is_global_zero:
