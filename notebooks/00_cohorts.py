@@ -36,7 +36,8 @@ from typing import Optional
 
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a cohort folder, or a folder with one sub-folder per preset name
-SEED: int = 0  # seeds the simulator and the baseline's cross-validation folds
+DATA_SEED: int = 0  # seeds the simulated cohorts (as the paper notebooks' DATA_SEED)
+SEED: int = 0  # seeds the baseline's cross-validation folds
 DEVICE: str = "auto"  # no training here; kept so every notebook takes the same core parameters
 DEVICES: int = 1  # no training here; kept so every notebook takes the same core parameters
 FORCE: bool = False  # no training here; kept so every notebook takes the same core parameters
@@ -68,7 +69,7 @@ NB = "00_cohorts"
 cfg = resolve_params(NB, globals())
 seed_everything(SEED)
 presets = [p.strip() for p in cfg.PRESETS.split(",") if p.strip()]
-sim = {"seed": SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
+sim = {"seed": DATA_SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
 data_label = DATA_DIR or "simulated"
 rec = cfg.recorder(data_label)
 t_start = time.time()
@@ -114,7 +115,7 @@ plt.show()
 from brainage_lib.data.cohort import balance_by_sex
 
 if "abide_like" in cohorts:
-    balanced = balance_by_sex(cohorts["abide_like"].table, seed=SEED)
+    balanced = balance_by_sex(cohorts["abide_like"].table, seed=DATA_SEED)
     rec.record("cohort.abide_like.sex_balanced_N", len(balanced), paper=862)
     rec.record("cohort.abide_like.sex_balanced_fraction", len(balanced) / len(cohorts["abide_like"]), paper=862 / 1150)
     print(f"abide_like: {len(balanced)} of {len(cohorts['abide_like'])} kept after balancing sex per 1-year bin "

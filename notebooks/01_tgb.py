@@ -35,7 +35,8 @@ from typing import Optional
 
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: the simulated abide_like cohort; else a cohort folder (or one holding abide_like/)
-SEED: int = 0  # seeds the simulator, balancing, split, networks and synthesis
+DATA_SEED: int = 0  # seeds the simulated cohort, the same for every model seed
+SEED: int = 0  # the first model seed: split, networks, batch order and synthesis
 DEVICE: str = "auto"  # auto | cpu | cuda | cuda:1 ...
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
@@ -62,6 +63,7 @@ N_DIFF: Optional[int] = None  # images per age in the difference maps (paper: 20
 TOP_PERCENT: Optional[float] = None  # top-k% voxels compared in the recovery Dice
 N_PERM: Optional[int] = None  # age permutations of the null each difference map is tested against
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+SEEDS: Optional[int] = None  # model seeds SEED, SEED+1, ... each trained on the same cohort; verdicts combined over them
 DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%

@@ -43,7 +43,8 @@ from typing import Optional
 
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated; a folder with lifespan_train/, clinical_test/, als_like/; or one cohort folder
-SEED: int = 0  # seeds simulation, splits, weights, noise and batch order
+DATA_SEED: int = 0  # seeds the simulated cohorts, the same for every model seed
+SEED: int = 0  # the first model seed: splits, weights, noise and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
@@ -72,6 +73,7 @@ DBN_CHANNELS: Optional[str] = None  # DeepBrainNet-style stage widths
 N_RECON: Optional[int] = None  # images in fig 4 (half held-out healthy, half clinical test)
 N_INTERP: Optional[int] = None  # frames per interpolation in fig 3
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+SEEDS: Optional[int] = None  # model seeds SEED, SEED+1, ... each trained on the same cohort; verdicts combined over them
 DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%

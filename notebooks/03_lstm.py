@@ -37,7 +37,8 @@ from typing import Optional
 
 PROFILE: str = "quick"  # smoke | quick | paper | auto (paper with CUDA, else quick)
 DATA_DIR: str = ""  # empty: simulated cohorts; else a folder with nihpd_like/ and mghbch_like/, or one cohort (discovery only)
-SEED: int = 0  # seeds the simulator, the split, initialisation and batch order
+DATA_SEED: int = 0  # seeds the simulated cohorts, the same for every model seed
+SEED: int = 0  # the first model seed: the split, initialisation and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
@@ -56,6 +57,7 @@ LR_STEP: Optional[int] = None  # epochs between halvings of the learning rate, p
 YOUNG_MAX_AGE: Optional[float] = None  # upper age of the "trained on 0-6 y" discovery subset, paper 6
 STEM_KERNEL: Optional[int] = None  # 3D-ResNet18's first conv: 7 (standard ResNet18 stem) or 3 (the paper's literal "3x3x3")
 ALLOW_UNREGISTERED: Optional[bool] = None  # train on DATA_DIR images that are not skull-stripped in MNI space
+SEEDS: Optional[int] = None  # model seeds SEED, SEED+1, ... each trained on the same cohort; verdicts combined over them
 DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%

@@ -37,6 +37,7 @@ from typing import Optional
 
 PROFILE: str = "quick"  # smoke | quick | paper | auto: sets the bootstrap size only
 DATA_DIR: str = ""  # unused here (each result records its own data); kept so every notebook takes the same core parameters
+DATA_SEED: int = 0  # not used here (no simulation); a core parameter of every notebook
 SEED: int = 0  # seeds the bootstrap draws
 DEVICE: str = "auto"  # unused: nothing is trained
 DEVICES: int = 1  # unused: nothing is trained

@@ -1,7 +1,7 @@
 """Profile parameters: ``notebooks/params/<notebook>.<profile>.yaml``.
 
 A notebook's ``parameters`` cell is the one list of its tunables: the core parameters
-(PROFILE, DATA_DIR, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR) with their defaults, then one annotated
+(PROFILE, DATA_DIR, DATA_SEED, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR) with their defaults, then one annotated
 entry per tunable whose default ``None`` means "take the profile's value". The YAML
 profiles hold values only, for exactly the cell's tunables. The next cell calls
 ``resolve_params(NB, globals())``, which gathers the cell's names once from the
@@ -28,7 +28,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.results import Recorder
 
 PROFILES = ("smoke", "quick", "paper")
-CORE = ("PROFILE", "DATA_DIR", "SEED", "DEVICE", "DEVICES", "FORCE", "OUTPUT_DIR")
+CORE = ("PROFILE", "DATA_DIR", "DATA_SEED", "SEED", "DEVICE", "DEVICES", "FORCE", "OUTPUT_DIR")
 DRY_RUN = "DRY_RUN"
 DRY_RUN_STEPS = 2  # optimiser steps per training stage in a dry run
 
@@ -77,7 +77,7 @@ class Params:
     """Resolved parameters with attribute access and the source of each value.
 
     ``values`` holds the notebook's own (profile) parameters, ``core`` the core ones
-    (PROFILE, DATA_DIR, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR) the run was given.
+    (PROFILE, DATA_DIR, DATA_SEED, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR) the run was given.
     """
 
     notebook: str

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
-VERDICTS = {"claim": {True: REPRODUCED, False: NOT_REPRODUCED}, "check": {True: "passed", False: "failed"}}
+from brainage_lib.metrics.verdicts import (DIRECTION_ONLY, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,  # noqa: E402
+                                           UNSTABLE, Gate, Magnitude, decide)
+
+KINDS = ("claim", "check")
 
 
 def predictions_path(notebook: str, results_dir: Path) -> Path:
@@ -46,9 +49,19 @@ def claims_frame(doc: dict) -> pd.DataFrame:
         if key.startswith("claims.") and "rule" in e:
             rows.append({"key": key[len("claims."):], "kind": e.get("kind", "claim"), "claim": e.get("note", ""),
                          "verdict": e["value"], "paper": e.get("paper", ""), "this run": e.get("evidence", ""),
-                         "judged on": e.get("judged_on", ""), "rule": e.get("rule", ""), "reason": e.get("reason", "")})
-    cols = ["key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule", "reason"]
+                         "judged on": e.get("judged_on", ""), "rule": e.get("rule", ""), "reason": e.get("reason", ""),
+                         "magnitude": "; ".join(m.get("text", "") for m in e.get("magnitudes", [])),
+                         "seeds": e.get("agreement", "")})
+    cols = ["key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule", "reason", "magnitude", "seeds"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def gates_frame(doc: dict) -> pd.DataFrame:
+    """All ``gates.*`` records of a results document: which model passed which gate, with its numbers."""
+    rows = [{"gate": key[len("gates."):], "model": e.get("model", ""), "passed": e["value"], "rule": e.get("rule", ""),
+             "this run": e.get("evidence", ""), "judged on": e.get("judged_on", "")}
+            for key, e in doc["records"].items() if key.startswith("gates.")]
+    return pd.DataFrame(rows, columns=["gate", "model", "passed", "rule", "this run", "judged on"])
 
 
 class Recorder:
@@ -95,9 +108,14 @@ class Recorder:
         _atomic_write(self.partial, json.dumps(self.doc, indent=1, sort_keys=False) + "\n")
         return value
 
+    def update(self, key: str, **fields: Any) -> None:
+        """Change or add fields of the record ``key`` (e.g. its value combined over seeds)."""
+        self.doc["records"][key].update({k: to_jsonable(v) for k, v in fields.items()})
+        _atomic_write(self.partial, json.dumps(self.doc, indent=1, sort_keys=False) + "\n")
+
     def claim(self, key: str, claim: str, outcome: bool | None, evidence: str, rule: str,
               paper: str | None = None, kind: str = "claim", untestable_because: str | None = None,
-              judged_on: str | None = None) -> str:
+              judged_on: str | None = None, magnitudes: Sequence[Magnitude] = ()) -> str:
         """Record the verdict on one of the paper's claims as ``claims.<key>``; returns the verdict.
 
         ``outcome`` True/False is the result of applying ``rule`` to this run's numbers;
@@ -105,18 +123,31 @@ class Recorder:
         this data. ``kind="check"`` marks a check against the simulator's ground truth
         rather than a claim of the paper. ``evidence`` states this run's numbers and
         ``judged_on`` (optional) the data they come from, e.g. ``"clinical_test (simulated)"``.
+        ``magnitudes`` puts each paper number beside this run's bootstrap interval; the verdict
+        follows ``metrics.verdicts.decide`` (reproduced needs them inside in the paper profile).
         """
-        if kind not in VERDICTS:
-            raise BrainAgeError(f"claim kind must be one of {sorted(VERDICTS)}, not {kind!r}.")
+        if kind not in KINDS:
+            raise BrainAgeError(f"claim kind must be one of {list(KINDS)}, not {kind!r}.")
         if not isinstance(untestable_because, str) or not untestable_because:
             untestable_because = None  # None or a table's NaN: testable
-        if untestable_because or outcome is None or (isinstance(outcome, float) and math.isnan(outcome)):
-            verdict = NOT_TESTABLE
-        else:
-            verdict = VERDICTS[kind][bool(outcome)]
+        if isinstance(outcome, float) and math.isnan(outcome):
+            outcome = None
+        verdict = decide(outcome, untestable_because, magnitudes, self.doc["profile"] == "paper", kind)
         self.record(f"claims.{key}", verdict, paper=paper, note=claim, kind=kind, evidence=evidence, rule=rule,
-                    reason=untestable_because, judged_on=judged_on)
+                    reason=untestable_because, judged_on=judged_on,
+                    direction=None if outcome is None else bool(outcome),
+                    magnitudes=[{**m.as_dict(), "text": m.text()} for m in magnitudes] or None)
         return verdict
+
+    def gate(self, g: Gate) -> bool:
+        """Record one model's gate (``gates.<key>``) with the numbers that passed or failed it; returns passed."""
+        self.record(f"gates.{g.key}", bool(g.passed), model=g.model, rule=g.rule, evidence=g.evidence,
+                    judged_on=g.judged_on)
+        return bool(g.passed)
+
+    def gates(self) -> pd.DataFrame:
+        """The gates recorded so far (:func:`gates_frame`)."""
+        return gates_frame(self.doc)
 
     def claims(self) -> pd.DataFrame:
         """The claims recorded so far: claim, verdict, paper, this run's evidence, rule."""
