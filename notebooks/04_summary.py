@@ -102,7 +102,18 @@ counts = S.verdict_counts(claims)
 for paper, row in counts.iterrows():
     for verdict, n in row.items():
         rec.record(f"verdicts.{paper}.{verdict}", int(n))
-counts
+display(counts)
+reasons = S.not_testable_reasons(claims)
+if len(reasons):
+    display(Markdown("**Not testable, and why:**"))
+    display(reasons)
+
+# %% [markdown]
+# The gates behind the verdicts: each model's numbers on the gate that decides whether a claim
+# naming it can be judged.
+
+# %%
+S.gates_table(papers).drop(columns=["notebook"])
 
 # %%
 for nb, doc in papers.items():

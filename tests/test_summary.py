@@ -79,9 +79,9 @@ def test_claims_show_the_data_they_were_judged_on(tmp_path):
     claims = S.claims_table(S.collect(tmp_path))
     assert claims["judged on"].tolist() == ["held-out 20 % of one", ""]
     html = S.style_claims(claims)
-    assert "<th>this run</th><th>judged on</th><th>rule</th>" in html
-    assert "<td>1.5 vs 2.0</td><td>held-out 20 % of one</td><td>MAE_A &lt; MAE_B</td>" in html
-    assert "<td>n/a</td><td></td><td>p &lt; 0.05</td>" in html
+    assert "<th>this run</th><th>magnitude</th><th>seeds</th><th>judged on</th><th>rule</th>" in html
+    assert "<td>1.5 vs 2.0</td><td>—</td><td>one seed</td><td>held-out 20 % of one</td><td>MAE_A &lt; MAE_B</td>" in html
+    assert "<td>n/a</td><td>—</td><td>one seed</td><td></td><td>p &lt; 0.05</td>" in html
 
 
 def test_tables_from_recorded_results(tmp_path):
@@ -95,6 +95,7 @@ def test_tables_from_recorded_results(tmp_path):
     claims = S.claims_table(docs)
     assert claims["verdict"].tolist() == ["reproduced", "not testable"]
     counts = S.verdict_counts(claims)
-    assert counts.loc["LSTM"].to_dict() == {"reproduced": 1, "not reproduced": 0, "not testable": 1, "claims": 2}
+    assert counts.loc["LSTM"].to_dict() == {"reproduced": 1, "direction only": 0, "not reproduced": 0, "unstable": 0,
+                                            "not testable": 1, "claims": 2}
     boot = S.predictions_bootstrap("03_lstm", tmp_path, n_boot=200).set_index("metric")
     assert boot.loc["MAE", "difference"] == pytest.approx(1.0) and boot.loc["MAE", "method a"] == "A"

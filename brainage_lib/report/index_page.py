@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from brainage_lib import paths
+from brainage_lib.metrics.verdicts import GATE_TEXT
 from brainage_lib.report import summary as S
 from brainage_lib.run.runner import notebook_names
 
@@ -106,8 +107,9 @@ def build_index(output_dir: str | os.PathLike | None = None) -> Path:
     if missing:
         add('<div class="banner missing"><b>Not run yet:</b> ' + ", ".join(f"<code>make {nb}</code>" for nb in missing)
             + "</div>")
-    add('<nav><a href="#notebooks">Notebooks</a><a href="#verdicts">Verdicts</a><a href="#tables">Paper vs this run'
-        '</a><a href="#bootstrap">Intervals</a><a href="#figures">Figures</a><a href="#provenance">Provenance</a></nav>')
+    add('<nav><a href="#notebooks">Notebooks</a><a href="#verdicts">Verdicts</a><a href="#gates">Gates</a>'
+        '<a href="#deviations">Deviations</a><a href="#tables">Paper vs this run</a><a href="#bootstrap">Intervals</a>'
+        '<a href="#figures">Figures</a><a href="#provenance">Provenance</a></nav>')
 
     # notebooks
     add('<h2 id="notebooks">Notebooks</h2><table><thead><tr><th>notebook</th><th>paper</th><th>profile</th><th>data</th>'
@@ -132,6 +134,9 @@ def build_index(output_dir: str | os.PathLike | None = None) -> Path:
     claims = S.claims_table(papers)
     if len(claims):
         add(_df_html(S.verdict_counts(claims)))
+        reasons = S.not_testable_reasons(claims)
+        if len(reasons):
+            add("<p>Not testable, and why:</p>" + _df_html(reasons, index=False))
         for nb in papers:
             short, title = papers[nb]["paper"]["short"], papers[nb]["paper"]["title"]
             add(f"<h3>{short}: {html.escape(title)} ({link(nb)}; profile {papers[nb]['profile']}, "
@@ -139,6 +144,22 @@ def build_index(output_dir: str | os.PathLike | None = None) -> Path:
             add(S.style_claims(claims[claims["notebook"] == nb]))
     else:
         add("<p>No paper notebook has recorded claims yet.</p>")
+
+    # gates
+    add('<h2 id="gates">Gates: did each model learn?</h2>')
+    add("<p>" + html.escape(GATE_TEXT) + "</p>")
+    gates = S.gates_table(papers)
+    if len(gates):
+        add(_df_html(gates.drop(columns=["notebook"]), index=False))
+    else:
+        add("<p>No gate recorded yet.</p>")
+
+    # deviations
+    add('<h2 id="deviations">Deviations from the papers</h2>')
+    for nb, doc in papers.items():
+        dev = S.deviations_table(doc)
+        if len(dev):
+            add(f"<h3>{S.short_name(doc)} ({link(nb)})</h3>" + _df_html(dev, index=False))
 
     # paper vs this run
     add('<h2 id="tables">Paper vs this run</h2>')

@@ -17,24 +17,28 @@ import pandas as pd
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.metrics.verdicts import LEARNED_FRACTION
-from brainage_lib.run.results import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_frame, load_predictions
+from brainage_lib.metrics.verdicts import (CI_LEVEL, DIRECTION_ONLY, GATE_TEXT, NOT_REPRODUCED, NOT_TESTABLE,
+                                           REPRODUCED, SEED_AGREEMENT, UNSTABLE)
+from brainage_lib.run.results import claims_frame, gates_frame, load_predictions
 
-__all__ = ["papers", "VERDICT_RULE", "bootstrap_differences", "claims_table", "collect", "paper_values",
-           "predictions_bootstrap", "verdict_counts"]
+__all__ = ["papers", "VERDICT_RULE", "bootstrap_differences", "claims_table", "collect", "deviations_table",
+           "gates_table", "not_testable_reasons", "paper_values", "predictions_bootstrap", "verdict_counts"]
 
 NOT_METHODS = {"evaluation", "participant_id", "age", "survival_months"}
 VERDICT_RULE = (
-    f"Each claim is judged by its notebook from that notebook's recorded numbers, by the rule printed beside it: "
-    f"**{REPRODUCED}** when this run's numbers satisfy the rule, **{NOT_REPRODUCED}** when they do not, "
-    f"**{NOT_TESTABLE}** when this data cannot decide it (the numbers it needs were not measured or are NaN, e.g. "
-    "no ground-truth map or survival on real data; or a model it names did not learn: its test MAE is not below "
-    f"{LEARNED_FRACTION:g} x that of predicting the evaluated cohort's own mean age; or, on simulated data, the "
-    "claim's truth is a choice of the simulator). Checks against the simulator's ground truth are marked "
-    "passed/failed and are "
-    "not claims of the paper. A reduced profile (smoke, quick) can reproduce the direction of a claim, never the "
-    "paper's magnitudes."
+    "Each claim is judged by its notebook from that notebook's recorded numbers, by the rule printed beside it. "
+    f"**{REPRODUCED}**: the rule holds and, for a claim with a paper number, the paper's value lies inside this "
+    f"run's {100 * CI_LEVEL:g} % bootstrap interval (paired over subjects) in the paper profile; a claim the paper "
+    f"shows without a number is reproduced on its rule. **{DIRECTION_ONLY}**: the rule holds but the paper's value "
+    "lies outside the interval, or the profile is reduced (smoke, quick: smaller networks and cohorts are not held "
+    f"to the paper's magnitudes). **{NOT_REPRODUCED}**: the rule fails. **{NOT_TESTABLE}**: this data cannot decide "
+    "it, with the reason (a number it needs was not measured or is NaN; a model it names failed a gate; on "
+    "simulated data, the claim's truth is a choice of the simulator). "
+    f"With several model seeds the reported verdict is the one shared by at least {100 * SEED_AGREEMENT:g} % of "
+    f"them, else **{UNSTABLE}**, with the count. Checks against the simulator's ground truth are marked "
+    "passed/failed and are not claims of the paper. " + GATE_TEXT
 )
+VERDICT_ORDER = [REPRODUCED, DIRECTION_ONLY, NOT_REPRODUCED, UNSTABLE, NOT_TESTABLE]
 
 
 def collect(output_dir: str | os.PathLike | None = None, notebooks=None) -> dict[str, dict]:
@@ -88,7 +92,9 @@ def paper_values(doc: dict) -> pd.DataFrame:
         if "paper" not in e or key.startswith("claims."):
             continue
         table, quantity = _table_of(doc, key)
-        rows.append({"table": table, "quantity": quantity, "paper": _fmt(e["paper"]), "this run": _fmt(e["value"]),
+        this = (f"{_fmt(e['seeds_mean'])} ± {_fmt(e['seeds_sd'])} ({e['seeds_n']} seeds)" if "seeds_mean" in e
+                else _fmt(e["value"]))
+        rows.append({"table": table, "quantity": quantity, "paper": _fmt(e["paper"]), "this run": this,
                      "unit": e.get("unit", ""), "profile": doc["profile"], "data": doc["data"]})
     return pd.DataFrame(rows, columns=["table", "quantity", "paper", "this run", "unit", "profile", "data"])
 
@@ -103,17 +109,40 @@ def claims_table(docs: dict[str, dict]) -> pd.DataFrame:
         c["profile"], c["data"] = doc["profile"], doc["data"]
         frames.append(c)
     cols = ["paper name", "notebook", "key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule",
-            "reason", "profile", "data"]
+            "reason", "magnitude", "seeds", "profile", "data"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
-    """Per paper: how many of its claims were reproduced, not reproduced, not testable."""
+    """Per paper: how many of its claims were reproduced, direction only, not reproduced, unstable, not testable."""
     c = claims[claims["kind"] == "claim"]
-    order = [REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE]
-    t = pd.crosstab(c["paper name"], c["verdict"]).reindex(columns=order, fill_value=0)
+    t = pd.crosstab(c["paper name"], c["verdict"]).reindex(columns=VERDICT_ORDER, fill_value=0)
     t["claims"] = t.sum(axis=1)
     return t
+
+
+def gates_table(docs: dict[str, dict]) -> pd.DataFrame:
+    """Every gate of the paper notebooks: which model passed which, with the numbers (``gates.*`` records)."""
+    frames = []
+    for nb, doc in papers(docs).items():
+        g = gates_frame(doc)
+        g.insert(0, "paper name", short_name(doc))
+        g.insert(1, "notebook", nb)
+        frames.append(g)
+    cols = ["paper name", "notebook", "gate", "model", "passed", "rule", "this run", "judged on"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def not_testable_reasons(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims that are not testable, with their reasons."""
+    c = claims[(claims["kind"] == "claim") & (claims["verdict"] == NOT_TESTABLE)]
+    return c[["paper name", "key", "reason"]].reset_index(drop=True)
+
+
+def deviations_table(doc: dict) -> pd.DataFrame:
+    """A paper notebook's recorded list of deviations from its paper (``deviations`` record)."""
+    rows = doc.get("records", {}).get("deviations", {}).get("value") or []
+    return pd.DataFrame(rows, columns=["what", "paper", "ours", "why"])
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
@@ -219,21 +248,22 @@ def runs_table(docs: dict[str, dict], output_dir: str | os.PathLike | None = Non
     return pd.DataFrame(rows, columns=cols).set_index("notebook")
 
 
-VERDICT_COLOURS = {REPRODUCED: "#d9f2d9", NOT_REPRODUCED: "#f8d7d7", NOT_TESTABLE: "#eeeeee",
-                   "passed": "#d9f2d9", "failed": "#f8d7d7"}
+VERDICT_COLOURS = {REPRODUCED: "#d9f2d9", DIRECTION_ONLY: "#eef6d0", NOT_REPRODUCED: "#f8d7d7", UNSTABLE: "#fbe8c8",
+                   NOT_TESTABLE: "#eeeeee", "passed": "#d9f2d9", "failed": "#f8d7d7"}
 
 
 def style_claims(claims: pd.DataFrame) -> str:
     """A claims table as HTML, each verdict cell coloured (green, red, grey)."""
     import html
 
-    head = ["claim", "verdict", "paper", "this run", "judged on", "rule"]
+    head = ["claim", "verdict", "paper", "this run", "magnitude", "seeds", "judged on", "rule"]
     out = ['<table class="claims"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for _, c in claims.iterrows():
         verdict = c["verdict"] + (f" ({c['reason']})" if c.get("reason") else "")
         kind = " <em>(simulator check)</em>" if c["kind"] == "check" else ""
         cells = [html.escape(str(c["claim"])) + kind,
                  f'<b>{html.escape(verdict)}</b>', html.escape(str(c["paper"] or "")), html.escape(str(c["this run"])),
+                 html.escape(str(c.get("magnitude") or "—")), html.escape(str(c.get("seeds") or "one seed")),
                  html.escape(str(c.get("judged on") or "")), html.escape(str(c["rule"]))]
         colour = VERDICT_COLOURS.get(c["verdict"], "#ffffff")
         out.append("<tr>" + "".join(f'<td style="background:{colour}">{x}</td>' if i == 1 else f"<td>{x}</td>"
