@@ -12,6 +12,7 @@ DATA_DIR ?=
 OUTPUT_DIR ?=
 ARGS ?=
 DEVICES ?=
+SEEDS ?=
 FORCE ?=
 PORT ?= 8888
 IP ?= 127.0.0.1
@@ -19,7 +20,8 @@ IP ?= 127.0.0.1
 NO_BROWSER ?= $(if $(SSH_CONNECTION),1,$(if $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)))
 NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
 RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) \
-  $(if $(DEVICES),-p DEVICES=$(DEVICES)) $(if $(filter 1 yes true True,$(FORCE)),-p FORCE=True) $(ARGS)
+  $(if $(DEVICES),-p DEVICES=$(DEVICES)) $(if $(SEEDS),-p SEEDS=$(SEEDS)) \
+  $(if $(filter 1 yes true True,$(FORCE)),-p FORCE=True) $(ARGS)
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
@@ -40,6 +42,7 @@ help:
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
 	@echo "           DEVICES=4 (GPUs per training stage, DDP)  FORCE=1 (retrain finished stages instead of loading them)"
+	@echo "           SEEDS=1 (model seeds per paper notebook; quick and paper: 3)"
 
 venv: $(STAMP)
 
@@ -119,7 +122,7 @@ gpu-check: $(STAMP)
 
 clean:
 	find results figures rendered -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true
-	rm -rf cache build bench
+	rm -rf cache build bench seeds
 
 distclean: clean
 	rm -rf data $(VENV)

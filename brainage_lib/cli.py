@@ -83,7 +83,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.notebook not in ("all", SUMMARY):
         names.append(SUMMARY)  # one notebook re-run: the summary follows (seconds)
     params = runner.parse_assignments(args.param)
-    runs = [(name, params if name != SUMMARY or args.notebook == SUMMARY else {}) for name in names]
+    if args.notebook == "all":  # each notebook takes the parameters its cell has (SEEDS: the paper notebooks)
+        cells = {name: set(runner.parameter_types(name)) | {"DRY_RUN"} for name in names}
+        unknown = sorted(set(params) - set().union(*cells.values()))
+        if unknown:
+            raise BrainAgeError(f"Unknown parameter(s) {unknown} for every notebook; known: "
+                                f"{sorted(set().union(*cells.values()))}.")
+        runs = [(name, {k: v for k, v in params.items() if k in cells[name]} if name != SUMMARY else {})
+                for name in names]
+    else:
+        runs = [(name, params if name != SUMMARY or args.notebook == SUMMARY else {}) for name in names]
     for name, own in runs:  # every refusal before anything runs: a refused run changes no file
         runner.check_run(name, args.profile, own)
     started = False

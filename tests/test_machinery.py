@@ -127,7 +127,7 @@ def test_runner_rejects_unknown_notebook_and_parameters():
 
 
 def test_core_parameters_are_recorded_in_results_and_figures(tmp_path):
-    recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "SEED": 7, "DEVICE": "cpu", "DEVICES": 2, "FORCE": True,
+    recorded = {"PROFILE": "smoke", "DATA_DIR": "/data/x", "DATA_SEED": 3, "SEED": 7, "DEVICE": "cpu", "DEVICES": 2, "FORCE": True,
                 "OUTPUT_DIR": str(tmp_path)}
     cfg = resolve_params("00_cohorts", parameters_namespace("00_cohorts", **recorded, N_SUBJECTS=9))
     assert "SEED" not in cfg.values  # the notebook's own parameters (and cfg.table()) are unchanged
@@ -165,6 +165,9 @@ def test_override_types_are_checked_before_running():
     (["00_cohorts", "--profile", "smoke", "-p", "NOPE=1"], "Unknown parameter(s) ['NOPE']"),
     (["00_cohorts", "--profile", "smoke", "-p", "N_SUBJECTS=abc"], "N_SUBJECTS of 00_cohorts expects int or null, got 'abc'"),
     (["01_tgb", "--profile", "smoke", "-p", "GAN_EPOCHS=x"], "GAN_EPOCHS of 01_tgb expects int"),
+    (["all", "--profile", "smoke", "-p", "NOPE=1"], "Unknown parameter(s) ['NOPE'] for every notebook"),
+    (["all", "--profile", "smoke", "-p", "SEEDS=x"], "SEEDS of 01_tgb expects int or null"),
+    (["00_cohorts", "--profile", "smoke", "-p", "SEEDS=2"], "Unknown parameter(s) ['SEEDS']"),  # no models there
 ])
 def test_a_refused_run_writes_nothing(tmp_path, capsys, argv, message):
     assert main(["run", *argv, "--output-dir", str(tmp_path), "--quiet"]) == 2
