@@ -73,6 +73,37 @@ def test_index_updates_each_notebooks_part(tmp_path):
     assert static_problems(tmp_path / "rendered" / "index.html") == []
 
 
+def test_index_states_gates_magnitudes_seeds_and_deviations(tmp_path):
+    from brainage_lib.metrics.verdicts import Gate, Magnitude
+    from brainage_lib.papers.fidelity import Deviation, record
+    from brainage_lib.run.seeds import combine
+
+    def run(seed: int, outcome: bool, mae: float) -> Recorder:
+        rec = Recorder("01_tgb", "paper", "/data/abide", params={"SEED": seed}, output_dir=tmp_path / f"s{seed}",
+                       paper={"short": "TGB", "title": "GAN", "tables": {"table1": "Table 1"}})
+        rec.record("table1.REG.mae_mean", mae, paper=1.706)
+        rec.gate(Gate("learned.REG", "REG", "validation MAE < 0.8 x 3.10 y", "MAE 1.20 y", True, "validation split"))
+        rec.gate(Gate("reconstructs.REG-GAN", "REG-GAN", "closer to own input for >= 90 %", "62 %", False, "test"))
+        rec.claim("reg_gan_worse", "REG-GAN is worse than REG", outcome, "MAE 1.9 vs 1.7", "MAE higher",
+                  paper="1.94 vs 1.71", magnitudes=[Magnitude("MAE(REG-GAN) - MAE(REG)", 0.23, 0.2, 0.05, 0.4)])
+        record(rec, [Deviation("output head", "1x1x1 convolution", "1x1x1 convolution then ReLU", "authors' code")])
+        return rec
+
+    first = run(0, True, 1.6)
+    combine(first, {1: run(1, True, 1.8).doc, 2: run(2, False, 2.0).doc})
+    first.output_dir = tmp_path
+    first.dir, first.path = tmp_path / "results", tmp_path / "results" / "01_tgb.json"
+    first.partial = tmp_path / "results" / "01_tgb.partial.json"
+    first.finalize()
+    page = build_index(tmp_path).read_text()
+    assert "unstable" in page and "reproduced in 2 of 3 seeds; not reproduced in 1 of 3 seeds" in page
+    assert "paper 0.23 inside this run&#x27;s 95 % interval [0.05, 0.4]" in page
+    assert "validation MAE &lt; 0.8 x 3.10 y" in page and "62 %" in page  # each gate with its numbers
+    assert "1x1x1 convolution then ReLU" in page and 'href="#deviations"' in page
+    assert "1.8 ± 0.2 (3 seeds)" in page  # Table 1 shows mean ± sd over the seeds beside the paper's 1.706
+    assert static_problems(tmp_path / "rendered" / "index.html") == []
+
+
 def test_running_one_paper_notebook_also_refreshes_summary_and_index(tmp_path, monkeypatch):
     calls = []
 
