@@ -13,6 +13,7 @@ from brainage_lib.engine.training import TrainConfig
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
+from brainage_lib.papers.lstm import gates as G
 from brainage_lib.papers.lstm.claims import claims
 from brainage_lib.papers.lstm.data import load_data, replication_reason
 from brainage_lib.papers.lstm.evaluation import DISC, REP, REP_YOUNG
@@ -76,7 +77,9 @@ def test_a_folder_without_a_discovery_cohort_is_refused(tmp_path, cohort_writer)
 
 
 def test_a_cohort_without_young_subjects_trains_the_whole_range_only(tmp_path, cohort_writer):
-    """Adults: the young regime is not trained; its evaluations, tables, claims and panels say why."""
+    """Adults: the young regime is not trained; its evaluations, tables, claims and panels say why. Table 1 is in
+    the cohort's own bins with no paper value, the overall MAE and r are recorded, and the claim about the paper's
+    age groups says it needs them."""
     data = load(cohort(cohort_writer, tmp_path / "adults", ADULTS))
     assert data.regimes == ("0-22",) and len(data.young_idx) == 0
     why = data.not_testable()
@@ -104,9 +107,25 @@ def test_a_cohort_without_young_subjects_trains_the_whole_range_only(tmp_path, c
     times = L.record_training_times(rec, {k: 1.0 for k in trained}, "0-6", False, why)
     assert rec.get("train_time_ratio_3d_over_lstm.0-22") == 1.0 and rec.get("train_time_ratio_3d_over_lstm.young") is None
     assert np.isnan(times.iloc[0, 1])
-    rows = {r.key: r for r in claims(evals, {k: 1.0 for k in trained}, "0-6", "cpu", why)}
-    assert rows["lstm_trains_faster"].outcome is None and rows["lstm_trains_faster"].reason == why[REP_YOUNG]
+    t1 = L.record_table(rec, "table1", evals, why)
+    test_ages = data.disc.ages[data.test_idx]
+    assert not t1.attrs["bins"].paper and rec.get("table1_bins") == list(t1.attrs["bins"].labels)
+    assert rec.doc["records"]["table1_bins"]["note"].startswith(f"the evaluated ages ({test_ages.min():.1f}-")
+    for m in L.MODELS:
+        e = rec.doc["records"][f"table1.{m}.Average"]
+        assert "paper" not in e and e["value"] == pytest.approx(np.mean(np.abs(evals[DISC].preds[m] - test_ages)))
+        n = sum(rec.get(f"table1_n.{m}.{g}") for g in t1.attrs["bins"].labels)
+        assert n == rec.get(f"table1_n.{m}.Average") == len(test_ages)  # every test subject in a bin
+    overall = L.record_overall(rec, evals)
+    assert len(overall) == 2 and rec.get(f"overall.{DISC}.{L.LSTM_NAME}.mae") == pytest.approx(
+        evals[DISC].mae(L.LSTM_NAME))
+    numbers = G.gate_numbers(G.held_out_sets(evals[DISC], np.empty(0), None, "0-6"), evals, why)
+    assert set(numbers.learned) == {"0-22"} and numbers.missing == {"young": why["young"]}
+    rows = {r.key: r for r in claims(evals, {k: 1.0 for k in trained}, "0-6", "cpu", why, gates=numbers)}
+    assert rows["lstm_trains_faster"].outcome is None and rows["lstm_trains_faster"].reason == why["young"]
     assert rows["replication_much_better"].reason == why[REP]
+    older = rows["discovery_older_groups"]
+    assert older.outcome is None and older.reason.startswith("the rule needs the paper's age groups 6-10, 11-15, 16-22")
     for fig in (F.cumulative_scores(evals, "0-6", why), F.predicted_vs_true(evals, "0-6", why),
                 F.training_curves(history, {k: r.target_sd for k, r in trained.items()}, "0-6", why)):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]

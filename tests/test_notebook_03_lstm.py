@@ -9,7 +9,7 @@ import torch
 from conftest import run_smoke_notebook
 from scipy import stats
 
-from brainage_lib.metrics.verdicts import LEARNED_FRACTION
+from brainage_lib.metrics.verdicts import LEARNED_FRACTION, TRACK_ALPHA
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.run.results import load_results
 
@@ -102,6 +102,44 @@ def test_03_lstm_young_models_on_young_discovery_subjects(lstm_run):
             assert rec[f"young_discovery_test.young.{model}"]["value"] is None
 
 
+def _pearson(rows: pd.DataFrame, model: str) -> tuple[float, float]:
+    a, p = rows["age"].to_numpy(), rows[model].to_numpy()
+    if np.ptp(p) == 0:
+        return float("nan"), float("nan")
+    res = stats.pearsonr(a, p)
+    return float(res.statistic), float(res.pvalue)
+
+
+def test_03_lstm_gates_overall_numbers_and_deviations(lstm_run):
+    _, res, ev = lstm_run
+    rec = res["records"]
+    for key, rows in ev.items():
+        for m in MODELS:
+            assert rec[f"overall.{key}.{m}.mae"]["value"] == pytest.approx(_abs_err(rows, m).mean(), rel=1e-5)
+            r, p = _pearson(rows, m)
+            if np.isfinite(r):
+                assert rec[f"overall.{key}.{m}.r"]["value"] == pytest.approx(r, abs=1e-6)
+    disc = ev["discovery_test.trained_0-22"]
+    age = disc["age"].to_numpy()
+    young = age <= res["params"]["YOUNG_MAX_AGE"]
+    for m in MODELS:  # learned: held-out discovery subjects of each regime's own range, not the replication cohort
+        g = rec[f"gates.learned.trained_0-22.{m}"]
+        assert g["value"] == bool(_abs_err(disc, m).mean() < LEARNED_FRACTION * np.abs(age - age.mean()).mean()), g
+        assert "discovery test subjects" in g["judged_on"] and g["rule"] and g["evidence"]
+        g = rec[f"gates.learned.trained_young.{m}"]
+        ya = age[young]
+        ref = np.abs(ya - ya.mean()).mean()
+        assert g["value"] == bool(rec[f"young_discovery_test.young.{m}"]["value"] < LEARNED_FRACTION * ref), g
+        for regime, key in (("0-22", "replication.trained_0-22"), ("young", "replication.trained_young")):
+            g = rec[f"gates.tracks_age.replication_trained_{regime}.{m}"]
+            r, p = _pearson(ev[key], m)
+            assert g["value"] == bool(np.isfinite(r) and r > 0 and p < TRACK_ALPHA), (g, r, p)
+    assert len([k for k in rec if k.startswith("gates.")]) == 8
+    deviations = rec["deviations"]["value"]
+    assert {d["what"] for d in deviations} >= {"Pooling window k of the 2D-ResNet18+LSTM", "3D-ResNet18 stem"}
+    assert all(d["paper"] and d["ours"] and d["why"] for d in deviations)
+
+
 def test_03_lstm_verdicts_follow_their_rules(lstm_run):
     _, res, ev = lstm_run
     rec = res["records"]
@@ -109,56 +147,82 @@ def test_03_lstm_verdicts_follow_their_rules(lstm_run):
     assert set(verdicts) == {"discovery_average", "discovery_older_groups", "discovery_cs", "replication_much_better",
                              "replication_cs_curve", "replication_young_same", "replication_young_ends",
                              "lstm_trains_faster"}
+    gate = {k[len("gates."):]: e["value"] for k, e in rec.items() if k.startswith("gates.")}
+    passed = {"0-22": all(gate[f"learned.trained_0-22.{m}"] for m in MODELS),
+              "young": all(gate[f"learned.trained_young.{m}"] for m in MODELS)}
+    tracks = {r: all(gate[f"tracks_age.replication_trained_{r}.{m}"] for m in MODELS) for r in ("0-22", "young")}
+    with_number = {"discovery_average", "discovery_older_groups", "replication_much_better", "replication_young_same",
+                   "replication_young_ends"}
 
-    def learned(rows: pd.DataFrame, model: str) -> bool:
-        """Test MAE below LEARNED_FRACTION x the MAE of predicting these subjects' own mean age."""
-        age = rows["age"].to_numpy()
-        return _abs_err(rows, model).mean() < LEARNED_FRACTION * np.abs(age - age.mean()).mean()
-
-    for key, rows in ev.items():
-        age = rows["age"].to_numpy()
-        assert rec[f"reference.mean_prediction.{key}"]["value"] == pytest.approx(np.abs(age - age.mean()).mean())
-        for m in MODELS:
-            assert rec[f"reference.learned.{key}.{m}"]["value"] == learned(rows, m), (key, m)
-
-    def expect(key: str, outcome: bool | None, evaluation: str) -> None:
-        both = all(learned(ev[evaluation], m) for m in MODELS)
-        want = "not testable" if (outcome is None or not both) else ("reproduced" if outcome else "not reproduced")
+    def expect(key: str, outcome: bool | None, regime: str, shifted: bool) -> None:
+        ok = passed[regime] and (tracks[regime] if shifted else True)
+        if outcome is None or not ok:
+            want = "not testable"
+        elif not outcome:
+            want = "not reproduced"
+        else:  # a smoke run: a claim with a paper number is at best "direction only"
+            want = "direction only" if key in with_number else "reproduced"
         assert verdicts[key]["value"] == want, (key, verdicts[key])
         assert verdicts[key]["rule"] and verdicts[key]["note"]
-        if not both:
-            assert "did not learn age on" in verdicts[key]["reason"], verdicts[key]
+        if not passed[regime]:
+            assert "did not learn age" in verdicts[key]["reason"], verdicts[key]
+        elif shifted and not tracks[regime]:
+            assert "do not track age on the replication cohort" in verdicts[key]["reason"], verdicts[key]
 
     d, r, y = ev["discovery_test.trained_0-22"], ev["replication.trained_0-22"], ev["replication.trained_young"]
     mae = {(k, m): _abs_err(rows, m).mean() for k, rows in (("d", d), ("r", r), ("y", y)) for m in MODELS}
     lstm, cnn = L.LSTM_NAME, L.CNN3D_NAME
-    expect("discovery_average", mae[("d", lstm)] < mae[("d", cnn)], "discovery_test.trained_0-22")
+    expect("discovery_average", mae[("d", lstm)] < mae[("d", cnn)], "0-22", False)
     g1 = {m: _group_maes(d, m, TABLE1_GROUPS) for m in MODELS}
     older = [(g1[lstm][g][1], g1[cnn][g][1]) for g in ("6-10", "11-15", "16-22")]
-    expect("discovery_older_groups", None if np.isnan(older).any() else all(a < b for a, b in older),
-           "discovery_test.trained_0-22")
+    expect("discovery_older_groups", None if np.isnan(older).any() else all(a < b for a, b in older), "0-22", False)
     area = {m: np.mean(np.clip(L.CS_ALPHA_MAX - _abs_err(d, m), 0, None)) for m in MODELS}
-    expect("discovery_cs", area[lstm] > area[cnn], "discovery_test.trained_0-22")
+    expect("discovery_cs", area[lstm] > area[cnn], "0-22", False)
     e_l, e_3 = _abs_err(r, lstm), _abs_err(r, cnn)
     p = stats.wilcoxon(e_l, e_3).pvalue if np.any(e_l != e_3) else np.nan
     expect("replication_much_better", None if np.isnan(p) else bool(mae[("r", lstm)] < mae[("r", cnn)]
-                                                                    and p < L.WILCOXON_LEVEL),
-           "replication.trained_0-22")
+                                                                    and p < L.WILCOXON_LEVEL), "0-22", True)
     levels = np.arange(1, 41) * 0.1
-    expect("replication_cs_curve", bool(np.all(_cs(_abs_err(r, lstm), levels) >= _cs(_abs_err(r, cnn), levels))),
-           "replication.trained_0-22")
+    cs_l, cs_3 = _cs(e_l, levels), _cs(e_3, levels)
+    expect("replication_cs_curve", bool(np.all(cs_l >= cs_3) and np.any(cs_l > cs_3)), "0-22", True)
     a_l, a_3 = mae[("y", lstm)], mae[("y", cnn)]
-    expect("replication_young_same", abs(a_l - a_3) <= L.SAME_MAE_TOLERANCE * max(a_l, a_3), "replication.trained_young")
+    expect("replication_young_same", abs(a_l - a_3) <= L.SAME_MAE_TOLERANCE * max(a_l, a_3), "young", True)
     bins = {m: [v for g, (_, v) in _group_maes(y, m, YEAR_GROUPS).items() if g != "Average"] for m in MODELS}
-    middle = [not np.isnan(a) and not np.isnan(b) for a, b in zip(bins[lstm][1:-1], bins[cnn][1:-1])]
-    ends = None if np.isnan([bins[lstm][0], bins[lstm][-1]]).any() or not any(middle) else bool(
+    ends = None if np.isnan(bins[lstm] + bins[cnn]).any() else bool(
         bins[lstm][0] < bins[cnn][0] and bins[lstm][-1] < bins[cnn][-1]
-        and any(c < l_ for l_, c in zip(bins[lstm][1:-1], bins[cnn][1:-1])))
-    expect("replication_young_ends", ends, "replication.trained_young")
+        and sum(c < l_ for l_, c in zip(bins[lstm][1:-1], bins[cnn][1:-1])) >= 3)  # a majority of the 4 middle bins
+    expect("replication_young_ends", ends, "young", True)
     t = {m: rec[f"train_time_s.young.{m}"]["value"] for m in MODELS}
-    expect("lstm_trains_faster", t[cnn] > t[lstm], "replication.trained_young")  # gated on the young models
+    expect("lstm_trains_faster", t[cnn] > t[lstm], "young", False)  # gated on the young models' learning only
     assert rec["train_time_ratio_3d_over_lstm.young"]["value"] == pytest.approx(t[cnn] / t[lstm], rel=1e-6)
     assert rec["train_bf16_autocast"]["value"] == torch.cuda.is_available()  # DEVICE=auto; bf16 only on CUDA
+
+
+def test_03_lstm_magnitudes_are_the_paper_differences_beside_this_runs_intervals(lstm_run):
+    _, res, ev = lstm_run
+    rec = res["records"]
+    lstm, cnn = L.LSTM_NAME, L.CNN3D_NAME
+    want = {"discovery_average": ("discovery_test.trained_0-22", [("Average", 0.96 - 1.07)]),
+            "replication_much_better": ("replication.trained_0-22", [("Average", 1.14 - 2.64)]),
+            "replication_young_same": ("replication.trained_young", [("Average", 0.78 - 0.79)])}
+    for key, (where, parts) in want.items():
+        mags = rec[f"claims.{key}"]["magnitudes"]
+        assert len(mags) == len(parts)
+        rows = ev[where]
+        diff = _abs_err(rows, lstm).mean() - _abs_err(rows, cnn).mean()
+        for m, (_, paper) in zip(mags, parts):
+            assert m["paper"] == pytest.approx(paper, abs=1e-9) and m["value"] == pytest.approx(diff, abs=1e-6)
+            assert m["low"] <= m["value"] <= m["high"] and m["inside"] == (m["low"] <= m["paper"] <= m["high"])
+    young_ends = rec["claims.replication_young_ends"]["magnitudes"]
+    assert [m["quantity"] for m in young_ends] == [f"MAE(LSTM) - MAE(3D) in {g} y" for g in YEAR_GROUPS]
+    y = ev["replication.trained_young"]
+    for m, (g, (lo, hi)) in zip(young_ends, YEAR_GROUPS.items()):
+        rows = y[(y["age"] >= lo) & ((y["age"] <= hi) if g == "5-6" else (y["age"] < hi))]
+        if len(rows):
+            assert m["value"] == pytest.approx(_abs_err(rows, lstm).mean() - _abs_err(rows, cnn).mean(), abs=1e-6)
+    for key in ("discovery_cs", "replication_cs_curve", "lstm_trains_faster"):
+        assert not rec[f"claims.{key}"].get("magnitudes"), key
+    assert rec["claims.discovery_average"].get("agreement") is None or "1 of 1" in rec["claims.discovery_average"]["agreement"]
 
 
 def test_03_lstm_figures_and_checkpoints(lstm_run):

@@ -151,11 +151,14 @@ class LSTMData:
 
 
 def load_data(data_dir: str, seed: int, n_discovery: int | None, n_replication: int | None, shape: int | None,
-              atlas: tuple[int, int, int], slice_size: int, young_max_age: float) -> LSTMData:
+              atlas: tuple[int, int, int], slice_size: int, young_max_age: float,
+              split_seed: int | None = None) -> LSTMData:
     """Open the cohorts (simulated when ``data_dir`` is empty), split the discovery cohort, cache the inputs.
 
-    The split is stratified by age (80/20, ``seed``); the young subsets keep ages ``<= young_max_age``.
-    The replication cohort is only ``data_dir/mghbch_like/`` (``replication_reason``).
+    ``seed`` (the notebook's ``DATA_SEED``) draws the simulated cohorts; the split, stratified by age (80/20),
+    is drawn from ``split_seed`` (the model seed ``SEED``: the paper does not fix its split), ``seed`` when
+    None. The young subsets keep ages ``<= young_max_age``. The replication cohort is only
+    ``data_dir/mghbch_like/`` (``replication_reason``).
     """
     root = Path(data_dir).expanduser() if data_dir else None
     if root is not None and not any((p / "participants.tsv").is_file() for p in (root, root / DISCOVERY)):
@@ -166,7 +169,7 @@ def load_data(data_dir: str, seed: int, n_discovery: int | None, n_replication: 
     no_repl = replication_reason(data_dir)
     disc = open_cohort(DISCOVERY, data_dir, n=n_discovery or None, **sim)
     repl = None if no_repl else open_cohort(REPLICATION, data_dir, n=n_replication or None, **sim)
-    train_idx, test_idx = stratified_split(disc.ages, (0.8, 0.2), seed=seed)
+    train_idx, test_idx = stratified_split(disc.ages, (0.8, 0.2), seed=seed if split_seed is None else split_seed)
     if not len(test_idx):
         raise BrainAgeError(f"The discovery cohort {disc.root} has {len(disc)} subjects: too few for an 80/20 split "
                             "with a test subject (at least 5).")

@@ -41,7 +41,8 @@ def age_distributions(train_ages: np.ndarray, test_ages: np.ndarray, replication
     if replication_ages is None:
         _not_testable(ax[1], "replication (mghbch_like)", no_replication or "no replication cohort")
     else:
-        ax[1].hist(replication_ages, bins=12, range=(0, 6))
+        top_r = max(6.0, float(np.max(replication_ages)))  # the paper's 0-6 y, or wider
+        ax[1].hist(replication_ages, bins=12, range=(0, top_r))
         ax[1].set_title("replication (mghbch_like)")
         ax[1].set_xlabel("age (years)")
     return fig
