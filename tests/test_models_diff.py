@@ -67,8 +67,8 @@ def trained() -> tuple[DiffAE, torch.Tensor]:
 def test_paper_size_model() -> None:
     model = DiffAE()
     cfg = model.config
-    assert 8e6 < n_params(model) < 11e6  # paper: 10.12 M in total
-    assert [b.resnets[0].out_channels for b in model.unet.down_blocks] == [32, 64, 96, 128]
+    assert 0.9 * 10.12e6 < n_params(model) < 1.1 * 10.12e6  # paper: 10.12 M in total
+    assert [b.resnets[0].out_channels for b in model.unet.down_blocks] == [32, 32, 64, 96, 128]  # the paper's widths
     assert all(len(b.resnets) == 3 for b in model.unet.down_blocks)
     assert len(model.unet.middle_block.attentions) == len(model.encoder.middle_block.attentions) == 3
     head = [m for m in model.age_head if isinstance(m, nn.Linear)]
@@ -106,8 +106,8 @@ def test_unet_shape_and_z_sem_conditioning() -> None:
 def test_every_noise_unet_resblock_is_scaled_by_its_own_z_projection() -> None:
     unet, encoder = DiffAE().unet, DiffAE().encoder
     blocks = [m for m in unet.modules() if isinstance(m, DiffusionUNetResnetBlock)]
-    # paper U-Net: 3 per level down, 4 per level up (MONAI adds one for the skips), 2 in the middle
-    assert len(blocks) == 4 * 3 + 4 * 4 + 2 and all(isinstance(b, _ZResnetBlock) for b in blocks)
+    # paper U-Net, 5 levels: 3 per level down, 4 per level up (MONAI adds one for the skips), 2 in the middle
+    assert len(blocks) == 5 * 3 + 5 * 4 + 2 and all(isinstance(b, _ZResnetBlock) for b in blocks)
     assert all((b.z_proj.in_features, b.z_proj.out_features) == (512, b.out_channels) for b in blocks)
     assert not hasattr(unet, "class_embedding") or unet.class_embedding is None
     assert not any(isinstance(m, _ZResnetBlock) for m in encoder.modules())  # the encoder has no z_sem

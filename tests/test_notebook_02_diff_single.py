@@ -11,8 +11,8 @@ from brainage_lib.papers.diff.rules import NO_ALS, NOT_CLINICAL
 from brainage_lib.run.results import load_results
 
 pytestmark = pytest.mark.notebook
-ALS_CLAIMS = {"ours_survival_positive_significant", "baselines_survival_not_significant", "ours_largest_pad_spread",
-              "ks_all_significant", "ours_negative_mean_pad"}
+ALS_CLAIMS = {"ours_survival_positive_significant", "survival_stronger_than_baselines", "ours_largest_pad_spread",
+              "pad_spread_wider_significantly", "ours_negative_mean_pad"}
 ALS_CHECKS = {"sim_survival_sign", "sim_spread_follows_gap", "sim_als_pad_nearest_gap", "sim_mean_pad_sign"}
 
 

@@ -4,11 +4,14 @@ Trained jointly on 2D slices in [0, 1] (mapped to [-1, 1] for the diffusion):
 
 * semantic encoder ``s_phi``: the U-Net's down path + middle block (own weights, no
   timestep, as in DiffAE) -> GroupNorm, SiLU, global average pool, linear -> ``z_sem``;
-* noise predictor ``eps_theta(x_t, t, z_sem)``: MONAI's ``DiffusionModelUNet``, channels
-  32 -> (32, 64, 96, 128), GroupNorm + SiLU, skips between equal-width levels, a middle
+* noise predictor ``eps_theta(x_t, t, z_sem)``: MONAI's ``DiffusionModelUNet`` with the
+  paper's level widths (32, 32, 64, 96, 128) (its channel expansion "(32 -> 32 -> 32) ->
+  (32 -> 32 -> 32) -> (64 ...) -> (96 ...) -> (128 ...)", DiffAE's channel multipliers
+  (1, 1, 2, 3, 4) on 32), GroupNorm + SiLU, skips between equal-width levels, a middle
   block of three self-attention blocks. "Three convolutional layers per level" is read
   as ``num_res_blocks=3``, of MONAI's settings the closest to the paper's 10.12 M
-  parameters (the notebook prints ours);
+  parameters (11.0 M here, 1.4 M of them the ``z_sem`` projections; 2 blocks give 8.5 M;
+  the notebook prints ours);
 * age head ``f_psi``: MLP 512-128-32-1, each hidden layer + ReLU, BatchNorm, dropout 0.5.
 
 Loss: noise MSE (eq. 4, ``t`` uniform on 0..T-1) + age MSE (eq. 6) over the labelled
@@ -77,7 +80,7 @@ class DiffAEConfig:
 
     image_size: int = 128
     in_channels: int = 1
-    channels: tuple[int, ...] = (32, 64, 96, 128)
+    channels: tuple[int, ...] = (32, 32, 64, 96, 128)
     num_res_blocks: int = 3
     norm_groups: int = 32
     mid_attention_blocks: int = 3
@@ -110,7 +113,7 @@ class DiffAEConfig:
 
     @property
     def downsample(self) -> int:
-        """Total down-sampling of the U-Net (8 for four levels)."""
+        """Total down-sampling of the U-Net (16 for the paper's five levels)."""
         return 2 ** (len(self.channels) - 1)
 
 

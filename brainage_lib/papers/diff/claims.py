@@ -1,16 +1,24 @@
 """The DIFF paper's claims, the checks against the simulator's truth, and their verdict rules.
 
-``claims`` is a pure function of the recorded numbers (``evaluation.numbers``, or a
-results file's records): no claim reads a prediction or a model. Three gates keep a
-verdict from following by accident:
+``claims`` is a pure function of the recorded numbers (``evaluation.numbers`` with
+``evaluation.magnitude_numbers``, or a results file's records): no claim reads a prediction
+or a model. What keeps a verdict from following by accident:
 
-- a claim naming models is judged only when every one of them learned age on the
-  clinical test set (``metrics.verdicts``): a constant or noise predictor cannot win a
-  ranking, widen a spread or make a KS test significant;
+- **gates** (``gates``, ``metrics.verdicts``): a claim naming models is judged only when every
+  one of them learned age where it should have, on the held-out healthy set of its training
+  distribution (MAE below 0.8 x that of predicting the set's own mean age), and its predictions
+  still track age on the clinical test set, a shifted cohort (Pearson r > 0 with p < 0.01). A
+  constant or noise predictor passes neither, and a model whose clinical-grade predictions carry
+  an offset (the paper's DenseNet121, MAE 8.63 y) still counts;
 - a NaN statistic makes a claim "not testable", never "not significant";
+- comparisons test the difference on the same subjects: Steiger's test of ours' PAD-survival
+  correlation against each baseline's, the Pitman-Morgan test of the paired ALS PAD spreads;
+- every claim with a paper number carries its **magnitudes** (the paper's value or difference
+  beside this run's 95 % paired bootstrap interval, ``mag.*``): reproduced needs them inside in
+  the paper profile (``metrics.verdicts.decide``);
 - on simulated data, a claim whose truth is the simulator's choice (the sign of the
-  PAD-survival correlation, the sign of the ALS group's mean gap) is not testable; a
-  check of the simulator's answer (``kind="check"``) goes beside it;
+  PAD-survival correlation, the sign of the ALS group's mean gap) is not testable; a check of
+  the simulator's answer (``kind="check"``) goes beside it;
 - without ALS patients the ALS claims are not testable, and on a test set split from the
   training cohort (``JudgedOn.split``) so are the clinical-grade MAE and R² rankings.
 
@@ -22,14 +30,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from brainage_lib.metrics.verdicts import is_finite, nan_reason, not_learned_reason
-from brainage_lib.papers.diff.evaluation import MODELS, OURS
+from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, TRACK_ALPHA, Gate, Magnitude, is_finite, learned_mae,
+                                           nan_reason, not_learned_reason, not_tracking_reason, tracks_age)
+from brainage_lib.papers.diff.evaluation import MAGNITUDES, MODELS, OURS, paper_magnitude
 from brainage_lib.papers.diff.roles import JudgedOn
-from brainage_lib.papers.diff.rules import (ALPHA, CLAIMS, JOINT_R_MARGIN, MONOTONE_RHO, NO_ALS, NOT_CLINICAL,
-                                            R_ON_SPLIT, RECON_SHARE, SIMULATED_CHOICE, SIMULATED_SURVIVAL_SIGN)
+from brainage_lib.papers.diff.rules import (ALPHA, CLAIMS, HELDOUT, JOINT_R_MARGIN, MONOTONE_RHO, NO_ALS,
+                                            NOT_CLINICAL, PAPER_SURVIVAL_SIGN, R_ON_SPLIT, RECON_SHARE,
+                                            SIMULATED_CHOICE, SIMULATED_SURVIVAL_SIGN, ZSEM_AGE_SHARE)
 from brainage_lib.run.results import Recorder
 
-__all__ = ["Verdict", "claims", "record_claims"]
+__all__ = ["Verdict", "claims", "gates", "record_claims", "record_gates"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class Verdict:
     evidence: str
     reason: str | None = None
     judged_on: str | None = None  # the data the claim was judged on; None where this data has none
+    magnitudes: tuple[Magnitude, ...] = ()  # the paper's numbers beside this run's bootstrap intervals
 
 
 def _f(v: Any, spec: str = ".2f") -> str:
@@ -48,11 +59,12 @@ def _f(v: Any, spec: str = ".2f") -> str:
     return format(float(v), spec) if is_finite(v) else "n/a"
 
 
-def _judge(key: str, on: str | None, evidence: str, rule: Callable[[], bool], *reasons: str | None) -> Verdict:
+def _judge(key: str, on: str | None, evidence: str, rule: Callable[[], bool], *reasons: str | None,
+           magnitudes: list[Magnitude] | tuple[Magnitude, ...] = ()) -> Verdict:
     """``rule()`` on the data ``on`` unless one of ``reasons`` says why the claim cannot be judged (the first is
     kept)."""
     reason = next((r for r in reasons if r), None)
-    return Verdict(key, None if reason else bool(rule()), evidence, reason, on)
+    return Verdict(key, None if reason else bool(rule()), evidence, reason, on, tuple(magnitudes))
 
 
 class _Numbers:
@@ -71,18 +83,33 @@ class _Numbers:
         return {m: self.n.get(f"{table}.{m}.{q}") for m in models}
 
     def gate(self, models: list[str]) -> str | None:
-        """Why a claim naming ``models`` cannot be judged: one did not learn age (none named: no baseline ran)."""
+        """Why a claim naming ``models`` cannot be judged: one did not learn age on the held-out healthy set, or its
+        predictions do not track age on the test set (none named: no baseline ran)."""
         if not models:
             return "no baseline was evaluated"
-        ref = self.n.get("gate.test_mean_prediction_mae")
+        ref = self.n.get("gate.heldout_mean_prediction_mae")
         if not is_finite(ref):
-            return "the MAE of predicting the clinical test set's mean age was not recorded"
-        return not_learned_reason({MODELS[m]: self.n.get(f"table1.{m}.test_mae") for m in models}, float(ref),
-                                  self.data.where)
+            return "the MAE of predicting the held-out healthy set's mean age was not recorded"
+        return (not_learned_reason({MODELS[m]: self.n.get(f"heldout.{m}.mae") for m in models}, float(ref), HELDOUT)
+                or not_tracking_reason({MODELS[m]: (self.n.get(f"table1.{m}.test_r"), self.n.get(f"table1.{m}.test_r_p"))
+                                        for m in models}, self.data.where))
 
     def gate_all(self) -> str | None:
         """The gate of a claim comparing ours with every baseline."""
         return self.gate([OURS, *self.base]) if self.base else self.gate([])
+
+    def mags(self, q: str, models: list[str]) -> list[Magnitude]:
+        """The paper's value of ``mag.<q>.<model>`` beside this run's interval, per model (NaN where not
+        recorded: the paper's value cannot lie inside)."""
+        nan = float("nan")
+        out = []
+        for m in models:
+            k = f"mag.{q}.{m}"
+            v = [self.n.get(x) for x in (k, f"{k}.low", f"{k}.high")]
+            v = [float(x) if is_finite(x) else nan for x in v]
+            what = MAGNITUDES[q][0].replace("baseline", MODELS[m]) if m != OURS else MAGNITUDES[q][0]
+            out.append(Magnitude(what, paper_magnitude(q, m), *v))
+        return out
 
     def vs(self, d: Mapping[str, Any], spec: str = ".2f") -> str:
         """``Baseline value, ...`` for a sentence."""
@@ -94,6 +121,25 @@ def _nan(values: Mapping[str, Mapping[str, Any]]) -> str | None:
     return nan_reason({f"{MODELS[m]} {q}": v for q, d in values.items() for m, v in d.items()})
 
 
+def gates(n: Mapping[str, Any], data: JudgedOn | None = None) -> list[Gate]:
+    """Every model's gates with the numbers that passed or failed them: ``learned.<model>`` on the held-out healthy
+    set, ``tracks_age.<model>`` on the test set."""
+    data = data or JudgedOn()
+    ref = n.get("gate.heldout_mean_prediction_mae")
+    out = []
+    for m in [x for x in MODELS if f"table1.{x}.test_mae" in n]:
+        mae, r, p = n.get(f"heldout.{m}.mae"), n.get(f"table1.{m}.test_r"), n.get(f"table1.{m}.test_r_p")
+        cut = LEARNED_FRACTION * float(ref) if is_finite(ref) else float("nan")
+        out.append(Gate(f"learned.{m}", MODELS[m],
+                        f"MAE on {HELDOUT} below {LEARNED_FRACTION:g} x the MAE of predicting that set's own mean age",
+                        f"MAE {_f(mae)} y vs {LEARNED_FRACTION:g} x {_f(ref)} = {_f(cut)} y",
+                        bool(is_finite(ref) and learned_mae(mae, float(ref))), HELDOUT))
+        out.append(Gate(f"tracks_age.{m}", MODELS[m],
+                        f"on {data.where}: Pearson r of predicted with true age > 0 with p < {TRACK_ALPHA:g}",
+                        f"r = {_f(r, '+.2f')}, p = {_f(p, '.2g')}", tracks_age(r, p), data.test))
+    return out
+
+
 def _ranking(x: _Numbers) -> list[Verdict]:
     """Table 1: ours has the (joint) highest r, the lowest MAE and the highest R² (the last two on a clinical-grade
     test set only: ``NOT_CLINICAL``)."""
@@ -103,34 +149,43 @@ def _ranking(x: _Numbers) -> list[Verdict]:
     return [
         _judge("ours_joint_highest_r", on, f"Test r: ours {_f(r[OURS])} vs {x.vs(r)} (paper 0.83 vs 0.83/0.46/0.81; "
                f"'joint' = within {JOINT_R_MARGIN:g})." + (f" {R_ON_SPLIT}" if x.data.split else ""),
-               lambda: all(r[OURS] >= r[m] - JOINT_R_MARGIN for m in base), gate, _nan({"test r": r})),
+               lambda: all(r[OURS] >= r[m] - JOINT_R_MARGIN for m in base), gate, _nan({"test r": r}),
+               magnitudes=x.mags("r_diff", base)),
         _judge("ours_lowest_mae", on, f"Test MAE: ours {_f(mae[OURS])} y vs {x.vs(mae)} (paper 5 vs 8.63/11.7/5.55).",
-               lambda: all(mae[OURS] < mae[m] for m in base), grade, gate, _nan({"test MAE": mae})),
+               lambda: all(mae[OURS] < mae[m] for m in base), grade, gate, _nan({"test MAE": mae}),
+               magnitudes=x.mags("mae_diff", base)),
         _judge("ours_highest_r2", on, f"Test R²: ours {_f(r2[OURS])} vs {x.vs(r2)} (paper 0.65 vs 0.12/-1.14/0.56).",
-               lambda: all(r2[OURS] > r2[m] for m in base), grade, gate, _nan({"test R²": r2})),
+               lambda: all(r2[OURS] > r2[m] for m in base), grade, gate, _nan({"test R²": r2}),
+               magnitudes=x.mags("r2_diff", base)),
     ]
 
 
 def _survival(x: _Numbers, simulated: bool) -> list[Verdict]:
-    """Table 1's survival row: ours positive and significant, no baseline significant; on simulated data the sign
-    check against the simulator's survival model."""
+    """Table 1's survival row: ours positive and significant, and more strongly associated with survival than every
+    baseline (Steiger's test of the dependent correlations); on simulated data the same two in the simulator's
+    sign, as checks."""
     every, base, on = [OURS, *x.base], x.base, x.data.als
     s_r, s_p = x.per("table1", "survival_r", every), x.per("table1", "survival_p", every)
+    st_z, st_p = x.per("pad", "survival_steiger_z", base), x.per("pad", "survival_steiger_p", base)
     ours = {"survival r": {OURS: s_r[OURS]}, "survival p": {OURS: s_p[OURS]}}
     corrected = (f"bias-corrected r = {_f(x.get(f'pad.{OURS}.survival_r_corrected'), '+.2f')} "
                  f"(p = {_f(x.get(f'pad.{OURS}.survival_p_corrected'), '.3g')})")
+    steiger = ("Ours' ALS PAD-survival r = " + _f(s_r[OURS], "+.2f") + " vs " + ", ".join(
+        f"{MODELS[m]} {_f(s_r[m], '+.2f')} (p = {_f(s_p[m], '.2g')}; Steiger z = {_f(st_z[m], '+.2f')}, "
+        f"p = {_f(st_p[m], '.2g')})" for m in base))
+    stronger = lambda sign: all(sign * st_z[m] > 0 for m in base)  # noqa: E731
+    steiger_nan = _nan({"Steiger z": st_z})
     out = [
         _judge("ours_survival_positive_significant", on,
                f"Ours: ALS brain-PAD vs survival r = {_f(s_r[OURS], '+.2f')} (p = {_f(s_p[OURS], '.3g')}), "
                f"{corrected}; paper +0.24 (p < 0.05).",
                lambda: s_r[OURS] > 0 and s_p[OURS] < ALPHA,
-               x.no_als, SIMULATED_CHOICE["survival"] if simulated else None, x.gate([OURS]), _nan(ours)),
-        _judge("baselines_survival_not_significant", on,
-               "Baselines' ALS brain-PAD vs survival: " + ", ".join(
-                   f"{MODELS[m]} r = {_f(s_r[m], '+.2f')} (p = {_f(s_p[m], '.3g')})" for m in base)
-               + " (paper: p = 0.61/0.14/0.28).",
-               lambda: all(s_p[m] >= ALPHA for m in base), x.no_als, x.gate(base),
-               _nan({"survival p": {m: s_p[m] for m in base}})),
+               x.no_als, SIMULATED_CHOICE["survival"] if simulated else None, x.gate([OURS]), _nan(ours),
+               magnitudes=x.mags("survival_r", [OURS])),
+        _judge("survival_stronger_than_baselines", on,
+               f"{steiger}; paper +0.24 vs -0.05/+0.17/-0.12 (the baselines' p = 0.61/0.14/0.28).",
+               lambda: stronger(PAPER_SURVIVAL_SIGN), x.no_als, SIMULATED_CHOICE["survival"] if simulated else None,
+               x.gate_all(), steiger_nan, magnitudes=x.mags("survival_r_diff", base)),
     ]
     if simulated:
         truth = (f"the true gap itself: r = {_f(x.get('simulator.als_gap_survival_r'), '+.2f')} "
@@ -139,28 +194,34 @@ def _survival(x: _Numbers, simulated: bool) -> list[Verdict]:
                           f"Ours: r = {_f(s_r[OURS], '+.2f')} (p = {_f(s_p[OURS], '.3g')}); {truth}.",
                           lambda: s_r[OURS] * SIMULATED_SURVIVAL_SIGN > 0 and s_p[OURS] < ALPHA,
                           x.no_als, x.gate([OURS]), _nan(ours)))
+        out.append(_judge("sim_survival_stronger_than_baselines", on, f"{steiger}; {truth}.",
+                          lambda: stronger(SIMULATED_SURVIVAL_SIGN), x.no_als, x.gate_all(), steiger_nan))
     return out
 
 
 def _distribution(x: _Numbers, simulated: bool) -> list[Verdict]:
-    """Table 2: ours has the widest ALS PAD spread, a PAD distribution unlike each baseline's, a negative mean."""
+    """Table 2: ours has the widest ALS PAD spread, significantly wider than each baseline's on the same patients
+    (Pitman-Morgan), and a negative mean."""
     every, base, on = [OURS, *x.base], x.base, x.data.als
     gate = x.gate_all()
-    sd, ks, ks_p = x.per("table2", "pad_sd", every), x.per("table2", "ks", base), x.per("table2", "ks_p", base)
+    sd, ks = x.per("table2", "pad_sd", every), x.per("table2", "ks", base)
+    pm_r, pm_p = x.per("table2", "pm_r", base), x.per("table2", "pm_p", base)
     mean_c, p_c = x.get(f"pad.{OURS}.pad_mean_corrected"), x.get(f"pad.{OURS}.pad_mean_corrected_p")
     return [
         _judge("ours_largest_pad_spread", on, f"ALS PAD sd: ours {_f(sd[OURS])} y vs {x.vs(sd)} "
                "(paper 27.29 vs 7.74/10.97/8.06).", lambda: all(sd[OURS] > sd[m] for m in base),
-               x.no_als, gate, _nan({"PAD sd": sd})),
-        _judge("ks_all_significant", on, "KS of our ALS PADs against each baseline's: " + ", ".join(
-            f"{MODELS[m]} D = {_f(ks[m])} (p = {_f(ks_p[m], '.3g')})" for m in base)
-               + " (paper D = 0.32/0.47/0.31, all p < 0.05).", lambda: all(ks_p[m] < ALPHA for m in base),
-               x.no_als, gate, _nan({"KS p": ks_p})),
+               x.no_als, gate, _nan({"PAD sd": sd}), magnitudes=x.mags("pad_sd_diff", base)),
+        _judge("pad_spread_wider_significantly", on, "Pitman-Morgan test of our ALS PADs' spread against each "
+               "baseline's on the same patients: " + ", ".join(
+                   f"{MODELS[m]} r = {_f(pm_r[m], '+.2f')} (p = {_f(pm_p[m], '.2g')}; KS D = {_f(ks[m])})"
+                   for m in base) + " (paper: KS D = 0.32/0.47/0.31, all p < 0.05).",
+               lambda: all(pm_r[m] > 0 and pm_p[m] < ALPHA for m in base), x.no_als, gate,
+               _nan({"Pitman-Morgan r": pm_r, "Pitman-Morgan p": pm_p}), magnitudes=x.mags("ks", base)),
         _judge("ours_negative_mean_pad", on, f"Our mean ALS brain-PAD: bias-corrected {_f(mean_c, '+.2f')} y "
                f"(t-test p = {_f(p_c, '.3g')}), raw {_f(x.get(f'table2.{OURS}.pad_mean'), '+.2f')} y; paper -6.19 y "
                "(raw), which its authors call the opposite of the expected direction.",
                lambda: mean_c < 0, x.no_als, SIMULATED_CHOICE["mean_pad"] if simulated else None, x.gate([OURS]),
-               _nan({"bias-corrected PAD mean": {OURS: mean_c}})),
+               _nan({"bias-corrected PAD mean": {OURS: mean_c}}), magnitudes=x.mags("pad_mean", [OURS])),
     ]
 
 
@@ -193,21 +254,33 @@ def _truth_checks(x: _Numbers) -> list[Verdict]:
 
 
 def _figures(x: _Numbers) -> list[Verdict]:
-    """Figs. 3-4: monotone predicted ages along the interpolation, faithful reconstructions (where recorded)."""
+    """Figs. 3-4: the semantic latent carries age (decoding along z_sem with x_T held fixed moves the predicted age
+    monotonically towards the other end), faithful reconstructions (where recorded)."""
     out, on = [], f"held-out healthy set and {x.data.test}"
-    rows = sorted({k.split(".")[1] for k in x.n if k.startswith("fig3.") and k.endswith(".age_spearman")})
+    rows = sorted({k.split(".")[1] for k in x.n if k.startswith("fig3.") and k.endswith(".zsem_age_spearman")})
     if rows:  # Spearman of predicted age vs alpha, signed so that +1 runs from the first end's age to the second's
-        rho = {r: x.get(f"fig3.{r}.age_spearman") for r in rows}
-        ends = {r: (x.get(f"fig3.{r}.true_age_first"), x.get(f"fig3.{r}.true_age_last")) for r in rows}
-        signed = {r: rho[r] * (1 if ends[r][1] > ends[r][0] else -1)
-                  if is_finite(rho[r]) and all(map(is_finite, ends[r])) else None for r in rows}
-        share = x.get("fig3.z_sem_share")
-        out.append(_judge("interpolation_ages_monotone", on,
-                          "Signed Spearman of the decoded frames' predicted age vs α: "
-                          f"{', '.join(_f(v) for v in signed.values())}. Swapping z_sem changes a decoded image by "
-                          f"{_f(100 * share if is_finite(share) else None, '.1f')} % of the squared difference "
-                          "between the two subjects.", lambda: all(v >= MONOTONE_RHO for v in signed.values()),
-                          x.gate([OURS]), nan_reason({f"{r} Spearman": v for r, v in signed.items()})))
+        def signed(r: str, q: str) -> float | None:
+            rho, a, b = x.get(f"fig3.{r}.{q}"), x.get(f"fig3.{r}.true_age_first"), x.get(f"fig3.{r}.true_age_last")
+            return rho * (1 if b > a else -1) if is_finite(rho) and is_finite(a) and is_finite(b) else None
+
+        zsem = {r: signed(r, "zsem_age_spearman") for r in rows}
+        full = {r: signed(r, "age_spearman") for r in rows}
+        share = {r: x.get(f"fig3.{r}.zsem_age_share") for r in rows}
+        swap = x.get("fig3.z_sem_share")
+        rows_text = "; ".join(
+            f"{r}: {_f(x.get(f'fig3.{r}.true_age_first'), '.0f')} → {_f(x.get(f'fig3.{r}.true_age_last'), '.0f')} y, "
+            f"signed Spearman {_f(zsem[r])}, predicted age {_f(x.get(f'fig3.{r}.zsem_age_first'), '.1f')} → "
+            f"{_f(x.get(f'fig3.{r}.zsem_age_last'), '.1f')} y = {_f(100 * share[r] if is_finite(share[r]) else None, '.0f')}"
+            f" % of the age head's {_f(x.get(f'fig3.{r}.latent_age_first'), '.1f')} → "
+            f"{_f(x.get(f'fig3.{r}.latent_age_last'), '.1f')} y" for r in rows)
+        out.append(_judge(
+            "interpolation_ages_monotone", on,
+            f"Decoding along z_sem with x_T held fixed: {rows_text}. The full interpolation (z_sem and x_T): signed "
+            f"Spearman {', '.join(_f(v) for v in full.values())}; swapping z_sem changes a decoded image by "
+            f"{_f(100 * swap if is_finite(swap) else None, '.1f')} % of the squared difference between the two "
+            "subjects.", lambda: all(zsem[r] >= MONOTONE_RHO and share[r] >= ZSEM_AGE_SHARE for r in rows),
+            x.gate([OURS]), nan_reason({**{f"{r} Spearman along z_sem": v for r, v in zsem.items()},
+                                         **{f"{r} share of the age difference": v for r, v in share.items()}})))
     if "fig4.recon_mse" in x.n:
         mse, other = x.get("fig4.recon_mse"), x.get("fig4.other_image_mse")
         out.append(_judge("reconstructions_faithful", on, f"Reconstruction MSE {_f(mse, '.4f')} vs {_f(other, '.4f')} "
@@ -230,15 +303,24 @@ def claims(n: Mapping[str, Any], simulated: bool, data: JudgedOn | None = None) 
     return out + _figures(x)
 
 
+def record_gates(rec: Recorder, data: JudgedOn | None = None) -> list[Gate]:
+    """Record every model's gates (``gates``) from the numbers recorded so far as ``gates.<gate>.<model>``."""
+    found = gates({k: e["value"] for k, e in rec.doc["records"].items()}, data)
+    for g in found:
+        rec.gate(g)
+    return found
+
+
 def record_claims(rec: Recorder, simulated: bool, data: JudgedOn | None = None) -> list[str]:
-    """Judge every claim on the numbers recorded so far and record it, with the data it was judged on, through
-    ``Recorder.claim``; Markdown lines."""
+    """Judge every claim on the numbers recorded so far and record it, with the data it was judged on and its
+    magnitudes, through ``Recorder.claim``; Markdown lines."""
     lines = []
     for v in claims({k: e["value"] for k, e in rec.doc["records"].items()}, simulated, data):
         text, paper, rule = CLAIMS[v.key]
         kind = "check" if v.key.startswith("sim_") else "claim"
         word = rec.claim(v.key, text, v.outcome, v.evidence, rule, paper=paper, kind=kind,
-                         untestable_because=v.reason, judged_on=v.judged_on)
+                         untestable_because=v.reason, judged_on=v.judged_on, magnitudes=v.magnitudes)
         why = f" *Not testable: {v.reason}.*" if v.reason else ""
-        lines.append(f"- **{word.upper()}** {text}. {v.evidence}{why}")
+        mags = "".join(f"\n    - {m.text()}" for m in v.magnitudes)
+        lines.append(f"- **{word.upper()}** {text}. {v.evidence}{why}{mags}")
     return lines
