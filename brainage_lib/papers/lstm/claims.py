@@ -146,8 +146,8 @@ def _texts(young: str) -> list[tuple[str, str, str, str, str]]:
     bins3 = ", ".join(f"{g} y {_paper_diff(PAPER_TABLE3, REPLICATION_LABELS, g):+.2f}" for g in REPLICATION_LABELS)
     return [
         ("discovery_average", "Discovery: LSTM has the lower average MAE", "0.96 vs 1.07 y",
-         (f"LSTM's average discovery-test MAE below 3D's; {_magnitude_text(f'MAE(LSTM) - MAE(3D) = {d1:+.2f} y', 'discovery test subjects')}; "
-          f"{GATE}"), DISC),
+         (f"LSTM's average discovery-test MAE below 3D's; "
+          f"{_magnitude_text(f'MAE(LSTM) - MAE(3D) = {d1:+.2f} y', 'discovery test subjects')}; {GATE}"), DISC),
         ("discovery_older_groups", "Discovery: LSTM is better in 6-10, 11-15 and 16-22 y",
          "0.92/1.02/1.79 vs 1.12/1.19/1.85 y",
          (f"LSTM's MAE below 3D's in all three of the paper's groups; "
@@ -199,14 +199,14 @@ def _discovery(d: Evaluation, t1: pd.DataFrame) -> dict[str, Judged]:
     avg = {n: _mae(t1, n) for n in MODELS}
     area = {n: cs_area(d.errors(n), CS_ALPHA_MAX) for n in MODELS}
     older_reason = _bins_reason(bins, OLDER)
+    older_values = {} if older_reason else {f"{n} MAE in {g} y": v for (n, g), v in g1.items()}
     return {"discovery_average": Judged(avg[LSTM_NAME] < avg[CNN3D_NAME],
                                         f"{_f(avg[LSTM_NAME])} vs {_f(avg[CNN3D_NAME])} y",
                                         {f"{n} average MAE over the discovery test subjects": avg[n] for n in MODELS}),
             "discovery_older_groups": Judged(None if older_reason else len(better) == 3,
                                              f"LSTM better in {', '.join(better) or 'none'}" if bins.paper else
                                              f"not in the paper's groups ({', '.join(bins.labels)} y)",
-                                             {} if older_reason else {f"{n} MAE in {g} y": v for (n, g), v in g1.items()},
-                                             older_reason),
+                                             older_values, older_reason),
             "discovery_cs": Judged(area[LSTM_NAME] > area[CNN3D_NAME], f"mean CS over [0, {CS_ALPHA_MAX:g}] y: "
                                    f"{_f(area[LSTM_NAME], '.3f')} vs {_f(area[CNN3D_NAME], '.3f')}",
                                    {f"{n} mean CS": area[n] for n in MODELS})}

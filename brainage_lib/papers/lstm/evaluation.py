@@ -148,8 +148,9 @@ def table_bins(name: str, ages: np.ndarray) -> Bins:
         return Bins(tuple(edges), tuple(labels), True)
     own_edges, own_labels = own_bins(a)
     width = own_edges[1] - own_edges[0]
-    why = (f"the evaluated ages ({a.min():.1f}-{a.max():.1f} y) do not all lie inside the paper's {labels[0].split('-')[0]}-"
-           f"{labels[-1].split('-')[-1]} y, so {TABLE_TITLES[name]} uses this cohort's own {width:g}-y bins")
+    span = f"{labels[0].split('-')[0]}-{labels[-1].split('-')[-1]}"  # e.g. 0-22
+    why = (f"the evaluated ages ({a.min():.1f}-{a.max():.1f} y) do not all lie inside the paper's {span} y, so "
+           f"{TABLE_TITLES[name]} uses this cohort's own {width:g}-y bins")
     return Bins(own_edges, own_labels, False, why)
 
 

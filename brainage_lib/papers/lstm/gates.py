@@ -109,7 +109,8 @@ def gate_numbers(held_out: Mapping[str, HeldOut], evals: Mapping[str, Evaluation
 
 
 def _learned_text(g: LearnedNumbers) -> str:
-    return f"MAE on {g.where} below {LEARNED_FRACTION:g} x {_y(g.reference)}, the MAE of predicting that set's own mean age"
+    return (f"MAE on {g.where} below {LEARNED_FRACTION:g} x {_y(g.reference)}, the MAE of predicting that set's own "
+            "mean age")
 
 
 def _y(x: float) -> str:
