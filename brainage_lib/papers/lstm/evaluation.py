@@ -395,9 +395,8 @@ def seeds_wide(doc: dict, name: str) -> pd.DataFrame:
         if head != name or "." not in rest:
             continue
         model, group = rest.split(".", 1)  # model names hold no dot
-        paper = e.get("paper")
-        rows.append({"model": model, "group": group,
-                     "cell": f"{paper:.2f} / {mean_sd(e, '.2f')}" if is_finite(paper) else f"- / {mean_sd(e, '.2f')}"})
+        paper, run = e.get("paper"), mean_sd(e, ".2f") if is_finite(e.get("value")) else "-"
+        rows.append({"model": model, "group": group, "cell": f"{paper:.2f} / {run}" if is_finite(paper) else f"- / {run}"})
     if not rows:
         return pd.DataFrame()
     t = pd.DataFrame(rows)
