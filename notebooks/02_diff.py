@@ -98,7 +98,6 @@ from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_reg
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
-from brainage_lib.metrics.verdicts import GATE_TEXT
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.diff import figures as diff_plots, roles
 from brainage_lib.papers.diff.claims import record_claims, record_gates
@@ -115,6 +114,7 @@ from brainage_lib.run.provenance import provenance_text
 from brainage_lib.run.seeding import seed_everything
 from brainage_lib.run.seeds import combine, run_other_seeds
 
+# %%
 NB = "02_diff"
 cfg = resolve_params(NB, globals())
 seed_everything(SEED)
@@ -342,7 +342,6 @@ format_table(wide_table(rec, "table1"))
 # p < 0.01). Each gate with the numbers that passed or failed it:
 
 # %%
-display(Markdown(GATE_TEXT))
 record_gates(rec, data_on)
 rec.gates()
 
