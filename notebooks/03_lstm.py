@@ -263,7 +263,7 @@ for (regime, name), res in trained.items():
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)
-# One row per evaluation this run made; this section, the reference table, the figures and the
+# One row per evaluation this run made; this section, the gates, the figures and the
 # claims below rest on these evaluations:
 
 # %%
