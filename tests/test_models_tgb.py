@@ -96,13 +96,34 @@ def test_gan_small_forward_backward() -> None:
     assert z.shape == (2, 32, 2, 1, 1)  # spatial / 16
     fake = gen(x)
     assert fake.shape == x.shape
-    assert float(fake.detach().min()) >= 0.0 and float(fake.detach().max()) <= 1.0  # sigmoid output
     score = crit(fake)
     assert score.shape == (2,)
     (-score.mean()).backward()
     assert all(p.grad is not None for p in gen.parameters())
     with pytest.raises(BrainAgeError, match="divisible by 16"):
         gen.encode(torch.zeros(1, 1, 24, 16, 16))
+
+
+@pytest.mark.parametrize("output", ["linear", "relu"])
+def test_generator_output_head_is_the_papers_1x1x1_convolution(output) -> None:
+    """The decoder ends in a 1x1x1 convolution with no squashing (the paper), or a ReLU after it (the authors' code)."""
+    torch.manual_seed(0)
+    gen = TGBGenerator(GANConfig(width=1 / 16, output=output))
+    x = torch.rand(2, 1, 32, 16, 16)
+    with torch.no_grad():
+        h = gen.decoder(gen.encode(x))
+        w, b = gen.head.weight[:, :, 0, 0, 0], gen.head.bias  # (1, C), (1,)
+        by_hand = torch.einsum("oc,bcdhw->bodhw", w, h) + b.reshape(1, -1, 1, 1, 1)
+        fake = gen(x)
+    expected = by_hand.clamp_min(0) if output == "relu" else by_hand
+    assert torch.allclose(fake, expected, atol=1e-5)
+    assert gen.head.kernel_size == (1, 1, 1)
+    if output == "linear":
+        with torch.no_grad():
+            gen.head.bias.fill_(-5.0)  # an unbounded head reaches below 0 (and exactly 0), which a sigmoid cannot
+            assert float(gen(x).min()) < 0
+    with pytest.raises(BrainAgeError, match="output"):
+        GANConfig(output="sigmoid")
 
 
 def test_paper_size_forward_shapes_on_meta() -> None:

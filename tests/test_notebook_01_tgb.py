@@ -65,23 +65,62 @@ def test_01_tgb_synthesis_and_claims(tgb_run):
     for m in ("REG-GAN", "REG-GAN-TGB"):
         assert rec[f"synthesis.{m}.bins_below_min"] == 0 and rec[f"synthesis.{m}.n_synthetic"] > 0
     verdicts = {k: v for k, v in rec.items() if k.startswith("claims.")}
-    assert len(verdicts) == 9 and set(verdicts.values()) <= {"reproduced", "not reproduced", "not testable",
-                                                             "passed", "failed"}
-    assert verdicts["claims.reg_learns"] in {"reproduced", "not reproduced"}  # measured on every run
+    assert len(verdicts) == 9 and set(verdicts.values()) <= {"reproduced", "direction only", "not reproduced",
+                                                             "not testable", "passed", "failed"}
+    assert verdicts["claims.reg_learns"] in {"direction only", "not reproduced"}  # measured on every run; smoke is reduced
     assert verdicts["claims.oracle_finds_region"] in {"passed", "failed"}  # simulated data: the oracle is scored
 
 
-def test_01_tgb_learning_gate_recomputed_from_predictions(tgb_run):
-    _, _, _, rec, preds = tgb_run
-    age = preds["age"].to_numpy()
-    reference = np.abs(age - age.mean()).mean()  # predicting the test subjects' own mean age
-    assert rec["baseline.mean_prediction.mae"] == pytest.approx(reference, rel=1e-6)
-    learned = {m: np.abs(preds[m].to_numpy() - age).mean() < 0.8 * reference for m in METHODS}
+def test_01_tgb_gates_recorded_and_recomputed(tgb_run):
+    """Every gate is recorded with its numbers; the learned gate is the validation MAE against 0.8 x the MAE of
+    predicting the validation subjects' own mean age, and a claim naming a model that failed is not testable."""
+    _, _, res, rec, _ = tgb_run
+    gates = {k[len("gates."):]: e for k, e in res["records"].items() if k.startswith("gates.")}
+    assert set(gates) >= {f"learned.{m}" for m in METHODS} | {"reconstructs.REG-GAN", "reconstructs.REG-GAN-TGB"}
+    ref = rec["baseline.validation_mean_prediction.mae"]
+    learned = {m: rec[f"validation.{m}.mae"] < 0.8 * ref for m in METHODS}
+    for m in METHODS:
+        gate = gates[f"learned.{m}"]
+        assert gate["value"] is learned[m] and f"{rec[f'validation.{m}.mae']:.2f}" in gate["evidence"]
+    for m in ("REG-GAN", "REG-GAN-TGB"):
+        share = rec[f"reconstruction.{m}.share"]
+        assert 0 <= share <= 1 and gates[f"reconstructs.{m}"]["value"] is (share >= 0.9)
     named = {"reg_gan_worse": ("REG", "REG-GAN"), "tgb_beats_reg": ("REG", "REG-GAN-TGB"),
              "tgb_beats_reg_gan": ("REG-GAN", "REG-GAN-TGB"), "tgb_oldest_group_worst": ("REG-GAN-TGB",)}
     for claim, models in named.items():
         if not all(learned[m] for m in models):
             assert rec[f"claims.{claim}"] == "not testable", claim
+            assert "validation split" in res["records"][f"claims.{claim}"]["reason"]
+    for claim in ("tgb_higher_l1", "tgb_stronger_diffmap"):
+        if not all(rec[f"reconstruction.{m}.share"] >= 0.9 for m in ("REG-GAN", "REG-GAN-TGB")):
+            assert rec[f"claims.{claim}"] == "not testable", claim
+
+
+def test_01_tgb_magnitudes_recorded_and_recomputed(tgb_run):
+    """Every claim with a paper number carries its magnitudes; an MAE difference is recomputed from the saved
+    predictions, and its interval holds it."""
+    _, _, res, rec, preds = tgb_run
+    records = res["records"]
+    for claim in ("reg_learns", "reg_gan_worse", "tgb_beats_reg", "tgb_beats_reg_gan", "tgb_higher_l1",
+                  "tgb_stronger_diffmap", "tgb_oldest_group_worst"):
+        mags = records[f"claims.{claim}"].get("magnitudes")
+        assert mags and all({"paper", "value", "low", "high", "inside", "text"} <= set(m) for m in mags), claim
+    assert not records["claims.tgb_finds_region"].get("magnitudes")  # shown by eye: no paper number
+    age = preds["age"].to_numpy()
+    mae = {m: np.abs(preds[m].to_numpy() - age).mean() for m in METHODS}
+    e = records["magnitude.reg_gan_worse.mae"]
+    assert e["value"] == pytest.approx(mae["REG-GAN"] - mae["REG"], rel=1e-6)
+    assert e["paper"] == pytest.approx(1.9356 - 1.7060) and e["low"] <= e["value"] <= e["high"]
+    assert records["magnitude.tgb_stronger_diffmap.ratio"]["paper"] == pytest.approx(0.49 / 0.05)
+    assert records["claims.reg_gan_worse"]["value"] != "reproduced"  # a reduced profile shows the direction at most
+
+
+def test_01_tgb_deviations_and_seeds(tgb_run):
+    _, _, res, _, _ = tgb_run
+    devs = res["records"]["deviations"]["value"]
+    assert len(devs) >= 10 and all({"what", "paper", "ours", "why"} <= set(d) for d in devs)
+    assert any("output head" in d["what"] for d in devs)
+    assert res["params"]["SEEDS"] == 1 and res["params"]["DATA_SEED"] == 0
 
 
 def test_01_tgb_banner_lists_parameters_that_differ_from_paper(tgb_run):

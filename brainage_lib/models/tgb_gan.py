@@ -10,8 +10,10 @@ encoder architecture (own weights) + a 1x1x1 conv to a score map, averaged.
 Losses: WGAN-GP (eq. 1), alpha * L1 reconstruction (eq. 2-3) and, for TGB,
 beta * L2 of the regressor REG applied to the generator's output (eqs. 4-5).
 
-The generator's output head (1x1x1 conv + sigmoid) runs in fp32 with autocast
-disabled, so images come out float32 also under bf16 autocast.
+The generator's output head is the paper's plain 1x1x1 convolution (``output="linear"``;
+the authors' public code, ``nets/gan_reg.py`` of ``ruizhe-l/tgb-gan``, follows it with a
+ReLU: ``output="relu"``). It runs in fp32 with autocast disabled, so images come out
+float32 also under bf16 autocast.
 """
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ from torch import nn
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_regressor import autocast_off, he_init
 
-__all__ = ["CriticLoss", "GANConfig", "GeneratorLoss", "SynthesisPair", "TGBCritic",
+__all__ = ["OUTPUT_HEADS", "CriticLoss", "GANConfig", "GeneratorLoss", "SynthesisPair", "TGBCritic",
            "TGBGenerator", "critic_loss", "generator_loss", "gradient_penalty",
            "interpolate_latents", "plan_synthesis"]
+
+
+OUTPUT_HEADS = ("linear", "relu")  # the paper's plain 1x1x1 convolution; the authors' code adds a ReLU
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class GANConfig:
         all of them (a smaller profile uses e.g. 0.125).
     alpha, beta, lambda_gp
         Weights of the L1 term, the task (age L2) term and the gradient penalty.
+    output
+        The generator's output head after its 1x1x1 convolution: ``"linear"`` (none, the paper's
+        text) or ``"relu"`` (the authors' code).
     """
 
     in_channels: int = 1
@@ -53,8 +61,11 @@ class GANConfig:
     alpha: float = 10.0
     beta: float = 0.1
     lambda_gp: float = 10.0
+    output: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.output not in OUTPUT_HEADS:
+            raise BrainAgeError(f"GANConfig: output={self.output!r}; use one of {list(OUTPUT_HEADS)}.")
         enc, dec = self.encoder_channels, self.decoder_channels
         if not enc or len(enc) != len(dec) or self.width <= 0:
             raise BrainAgeError(
@@ -108,10 +119,11 @@ class _Encoder(nn.Module):
 class TGBGenerator(nn.Module):
     """Encoder-decoder generator without skip connections.
 
-    The output goes through a sigmoid: images are min-max normalised to [0, 1],
-    so the sigmoid keeps reconstructions and interpolated syntheses in the range
-    the critic and REG see for real images (no out-of-range intensities for the
-    critic to exploit, nothing to clip before REG training).
+    The decoder ends in the paper's 1x1x1 convolution to one channel, with no bound on
+    its output (``output="linear"``) or a ReLU (``output="relu"``, the authors' code).
+    Real images are min-max normalised to [0, 1] with a background of exactly 0, which an
+    unbounded head reaches exactly; a sigmoid reaches 0 only at an infinite logit, so a
+    short schedule leaves a grey background that dominates the L1 of a mostly empty volume.
     """
 
     def __init__(self, config: GANConfig | None = None) -> None:
@@ -131,10 +143,12 @@ class TGBGenerator(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Float32 images ``(B, in_channels, 16*d, 16*h, 16*w)`` in [0, 1] from latents ``z``."""
+        """Float32 images ``(B, in_channels, 16*d, 16*h, 16*w)`` from latents ``z`` (non-negative with
+        ``output="relu"``)."""
         h = self.decoder(z)
         with autocast_off(h.device):
-            return torch.sigmoid(self.head(h.float()))
+            out = self.head(h.float())
+            return torch.relu(out) if self.config.output == "relu" else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x``: ``decode(encode(x))``, same shape as ``x``."""

@@ -44,13 +44,20 @@ def error_summary(pred: np.ndarray, age: np.ndarray) -> dict[str, float]:
             "mae_mean": float(ae.mean()), "mae_sd": float(ae.std(ddof=1))}
 
 
-def table1_frame(records: dict[str, dict], methods: tuple[str, ...] = ("REG", "REG-GAN", "REG-GAN-TGB")) -> pd.DataFrame:
-    """Table 1 (paper beside this run, 'mean ± sd') from recorded ``table1.<method>.<metric>_{mean,sd}`` entries."""
+def table1_frame(records: dict[str, dict], methods: tuple[str, ...] = ("REG", "REG-GAN", "REG-GAN-TGB"),
+                 over_seeds: bool = False) -> pd.DataFrame:
+    """Table 1 (paper beside this run, 'mean ± sd') from recorded ``table1.<method>.<metric>_{mean,sd}`` entries.
+
+    ``over_seeds``: this run's cells are the mean ± sd over the model seeds of each seed's mean (records combined
+    by ``run.seeds.combine``), the paper's its mean ± sd over subjects.
+    """
     def cell(method: str, metric: str, source: str) -> str:
         m, s = records.get(f"table1.{method}.{metric}_mean"), records.get(f"table1.{method}.{metric}_sd")
         if m is None or m.get(source) is None:
             return "N/A"
         digits = 4
+        if over_seeds and source == "value" and "seeds_mean" in m:
+            return f"{m['seeds_mean']:.{digits}f} ± {m['seeds_sd']:.{digits}f} ({m['seeds_n']} seeds)"
         return f"{m[source]:.{digits}f} ± {s[source]:.{digits}f}" if s and s.get(source) is not None else f"{m[source]:.{digits}f}"
 
     rows = []
