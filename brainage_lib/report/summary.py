@@ -99,18 +99,24 @@ def paper_values(doc: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "quantity", "paper", "this run", "unit", "profile", "data"])
 
 
-def claims_table(docs: dict[str, dict]) -> pd.DataFrame:
-    """Every recorded claim of the paper notebooks with its verdict, rule, profile and data."""
+def _per_paper(docs: dict[str, dict], frame, cols: list[str], extra: bool = False) -> pd.DataFrame:
+    """``frame(doc)`` of every paper notebook, with its paper's short name and notebook (and profile and data)."""
     frames = []
     for nb, doc in papers(docs).items():
-        c = claims_frame(doc)
-        c.insert(0, "paper name", short_name(doc))
-        c.insert(1, "notebook", nb)
-        c["profile"], c["data"] = doc["profile"], doc["data"]
-        frames.append(c)
-    cols = ["paper name", "notebook", "key", "kind", "claim", "verdict", "paper", "this run", "judged on", "rule",
-            "reason", "magnitude", "seeds", "profile", "data"]
+        t = frame(doc)
+        t.insert(0, "paper name", short_name(doc))
+        t.insert(1, "notebook", nb)
+        if extra:
+            t["profile"], t["data"] = doc["profile"], doc["data"]
+        frames.append(t)
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def claims_table(docs: dict[str, dict]) -> pd.DataFrame:
+    """Every recorded claim of the paper notebooks with its verdict, rule, profile and data."""
+    return _per_paper(docs, claims_frame, ["paper name", "notebook", "key", "kind", "claim", "verdict", "paper",
+                                           "this run", "judged on", "rule", "reason", "magnitude", "seeds", "profile",
+                                           "data"], extra=True)
 
 
 def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
@@ -123,14 +129,8 @@ def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
 
 def gates_table(docs: dict[str, dict]) -> pd.DataFrame:
     """Every gate of the paper notebooks: which model passed which, with the numbers (``gates.*`` records)."""
-    frames = []
-    for nb, doc in papers(docs).items():
-        g = gates_frame(doc)
-        g.insert(0, "paper name", short_name(doc))
-        g.insert(1, "notebook", nb)
-        frames.append(g)
-    cols = ["paper name", "notebook", "gate", "model", "passed", "rule", "this run", "judged on"]
-    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    return _per_paper(docs, gates_frame, ["paper name", "notebook", "gate", "model", "passed", "rule", "this run",
+                                          "judged on"])
 
 
 def not_testable_reasons(claims: pd.DataFrame) -> pd.DataFrame:
