@@ -133,7 +133,7 @@ def test_claims_judged_from_records():
     base = {"table1__REG__mae_mean": 1.7, "table1__REG__mse_mean": 5.2, "baseline__mean_prediction__mae": 3.5,
             "table1__REG-GAN__mae_mean": 1.9, "table1__REG-GAN__mse_mean": 6.7,
             "baseline__validation_mean_prediction__mae": 3.4, "validation__REG__mae": 1.8,
-            "validation__REG-GAN__mae": 2.0}
+            "validation__REG-GAN__mae": 2.0, "reconstruction__REG-GAN__share": 0.95}
     verdict = claims(recs(**base)).set_index("key")["reproduced"]
     assert verdict["reg_learns"] == True  # REG beats the mean  # noqa: E712
     assert verdict["reg_gan_worse"] == True  # REG-GAN worse than REG  # noqa: E712
