@@ -207,9 +207,10 @@ def test_lstm_wins_ends_rule_on_the_paper_tables() -> None:
     assert L.lstm_wins_ends(L.PAPER_TABLE3[L.LSTM_NAME][:-1], L.PAPER_TABLE3[L.CNN3D_NAME][:-1]) is True
     assert L.lstm_wins_ends(L.PAPER_TABLE2[L.LSTM_NAME][:-1], L.PAPER_TABLE2[L.CNN3D_NAME][:-1]) is False  # 3D never lower
     nan = float("nan")
-    assert L.lstm_wins_ends([1.0, 2.0, 2.0, 1.0], [2.0, nan, 3.0, 2.0]) is False  # an empty middle bin does not count
-    assert L.lstm_wins_ends([1.0, 2.0, 2.0, 1.0], [2.0, nan, 1.5, 2.0]) is True  # the other middle bin decides
+    assert L.lstm_wins_ends([1.0, 2.0, 2.0, 1.0], [2.0, nan, 1.5, 2.0]) is None  # an empty middle bin: not testable
     assert L.lstm_wins_ends([1.0, 2.0, 1.0], [2.0, nan, 2.0]) is None  # no middle bin to compare: not testable
+    assert L.lstm_wins_ends([1.0, 2.0, 2.0, 1.0], [2.0, 1.5, 3.0, 2.0]) is False  # 3D lower in 1 of 2: no majority
+    assert L.lstm_wins_ends([1.0, 2.0, 2.0, 1.0], [2.0, 1.5, 1.5, 2.0]) is True  # 2 of 2
     assert L.lstm_wins_ends([nan, 2.0, 1.0], [2.0, 1.0, 2.0]) is None  # empty end bin: not testable
     assert L.lstm_wins_ends([1.0, 2.0, 3.0], [2.0, 1.0, 2.0]) is False  # LSTM loses the last bin
     with pytest.raises(BrainAgeError):
