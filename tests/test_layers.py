@@ -14,7 +14,7 @@ LIB = Path(brainage_lib.__file__).parent
 # layer of each top-level part of brainage_lib; a module imports only parts of a lower layer or its own part
 LAYERS = {
     "errors": 0, "paths": 0,
-    "run": 1, "metrics": 1,
+    "metrics": 1, "run": 1.5,  # the results and seeds of a run speak the verdict vocabulary of metrics
     "simulation": 2, "models": 2,
     "data": 3, "engine": 3,
     "report": 4, "inference": 4, "preprocess": 4,
@@ -52,8 +52,9 @@ def part(mod: str) -> str:
 
 
 def wing(mod: str) -> str | None:
+    """The paper wing (a package under papers/) of a module; None for shared modules such as papers.fidelity."""
     bits = mod.split(".")
-    return bits[2] if len(bits) > 2 and bits[1] == "papers" else None
+    return bits[2] if len(bits) > 2 and bits[1] == "papers" and (LIB / "papers" / bits[2]).is_dir() else None
 
 
 def test_every_part_has_a_layer():
