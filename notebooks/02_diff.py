@@ -520,7 +520,7 @@ for row in range(2):
     head_gap = age_z[-1, row] - age_z[0, row]
     rec.record(f"{r}.zsem_age_share", (age_zsem[-1, row] - age_zsem[0, row]) / head_gap if head_gap else np.nan)
 fig = diff_plots.interpolation_grid(zsem_frames.cpu().numpy(), alphas, age_z, age_zsem, labels)
-rec.figure(fig, "fig3_zsem_interpolation", "Fig. 3, z_sem only: x_T held fixed, z_sem interpolated, with predicted ages.")
+rec.figure(fig, "fig3_zsem_interpolation", "Fig. 3, z_sem only: x_T held fixed, z_sem interpolated, predicted ages.")
 plt.show()
 pd.DataFrame({k: [rec.get(f"fig3.row{i}.{k}") for i in (1, 2)] for k in
               ("zsem_age_spearman", "zsem_age_first", "zsem_age_last", "latent_age_first", "latent_age_last",

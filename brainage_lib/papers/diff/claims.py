@@ -90,9 +90,9 @@ class _Numbers:
         ref = self.n.get("gate.heldout_mean_prediction_mae")
         if not is_finite(ref):
             return "the MAE of predicting the held-out healthy set's mean age was not recorded"
+        rp = {MODELS[m]: (self.n.get(f"table1.{m}.test_r"), self.n.get(f"table1.{m}.test_r_p")) for m in models}
         return (not_learned_reason({MODELS[m]: self.n.get(f"heldout.{m}.mae") for m in models}, float(ref), HELDOUT)
-                or not_tracking_reason({MODELS[m]: (self.n.get(f"table1.{m}.test_r"), self.n.get(f"table1.{m}.test_r_p"))
-                                        for m in models}, self.data.where))
+                or not_tracking_reason(rp, self.data.where))
 
     def gate_all(self) -> str | None:
         """The gate of a claim comparing ours with every baseline."""
@@ -266,11 +266,12 @@ def _figures(x: _Numbers) -> list[Verdict]:
         zsem = {r: signed(r, "zsem_age_spearman") for r in rows}
         full = {r: signed(r, "age_spearman") for r in rows}
         share = {r: x.get(f"fig3.{r}.zsem_age_share") for r in rows}
+        pct = {r: 100 * share[r] if is_finite(share[r]) else None for r in rows}
         swap = x.get("fig3.z_sem_share")
         rows_text = "; ".join(
             f"{r}: {_f(x.get(f'fig3.{r}.true_age_first'), '.0f')} → {_f(x.get(f'fig3.{r}.true_age_last'), '.0f')} y, "
             f"signed Spearman {_f(zsem[r])}, predicted age {_f(x.get(f'fig3.{r}.zsem_age_first'), '.1f')} → "
-            f"{_f(x.get(f'fig3.{r}.zsem_age_last'), '.1f')} y = {_f(100 * share[r] if is_finite(share[r]) else None, '.0f')}"
+            f"{_f(x.get(f'fig3.{r}.zsem_age_last'), '.1f')} y = {_f(pct[r], '.0f')}"
             f" % of the age head's {_f(x.get(f'fig3.{r}.latent_age_first'), '.1f')} → "
             f"{_f(x.get(f'fig3.{r}.latent_age_last'), '.1f')} y" for r in rows)
         out.append(_judge(

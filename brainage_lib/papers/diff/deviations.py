@@ -39,7 +39,8 @@ DEVIATIONS = [
     Deviation("Validation and held-out healthy sets", "not stated: all 4631 training images are trained on",
               "10 % of the labelled training subjects select the epoch, another 10 % (the held-out healthy set) fit "
               "the age-bias correction and decide the learning gate; neither is trained on",
-              "Model selection and a gate decided on subjects of the training distribution need subjects no model saw."),
+              "Model selection, and a gate decided on subjects of the training distribution, need subjects no "
+              "model saw."),
     Deviation("Age head output", "the MLP maps to the age (units not stated); age MSE summed with the noise MSE",
               "the head predicts standardised age, mapped back to years; the age MSE in years² (the paper's eq. 6); "
               "the head's BatchNorm statistics re-estimated on the labelled training slices before each validation",

@@ -34,8 +34,8 @@ PAPER = {"short": "DIFF", "title": "Semi-supervised diffusion model for brain ag
          "bootstrap_evaluations": ["test"]}
 
 __all__ = ["MAGNITUDES", "MODELS", "OURS", "PAPER_TABLE1", "PAPER_TABLE2", "als_pads", "evaluate", "format_table",
-           "magnitude_numbers", "magnitude_table", "numbers", "paper_magnitude", "record_evaluation", "record_magnitudes",
-           "reference_numbers", "wide_table"]
+           "magnitude_numbers", "magnitude_table", "numbers", "paper_magnitude", "record_evaluation",
+           "record_magnitudes", "reference_numbers", "wide_table"]
 
 OURS = "diffae"
 MODELS = {"diffae": "Ours (DiffAE)", "densenet121": "DenseNet121", "brainager": "brainageR-style GPR",
@@ -178,8 +178,8 @@ TABLE_KEYS = {
     "table2": ("pad_mean", "pad_sd", "ks", "ks_p", "pm_r", "pm_p"),
     "pad": ("pad_mean", "pad_mean_corrected", "pad_mean_corrected_p", "pad_sd", "pad_sd_corrected", "survival_r",
             "survival_p", "survival_r_corrected", "survival_p_corrected", "ks", "ks_corrected", "ks_p",
-            "ks_p_corrected", "test_pad_age_r", "test_pad_age_r_corrected", "test_mae_corrected", "bias_slope", "bias_intercept",
-            "survival_steiger_z", "survival_steiger_p"),
+            "ks_p_corrected", "test_pad_age_r", "test_pad_age_r_corrected", "test_mae_corrected", "bias_slope",
+            "bias_intercept", "survival_steiger_z", "survival_steiger_p"),
     "truth": ("truth_test_r_gap", "truth_test_r_gap_corrected", "truth_als_r_gap", "truth_als_r_gap_corrected",
               "truth_als_gap_spread", "truth_als_mae_gap"),
     "heldout": ("heldout_mae", "heldout_r"),
@@ -208,7 +208,8 @@ def reference_numbers(test_age: np.ndarray, survival: np.ndarray | None, als_gap
 
 
 # The numbers a claim compares with the paper's: ``quantity: (what, per-subject set, unit)``. Differences are ours
-# minus the baseline named in the key (``mag.<quantity>.<baseline>``); the rest are ours alone (``mag.<quantity>.diffae``).
+# minus the baseline named in the key (``mag.<quantity>.<baseline>``); the rest are ours alone
+# (``mag.<quantity>.diffae``).
 MAGNITUDES = {
     "r_diff": ("test r: ours - baseline", "test", None),
     "mae_diff": ("test MAE: ours - baseline", "test", "years"),

@@ -21,7 +21,7 @@ RECON_SHARE = 0.25  # Fig. 4: reconstruction MSE below this share of the MSE to 
 # older-looking brains survive shorter, so a faithful brain-PAD correlates negatively with survival.
 SIMULATED_SURVIVAL_SIGN = -1
 PAPER_SURVIVAL_SIGN = 1  # the paper: ours' ALS brain-PAD correlates positively with survival (+0.24)
-HELDOUT = "the held-out healthy set"  # where the learning gate is decided: labelled training-cohort subjects no model saw
+HELDOUT = "the held-out healthy set"  # where the learning gate is decided: training-cohort subjects no model saw
 
 GATE = (f"Judged only when every model it names learned age, on {HELDOUT} (held-out subjects of the training "
         f"distribution): MAE there below {LEARNED_FRACTION:g} x the MAE of predicting that set's own mean age; and "
@@ -50,8 +50,8 @@ NOT_CLINICAL = ("the paper ranks the models on a clinical-grade test set after t
 R_ON_SPLIT = ("Judged on a held-out split of the training cohort: Pearson r is blind to the offset and scale a change "
               "of grade adds to predictions, so its ranking is the part of Table 1 a split can speak to.")
 
-_MAGNITUDE = ("In the paper profile reproduced only when the paper's value lies inside this run's 95 % paired bootstrap "
-              "interval over subjects (mag.*); otherwise, or in a reduced profile, direction only.")
+_MAGNITUDE = ("In the paper profile reproduced only when the paper's value lies inside this run's 95 % paired "
+              "bootstrap interval over subjects (mag.*); otherwise, or in a reduced profile, direction only.")
 
 CLAIMS = {
     "ours_joint_highest_r": ("The diffusion autoencoder has the (joint) highest test r", "0.83 vs 0.83/0.46/0.81",
@@ -103,7 +103,8 @@ CLAIMS = {
         f"Pearson r of its raw ALS PAD with survival < 0 with p < {ALPHA:g}. {_GATE_OURS}"),
     "sim_survival_stronger_than_baselines": (
         "Simulator check: its PAD-survival correlation is stronger than every baseline's in the simulator's sign",
-        "—", f"Steiger's z of its raw ALS PAD-survival r against every baseline's < 0 (ours the more negative). {GATE}"),
+        "—",
+        f"Steiger's z of its raw ALS PAD-survival r against every baseline's < 0 (ours the more negative). {GATE}"),
     "sim_spread_follows_gap": (
         "Simulator check: its ALS PAD spread that follows the hidden gap is the widest", "—",
         ("Its cov(PAD, true gap) / sd(true gap) over the ALS patients (in years; a perfect PAD reaches the true gap's "
