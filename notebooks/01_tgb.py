@@ -549,8 +549,9 @@ for _, c in verdicts.iterrows():
     sizes = "".join(f"; {m.text()}" for m in c["magnitudes"])
     lines.append(f"- **{word}**{check}: {c['claim']} (paper: {c['paper']}; this run: {c['this run']}{why}{sizes}).")
 display(Markdown(f"Profile **{cfg.profile}** on **{rec.doc['data']}**, model seed {SEED}:\n\n" + "\n".join(lines)))
-rec.save_predictions(pd.DataFrame({"evaluation": "test", "participant_id": data.table["participant_id"].iloc[test_idx].to_numpy(),
-                                   "age": test_age, **{m: preds[m] for m in METHODS}}))
+test_ids = data.table["participant_id"].iloc[test_idx].to_numpy()
+rec.save_predictions(pd.DataFrame({"evaluation": "test", "participant_id": test_ids, "age": test_age,
+                                   **{m: preds[m] for m in METHODS}}))
 _ = rec.record("wall_time_s", time.time() - t_start, unit="s")
 
 # %% [markdown]

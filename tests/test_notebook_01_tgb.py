@@ -67,7 +67,8 @@ def test_01_tgb_synthesis_and_claims(tgb_run):
     verdicts = {k: v for k, v in rec.items() if k.startswith("claims.")}
     assert len(verdicts) == 9 and set(verdicts.values()) <= {"reproduced", "direction only", "not reproduced",
                                                              "not testable", "passed", "failed"}
-    assert verdicts["claims.reg_learns"] in {"direction only", "not reproduced"}  # measured on every run; smoke is reduced
+    # measured on every run; a reduced profile gives the direction at most
+    assert verdicts["claims.reg_learns"] in {"direction only", "not reproduced"}
     assert verdicts["claims.oracle_finds_region"] in {"passed", "failed"}  # simulated data: the oracle is scored
 
 
@@ -91,8 +92,9 @@ def test_01_tgb_gates_recorded_and_recomputed(tgb_run):
         if not all(learned[m] for m in models):
             assert rec[f"claims.{claim}"] == "not testable", claim
             assert "validation split" in res["records"][f"claims.{claim}"]["reason"]
-    for claim, gans in (("tgb_higher_l1", ("REG-GAN", "REG-GAN-TGB")), ("tgb_stronger_diffmap", ("REG-GAN", "REG-GAN-TGB")),
-                        ("reg_gan_worse", ("REG-GAN",)), ("tgb_beats_reg", ("REG-GAN-TGB",))):
+    both = ("REG-GAN", "REG-GAN-TGB")
+    for claim, gans in (("tgb_higher_l1", both), ("tgb_stronger_diffmap", both), ("reg_gan_worse", ("REG-GAN",)),
+                        ("tgb_beats_reg", ("REG-GAN-TGB",))):
         if not all(rec[f"reconstruction.{m}.share"] >= 0.9 for m in gans):
             assert rec[f"claims.{claim}"] == "not testable", claim
 

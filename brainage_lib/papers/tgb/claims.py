@@ -93,7 +93,8 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
     ref = v.get("baseline.validation_mean_prediction.mae")
 
     def learned_reason(models: tuple[str, ...]) -> str | None:
-        return not_learned_reason({m: v.get(f"validation.{m}.mae") for m in models}, ref, VALIDATION)  # type: ignore[misc]
+        maes = {m: v.get(f"validation.{m}.mae") for m in models}
+        return not_learned_reason(maes, ref, VALIDATION)  # type: ignore[arg-type]
 
     def reconstruct_reason(models: tuple[str, ...]) -> str | None:
         return not_reconstructing_reason({m: v.get(f"reconstruction.{m}.share") for m in models})  # type: ignore[misc]
@@ -119,7 +120,8 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
 
     m = "table1.{}.{}_mean".format
     add("reg_learns", "REG learns age: its test MAE is well below that of predicting the mean age",
-        "MAE 1.71 (ages 6-24)", (m("REG", "mae"), "baseline.mean_prediction.mae"), lambda a, b: a < LEARNED_FRACTION * b,
+        "MAE 1.71 (ages 6-24)", (m("REG", "mae"), "baseline.mean_prediction.mae"),
+        lambda a, b: a < LEARNED_FRACTION * b,
         lambda a, b: f"MAE {a:.2f} vs {b:.2f} predicting the test cohort's mean age",
         f"REG's test MAE < {LEARNED_FRACTION:g} x the MAE of predicting the test cohort's own mean age")
     add("reg_gan_worse", "REG-GAN is worse than REG (higher MSE and MAE)", "MSE 6.71 vs 5.19, MAE 1.94 vs 1.71",
