@@ -65,7 +65,9 @@ def test_reconstruction_share_faithful_mean_and_swapped_generators():
     # by hand on 3 one-voxel images: recon 0 -> 0.1 (own 0.1; others 0.9, 1.9: median 1.4), recon 1 -> 0.5
     # (own 0.5; others 0.5, 1.5: median 1.0), recon 2 -> 0.0 (own 2.0; others 0.0, 1.0: median 0.5)
     x, y = np.array([[0.0], [1.0], [2.0]]), np.array([[0.1], [0.5], [0.0]])
-    assert reconstruction_share(x, y) == pytest.approx(2 / 3)
+    assert reconstruction_share(x, y) == pytest.approx(2 / 3) == reconstruction_share(x, y, chunk=1)
+    noisy = images + rng.normal(0, 0.3, images.shape)
+    assert reconstruction_share(images, noisy, chunk=7) == reconstruction_share(images, noisy)
     assert not_reconstructing_reason({"G": 0.95}) is None
     assert "G1 50 %" in not_reconstructing_reason({"G1": 0.5, "G2": 0.97})
     with pytest.raises(ValueError):

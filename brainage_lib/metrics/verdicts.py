@@ -123,11 +123,12 @@ def not_tracking_reason(rp: Mapping[str, tuple[float, float]], where: str, alpha
             + "; ".join(f"{m}: {show(*v)}" for m, v in failed.items()) + f"; needs r > 0 with p < {alpha:g})")
 
 
-def reconstruction_share(inputs: np.ndarray, reconstructions: np.ndarray) -> float:
+def reconstruction_share(inputs: np.ndarray, reconstructions: np.ndarray, chunk: int | None = None) -> float:
     """Share of images whose reconstruction is closer (mean L1) to its own input than to the median other image.
 
     ``inputs`` and ``reconstructions`` are ``(N, ...)`` arrays of the same N >= 2 test images, row i the
-    reconstruction of input i. A generator that ignores its input (a mean image) is as far from the image it was
+    reconstruction of input i; ``chunk`` inputs are compared at a time (default: 256 MB of differences, so a
+    paper-size 96^3 test set fits). A generator that ignores its input (a mean image) is as far from the image it was
     given as from any other, so it passes for about half of them; a faithful one for nearly all.
     """
     x = np.asarray(inputs, dtype=np.float32).reshape(len(inputs), -1)
@@ -135,7 +136,9 @@ def reconstruction_share(inputs: np.ndarray, reconstructions: np.ndarray) -> flo
     if x.shape != y.shape or len(x) < 2:
         raise ValueError(f"reconstruction_share: need N >= 2 inputs and as many reconstructions, got {x.shape} and "
                          f"{y.shape}")
-    d = np.stack([np.abs(y[i][None, :] - x).mean(1) for i in range(len(x))])  # d[i, j] = L1(recon i, input j)
+    chunk = chunk or max(1, int(2 ** 26 // max(x.shape[1], 1)))  # inputs compared at once: <= 256 MB of differences
+    d = np.stack([np.concatenate([np.abs(y[i][None, :] - x[j:j + chunk]).mean(1) for j in range(0, len(x), chunk)])
+                  for i in range(len(x))])  # d[i, j] = L1(recon i, input j)
     own = np.diag(d)
     others = np.array([np.median(np.delete(d[i], i)) for i in range(len(x))])
     return float(np.mean(own < others))
