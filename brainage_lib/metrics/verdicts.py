@@ -37,7 +37,6 @@ from scipy import stats as sps
 REPRODUCED, DIRECTION_ONLY, NOT_REPRODUCED, NOT_TESTABLE, UNSTABLE = (
     "reproduced", "direction only", "not reproduced", "not testable", "unstable")
 PASSED, FAILED = "passed", "failed"  # the words of a check against the simulator's truth
-CLAIM_VERDICTS = (REPRODUCED, DIRECTION_ONLY, NOT_REPRODUCED, UNSTABLE, NOT_TESTABLE)
 
 LEARNED_FRACTION = 0.8  # learned age: held-out MAE < 0.8 x the MAE of predicting that set's own mean age
 TRACK_ALPHA = 0.01  # on a shifted cohort: Pearson r > 0 with p below this

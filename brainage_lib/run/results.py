@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.metrics.verdicts import Gate, Magnitude, decide
 from brainage_lib.run.figures import save_figure
 from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.run.provenance import provenance
@@ -31,9 +32,6 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
 
-
-from brainage_lib.metrics.verdicts import (DIRECTION_ONLY, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,  # noqa: E402
-                                           UNSTABLE, Gate, Magnitude, decide)
 
 KINDS = ("claim", "check")
 
@@ -105,13 +103,17 @@ class Recorder:
             entry["note"] = note
         entry.update({k: v for k, v in ((k, to_jsonable(v)) for k, v in fields.items()) if v is not None})
         self.doc["records"][key] = entry
-        _atomic_write(self.partial, json.dumps(self.doc, indent=1, sort_keys=False) + "\n")
+        self._save_partial()
         return value
+
+    def _save_partial(self) -> None:
+        """Write the records so far to ``<notebook>.partial.json`` (the complete file waits for ``finalize``)."""
+        _atomic_write(self.partial, json.dumps(self.doc, indent=1, sort_keys=False) + "\n")
 
     def update(self, key: str, **fields: Any) -> None:
         """Change or add fields of the record ``key`` (e.g. its value combined over seeds)."""
         self.doc["records"][key].update({k: to_jsonable(v) for k, v in fields.items()})
-        _atomic_write(self.partial, json.dumps(self.doc, indent=1, sort_keys=False) + "\n")
+        self._save_partial()
 
     def claim(self, key: str, claim: str, outcome: bool | None, evidence: str, rule: str,
               paper: str | None = None, kind: str = "claim", untestable_because: str | None = None,
