@@ -11,7 +11,6 @@ unstable), and for every number with a paper value its mean and sd over the seed
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.verdicts import NOT_TESTABLE, combine_seeds, is_finite
 from brainage_lib.run.params import Params
 from brainage_lib.run.progress import tqdm
-from brainage_lib.run.results import Recorder
+from brainage_lib.run.results import Recorder, load_results
 
 __all__ = ["combine", "other_seeds", "run_other_seeds", "seed_output_dir", "seeds_table"]
 
@@ -64,7 +63,7 @@ def run_other_seeds(cfg: Params, n: int | None = None) -> dict[int, dict]:
             run_notebook(cfg.notebook, cfg.profile, params, output_dir=where, html=False, progress=False)
         except BrainAgeError as exc:
             raise BrainAgeError(f"Model seed {s} of {cfg.notebook} failed; its outputs are in {where}.\n{exc}") from None
-        out[s] = json.loads((paths.results_dir(where) / f"{cfg.notebook}.json").read_text())
+        out[s] = load_results(cfg.notebook, where)
     return out
 
 
