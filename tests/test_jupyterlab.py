@@ -119,11 +119,13 @@ def test_notebook_opens_in_headless_chromium(lab, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}", wait_until="domcontentloaded")
             # a notebook view (not the text editor) whose parameters cell is on screen
-            cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell", has_text="PROFILE").first
+            cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell", has_text="PROFILE").first
             cell.wait_for(state="visible", timeout=45_000)
-            # cells beyond the screen may not be rendered yet (JupyterLab draws a notebook lazily): the title and
-            # the parameters cell are enough to show a notebook view
-            assert page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").count() >= 2
+            # JupyterLab draws a notebook lazily, cell by cell: wait for the title and the parameters cell, which
+            # are enough to show a notebook view (cells beyond the screen may never be drawn)
+            page.wait_for_function(
+                "document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell').length >= 2", timeout=30_000
+            )
             page.wait_for_timeout(500)  # let the layout settle before the picture
             page.screenshot(path=str(shot))
         finally:
