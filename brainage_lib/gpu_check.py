@@ -1,11 +1,21 @@
 """``make gpu-check``: every paper-profile training stage measured on this device, and the paper runs extrapolated.
 
-For each stage (``papers/*/bench.py``: ``gpu_stages``): samples/s in fp32 and bf16 autocast
-after a warm-up, peak GPU memory, the FLOPs of one step counted by ``FlopCounterMode``, the
-achieved TFLOP/s and its share of the device's dense bf16 peak, and the stage's training time
-in the paper profile (optimiser steps x measured time per step, bf16 as the notebooks train on
-CUDA). Per notebook, the sum; for ``make reproduce``, the notebooks plus simulating every
-preset (its rate measured here). Validation passes and evaluation are not included.
+For each stage (``papers/*/bench.py``: ``gpu_stages``), two measurements:
+
+- the training step alone (``make_step``): samples/s in fp32 and bf16 autocast after a warm-up,
+  peak GPU memory, the FLOPs of one step counted by ``FlopCounterMode``, the achieved TFLOP/s
+  and its share of the device's dense bf16 peak;
+- the real stage (``engine_run``, ``engine.profile.time_stage``): the notebook's training
+  function, with its batch loader, engine, per-step synchronisations and checkpoints, for a
+  fixed number of steps (bf16 on CUDA, as the notebooks train there): seconds per step, the
+  share of time the GPU was busy (CUDA profiler; None on a CPU), peak memory.
+
+The stage's training time in the paper profile is its optimiser steps x the real stage's time
+per step, plus a checkpoint per epoch (the step alone where the real stage failed). Per
+notebook, the sum, and its peak memory; for ``make reproduce``, the notebooks plus simulating
+every preset (its rate measured here). Set-up, validation passes and evaluation are not
+included. Every measurement is guarded: an error (out of memory, CUDA, cuDNN, anything) is
+recorded in its place and the others go on, and the JSON is rewritten after every stage.
 
 On CUDA everything runs at the paper's sizes; without CUDA the same code runs at tiny sizes
 on the CPU (fp32 only, as the notebooks train there), which tests it but forecasts nothing.
@@ -13,14 +23,17 @@ on the CPU (fp32 only, as the notebooks train there), which tests it but forecas
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
 
 from brainage_lib import paths
+from brainage_lib.engine.profile import time_stage
 from brainage_lib.papers.diff.bench import gpu_stages as diff_stages
 from brainage_lib.papers.lstm.bench import gpu_stages as lstm_stages
 from brainage_lib.papers.tgb.bench import gpu_stages as tgb_stages
@@ -53,16 +66,48 @@ def _measure(stage: StageBench, dev: torch.device, bf16: bool, n_iter: int) -> d
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
     torch.manual_seed(0)
-    try:
-        step = stage.make_step(dev, bf16, stage.batch)
-        flops = count_flops(step)  # one step, counted (also the first warm-up step)
-        rate = samples_per_second(step, dev, stage.batch, n_iter, warmup=1)
-    except torch.cuda.OutOfMemoryError as exc:
-        return {"error": f"out of memory at batch {stage.batch}: {str(exc)[:160]}"}
+    step = stage.make_step(dev, bf16, stage.batch)
+    flops = count_flops(step)  # one step, counted (also the first warm-up step)
+    rate = samples_per_second(step, dev, stage.batch, n_iter, warmup=1)
     sync(dev)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
     return {"samples_per_s": rate, "flops_per_step": flops, "tflops": flops * rate / stage.batch / 1e12,
             "peak_memory_gib": peak}
+
+
+def _guarded(what: str, fn, *args) -> dict:
+    """``fn(*args)``, or ``{"error": ...}`` for any exception (out of memory, CUDA, cuDNN, a bug): one stage's failure
+    leaves the others measured."""
+    try:
+        return fn(*args)
+    except torch.cuda.OutOfMemoryError as exc:
+        out = {"error": f"out of memory ({what}): {str(exc)[:160]}"}
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON, the next stage still runs
+        out = {"error": f"{type(exc).__name__} ({what}): {str(exc)[:300]}",
+               "where": "".join(traceback.format_exception(exc)[-3:])[-800:]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        with contextlib.suppress(Exception):
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+    return out
+
+
+def _engine_timing(stage: StageBench, dev: torch.device, bf16: bool, steps: int) -> dict:
+    if stage.engine_run is None:
+        return {"error": "no engine run for this stage"}
+    return time_stage(stage.engine_run, dev, bf16, steps)
+
+
+def stage_hours(stage: StageBench, row: dict) -> float | None:
+    """Training hours of ``stage`` in the paper profile: from the real stage's timing (per step, first step and
+    checkpoint per epoch) where it ran, else from the step's samples/s. Set-up, validation passes and evaluation
+    are not included."""
+    eng = row.get("engine") or {}
+    if "step_s" in eng:
+        epochs = sum(e for _, _, e in stage.runs)
+        return (stage.total_steps * eng["step_s"] + epochs * eng["checkpoint_s"]) / 3600
+    used = row.get("bf16") or row.get("fp32") or {}
+    return stage.total_steps * stage.batch / used["samples_per_s"] / 3600 if "samples_per_s" in used else None
 
 
 def _simulation_rate(paper: bool) -> float:
@@ -79,72 +124,117 @@ def _simulation_rate(paper: bool) -> float:
 
 
 def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Path | None = None,
-                  verbose: bool = True) -> dict:
-    """Measure every stage, extrapolate the paper profile, write ``bench/gpu.json`` (or ``out``), print a table."""
+                  verbose: bool = True, engine_steps: int | None = None, on_update=None) -> dict:
+    """Measure every stage, extrapolate the paper profile, write ``bench/gpu.json`` (or ``out``), print a table.
+
+    Per stage: the training step alone (``make_step``; fp32, and bf16 on CUDA) and the real stage
+    (``engine_run``, ``engine_steps`` steps, bf16 on CUDA as the notebooks train) with the share of
+    time the GPU was busy. Any error of one measurement is recorded in its place and the others go
+    on; the JSON is rewritten after every stage (``on_update(result)`` is called then too).
+    """
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     n_iter = n_iter or (5 if cuda else 1)
+    engine_steps = engine_steps or (4 if cuda else 2)
     name = torch.cuda.get_device_name(dev) if cuda else provenance(dev)["device"]
     peak = bf16_peak(name) if cuda else None
     res: dict = {"provenance": provenance(dev), "device": name, "sizes": "paper" if cuda else "tiny (CPU test run)",
                  "bf16_peak_tflops": peak, "peak_note": (f"dense bf16 peak of {name}" if peak else
-                                                         f"no known bf16 peak for {name}"), "stages": []}
-    for st in stages(paper=cuda):
+                                                         f"no known bf16 peak for {name}"),
+                 "engine_steps": engine_steps, "stages": []}
+    target = Path(out) if out else paths.project_root() / "bench" / "gpu.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(res, indent=1) + "\n")
+        tmp.replace(target)
+        if on_update is not None:
+            on_update(res)
+
+    for st in _guarded_stages(cuda, res):
         row = {"notebook": st.notebook, "stage": st.name, "setting": st.setting, "batch": st.batch,
                "total_steps": st.total_steps, "runs": [list(r) for r in st.runs]}
         for prec in ("fp32", "bf16") if cuda else ("fp32",):
-            m = _measure(st, dev, prec == "bf16", n_iter)
+            m = _guarded(f"{st.name} {prec} step", _measure, st, dev, prec == "bf16", n_iter)
             if "tflops" in m and peak:
                 m["fraction_of_bf16_peak"] = m["tflops"] / peak
             row[prec] = m
-        used = row.get("bf16", row["fp32"])
-        row["hours"] = st.total_steps * st.batch / used["samples_per_s"] / 3600 if "samples_per_s" in used else None
+        row["engine"] = _guarded(f"{st.name} engine stage", _engine_timing, st, dev, cuda, engine_steps)
+        row["hours"] = stage_hours(st, row)
         res["stages"].append(row)
+        write()
     res["notebook_hours"] = {}
     for row in res["stages"]:
         hours = res["notebook_hours"].get(row["notebook"], 0.0)
         res["notebook_hours"][row["notebook"]] = None if hours is None or row["hours"] is None else hours + row["hours"]
     subjects = sum(p.n for p in PRESETS.values())
-    rate = _simulation_rate(paper=cuda)
-    res["simulation"] = {"subjects": subjects, "subjects_per_s": rate, "hours": subjects / rate / 3600}
+    sim = _guarded("simulation", lambda: {"subjects_per_s": _simulation_rate(paper=cuda)})
+    res["simulation"] = {"subjects": subjects, **sim}
+    if "subjects_per_s" in sim:
+        res["simulation"]["hours"] = subjects / sim["subjects_per_s"] / 3600
     known = [h for h in res["notebook_hours"].values() if h is not None]
     res["reproduce_hours"] = (sum(known) + res["simulation"]["hours"]
-                              if len(known) == len(res["notebook_hours"]) else None)
-    target = Path(out) if out else paths.project_root() / "bench" / "gpu.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(res, indent=1) + "\n")
+                              if len(known) == len(res["notebook_hours"]) and "hours" in res["simulation"] else None)
+    res["peak_memory_gib"] = {nb: max((r[k]["peak_memory_gib"] or 0.0 for r in res["stages"] if r["notebook"] == nb
+                                       for k in ("fp32", "bf16", "engine") if (r.get(k) or {}).get("peak_memory_gib")),
+                                      default=None) for nb in res["notebook_hours"]}
+    write()
     if verbose:
         print(format_report(res))
         print(f"wrote {target}")
     return res
 
 
+def _guarded_stages(paper: bool, res: dict) -> list[StageBench]:
+    """The stages to measure; an error building the list is recorded (nothing is measured then)."""
+    try:
+        return stages(paper=paper)
+    except Exception as exc:  # noqa: BLE001
+        res["error"] = f"{type(exc).__name__} listing the stages: {exc}"
+        return []
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}"
+
+
 def format_report(res: dict) -> str:
-    """The measurements as a text table, then the extrapolated hours."""
+    """The measurements as a text table (the step alone per precision, then the real stage), then the hours."""
     lines = [f"device: {res['device']} ({res['sizes']} sizes); {res['peak_note']}",
-             f"{'notebook':9} {'stage':17} {'batch':>5} {'GFLOP/step':>11} {'prec':5} {'samples/s':>10} "
+             f"{'notebook':9} {'stage':17} {'batch':>5} {'GFLOP/step':>11} {'prec':6} {'samples/s':>10} "
              f"{'TFLOP/s':>8} {'% peak':>7} {'peak GiB':>9} {'steps':>9} {'hours':>8}"]
     for r in res["stages"]:
-        for prec in ("fp32", "bf16"):
+        for prec in ("fp32", "bf16", "engine"):
             m = r.get(prec)
             if m is None:
                 continue
+            head = f"{r['notebook']:9} {r['stage']:17} {r['batch']:>5}"
             if "error" in m:
-                lines.append(f"{r['notebook']:9} {r['stage']:17} {r['batch']:>5} {'':>11} {prec:5} {m['error']}")
+                lines.append(f"{head} {'':>11} {prec:6} {m['error'][:100]}")
+                continue
+            mem = f"{m['peak_memory_gib']:.1f}" if m.get("peak_memory_gib") is not None else "n/a"
+            if prec == "engine":
+                hours = f"{r['hours']:.2f}" if r["hours"] is not None else ""
+                lines.append(f"{head} {'':>11} {'stage':6} {r['batch'] / m['step_s']:>10.2f} {'GPU busy':>8} "
+                             f"{_pct(m['gpu_busy']):>6}% {mem:>9} {r['total_steps']:>9} {hours:>8}")
                 continue
             frac = f"{100 * m['fraction_of_bf16_peak']:.1f}" if "fraction_of_bf16_peak" in m else "n/a"
-            mem = f"{m['peak_memory_gib']:.1f}" if m["peak_memory_gib"] is not None else "n/a"
-            hours = f"{r['hours']:.2f}" if prec == ("bf16" if "bf16" in r else "fp32") and r["hours"] else ""
-            lines.append(f"{r['notebook']:9} {r['stage']:17} {r['batch']:>5} {m['flops_per_step'] / 1e9:>11.1f} "
-                         f"{prec:5} {m['samples_per_s']:>10.2f} {m['tflops']:>8.3f} {frac:>7} {mem:>9} "
-                         f"{r['total_steps']:>9} {hours:>8}")
+            lines.append(f"{head} {m['flops_per_step'] / 1e9:>11.1f} {prec:6} {m['samples_per_s']:>10.2f} "
+                         f"{m['tflops']:>8.3f} {frac:>7} {mem:>9}")
     sim = res["simulation"]
-    lines.append(f"simulating {sim['subjects']} subjects at {sim['subjects_per_s']:.2f}/s: {sim['hours']:.2f} h")
+    if "hours" in sim:
+        lines.append(f"simulating {sim['subjects']} subjects at {sim['subjects_per_s']:.2f}/s: {sim['hours']:.2f} h")
+    else:
+        lines.append(f"simulation: {sim.get('error', 'not measured')}")
     for nb, h in res["notebook_hours"].items():
-        lines.append(f"{nb}: {'n/a' if h is None else f'{h:.2f} h'} of training (paper profile)")
+        mem = (res.get("peak_memory_gib") or {}).get(nb)
+        lines.append(f"{nb}: {'n/a' if h is None else f'{h:.2f} h'} of training (paper profile)"
+                     + (f"; peak {mem:.1f} GiB" if mem else ""))
     total = res["reproduce_hours"]
     lines.append(f"make reproduce: {'n/a' if total is None else f'{total:.2f} h'} (training + simulation; "
-                 "validation passes and evaluation not included)")
+                 "set-up, validation passes and evaluation not included). 'stage' rows: the real training stage "
+                 f"({res.get('engine_steps')} steps: loader, engine, checkpoints), samples/s after its first step.")
     if res["sizes"] != "paper":
         lines.append("Tiny sizes on a CPU: these hours test the arithmetic; they forecast nothing.")
     return "\n".join(lines)

@@ -1,12 +1,15 @@
 """`make gpu-check` on the CPU (tiny sizes): the same code a GPU runs, checked against hand computations."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
 
+from brainage_lib import gpu_check
+from brainage_lib.engine.profile import gpu_busy_share
 from brainage_lib.gpu_check import bf16_peak, format_report, run_gpu_check, stages
 from brainage_lib.run.timing import count_flops
 
@@ -59,13 +62,57 @@ def test_gpu_check_runs_on_the_cpu_and_extrapolates(tmp_path, capsys):
     assert json.loads((tmp_path / "gpu.json").read_text()) == json.loads(json.dumps(res))
     assert [r["stage"] for r in res["stages"]] == [s.name for s in stages(paper=False)]
     for r in res["stages"]:
-        m = r["fp32"]
+        m, eng = r["fp32"], r["engine"]
         assert m["samples_per_s"] > 0 and m["flops_per_step"] > 0 and "bf16" not in r
         assert m["tflops"] == pytest.approx(m["flops_per_step"] * m["samples_per_s"] / r["batch"] / 1e12)
-        assert r["hours"] == pytest.approx(r["total_steps"] * r["batch"] / m["samples_per_s"] / 3600)
+        # the real stage: its steps were timed, its final checkpoint written; no GPU, so no busy share
+        assert eng["steps"] == 2 and 0 < eng["step_s"] < eng["wall_s"] and eng["checkpoint_s"] > 0
+        assert eng["gpu_busy"] is None and eng["peak_memory_gib"] is None
+        epochs = sum(e for _, _, e in r["runs"])
+        assert r["hours"] == pytest.approx((r["total_steps"] * eng["step_s"] + epochs * eng["checkpoint_s"]) / 3600)
     for nb in ("01_tgb", "02_diff", "03_lstm"):
         assert res["notebook_hours"][nb] == pytest.approx(sum(r["hours"] for r in res["stages"] if r["notebook"] == nb))
     assert res["reproduce_hours"] == pytest.approx(sum(res["notebook_hours"].values()) + res["simulation"]["hours"])
     assert res["bf16_peak_tflops"] is None and "no known bf16 peak" in res["peak_note"]
     printed = capsys.readouterr().out
     assert format_report(res) in printed and "forecast nothing" in printed
+
+
+def _some_stages(broken: str, error: type[BaseException]):
+    """Three tiny stages; ``broken`` raises ``error`` in its step and in its real stage."""
+    def boom(*_args):
+        raise error("CUDNN_STATUS_EXECUTION_FAILED (forced)")
+
+    keep = [s for s in stages(paper=False) if s.name in ("REG", "DeepBrainNet", "3D-ResNet18")]
+    return [dataclasses.replace(s, make_step=boom, engine_run=boom) if s.name == broken else s for s in keep]
+
+
+def test_a_stage_that_fails_leaves_every_other_stage_in_the_json(tmp_path, monkeypatch):
+    """A non-memory error (a cuDNN failure, say) in one stage: that stage reports it, the others are measured."""
+    monkeypatch.setattr(gpu_check, "stages", lambda paper: _some_stages("DeepBrainNet", RuntimeError))
+    res = run_gpu_check("cpu", n_iter=1, out=tmp_path / "gpu.json", verbose=False)
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved == json.loads(json.dumps(res))
+    by = {r["stage"]: r for r in saved["stages"]}
+    assert list(by) == ["REG", "DeepBrainNet", "3D-ResNet18"]
+    for name in ("REG", "3D-ResNet18"):
+        assert by[name]["fp32"]["samples_per_s"] > 0 and by[name]["engine"]["step_s"] > 0 and by[name]["hours"] > 0
+    bad = by["DeepBrainNet"]
+    assert bad["fp32"]["error"].startswith("RuntimeError") and "CUDNN_STATUS_EXECUTION_FAILED" in bad["fp32"]["error"]
+    assert "CUDNN_STATUS_EXECUTION_FAILED" in bad["engine"]["error"] and bad["hours"] is None
+    assert saved["notebook_hours"]["01_tgb"] > 0 and saved["notebook_hours"]["02_diff"] is None
+    assert saved["reproduce_hours"] is None
+    assert "RuntimeError (DeepBrainNet fp32 step)" in format_report(res)
+
+
+def test_the_json_is_written_after_every_stage(tmp_path, monkeypatch):
+    """An interruption (not caught: it ends the run) after the first stage leaves that stage on disk."""
+    monkeypatch.setattr(gpu_check, "stages", lambda paper: _some_stages("DeepBrainNet", KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        run_gpu_check("cpu", n_iter=1, out=tmp_path / "gpu.json", verbose=False)
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert [r["stage"] for r in saved["stages"]] == ["REG"] and saved["stages"][0]["engine"]["step_s"] > 0
+
+
+def test_busy_share():
+    assert gpu_busy_share(0.5, 2.0) == 0.25 and gpu_busy_share(3.0, 2.0) == 1.0 and gpu_busy_share(1.0, 0.0) is None

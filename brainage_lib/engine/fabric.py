@@ -5,8 +5,9 @@ becomes a one-device engine without checkpoints) and runs as a *stage*:
 
 - **Lightning Fabric** places models and batches on the device, runs the forward passes
   under bf16 autocast on CUDA (fp32 on CPU), saves and loads checkpoints, and, with
-  ``devices > 1``, launches one process per device (DDP, ``ddp_spawn``) whose gradients
-  are averaged before each optimiser step.
+  ``devices > 1``, trains in one process per device (DDP) whose gradients are summed by
+  hand before each optimiser step. Those processes run as a separate command
+  (``engine.launch``), never forked from this one, so a notebook's kernel can start them.
 - A **stage** (:class:`Stage`) is one training run with an identity: a hash of its
   configuration, its training data and the source of the code that trains it. It saves
   ``last.ckpt`` after every epoch (and every ``save_every_s`` seconds within a long epoch)
@@ -29,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import io
 import json
 import os
 import random
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
@@ -53,6 +53,7 @@ __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_ver
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
+FIRST_CHECK = 8  # with several processes: the step at which they first agree whether a checkpoint is due
 
 
 class Engine:
@@ -63,7 +64,8 @@ class Engine:
     device
         ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
     devices
-        Processes (GPUs) per training stage; above 1, Fabric's DDP strategy (``ddp_spawn``).
+        Processes (GPUs) per training stage; above 1, Fabric's DDP strategy in a separate command
+        (``engine.launch``), which also works from a Jupyter kernel.
     checkpoints
         Folder of the stages' checkpoints (``<folder>/<stage>-<identity>/``); None: no checkpoints,
         nothing resumes.
@@ -85,6 +87,8 @@ class Engine:
         self.checkpoints = Path(checkpoints) if checkpoints else None
         self.force, self.save_every_s = bool(force), float(save_every_s)
         self.log: list[dict[str, Any]] = []  # one entry per stage run: name, status, epoch, path
+        self.step_clock: list[float] | None = None  # a list: every stage appends the time after each step (gpu-check)
+        self.last_stage: Stage | None = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
@@ -115,31 +119,35 @@ class Engine:
 
         return pd.DataFrame(self.log, columns=["stage", "status", "epoch", "key"])
 
-    def fabric(self, amp: bool = True, world: int = 1):
-        """A Fabric for this device: bf16-mixed on CUDA when ``amp``, else 32-bit; DDP (spawn) when ``world > 1``."""
+    def precision(self, amp: bool = True) -> str:
+        """Fabric's precision on this device: bf16-mixed on CUDA when ``amp``, else 32-bit."""
+        return "bf16-mixed" if (amp and self.device.type == "cuda") else "32-true"
+
+    def fabric(self, amp: bool = True):
+        """A one-process Fabric for this device (``precision(amp)``)."""
         from lightning_fabric import Fabric
 
         cuda = self.device.type == "cuda"
-        precision = "bf16-mixed" if (amp and cuda) else "32-true"
-        if world > 1:
-            return Fabric(accelerator="cuda" if cuda else "cpu", strategy="ddp_spawn", devices=world,
-                          precision=precision)
         devices = [self.device.index or 0] if cuda else 1
-        return Fabric(accelerator="cuda" if cuda else "cpu", devices=devices, precision=precision)
+        return Fabric(accelerator="cuda" if cuda else "cpu", devices=devices, precision=self.precision(amp))
 
     def stage(self, name: str, identity: dict[str, Any]) -> Stage:
         """The stage ``name`` with this identity (its configuration, data and code)."""
-        return Stage(name, identity, self.checkpoints, self.force, self.save_every_s, self.log)
+        stage = Stage(name, identity, self.checkpoints, self.force, self.save_every_s, self.log)
+        stage.step_clock = self.step_clock
+        self.last_stage = stage
+        return stage
 
     def run(self, loop: Callable[..., Any], stage: Stage | None, *args: Any, amp: bool = True, batch_size: int = 1,
             last_batch: int = 0) -> Any:
         """Run ``loop(fabric, stage, *args)`` on this engine and return its result (in this process).
 
-        With ``devices > 1`` the loop first runs in one spawned process per device (as many as
+        With ``devices > 1`` the loop first runs in one DDP process per device (as many as
         divide ``batch_size`` and leave no process without an item of a shorter ``last_batch``,
-        so every process takes an equal share of each global batch); rank 0's ``final.ckpt``
-        then carries the trained state back, and the loop, run here once more, loads it
-        (training nothing) and returns what it returns on one device.
+        so every process takes an equal share of each global batch), started as a separate
+        command (``engine.launch``: no fork of this process, which may be a notebook's kernel);
+        rank 0's ``final.ckpt`` then carries the trained state back, and the loop, run here
+        once more, loads it (training nothing) and returns what it returns on one device.
         """
         world = max(d for d in range(1, self.devices + 1)
                     if batch_size % d == 0 and (last_batch == 0 or last_batch >= d))
@@ -152,27 +160,17 @@ class Engine:
                 raise BrainAgeError("DEVICES > 1 needs a checkpoint folder: the processes hand the trained stage back "
                                     "through its final checkpoint.")
             if not stage.done or stage.force:
-                payload = _dumps((loop, stage, args))  # plain bytes: spawned workers get private copies of the weights
-                self.fabric(amp, world=world).launch(_spawned, payload)
-                stage = stage.loaded_after_spawn()
+                from brainage_lib.engine.launch import launch_workers
+
+                launch_workers(loop, stage, args, world=world, precision=self.precision(amp),
+                               accelerator="cuda" if self.device.type == "cuda" else "cpu")
+                stage = stage.loaded_after_workers()
         return loop(self.fabric(amp), stage, *args)
 
 
 def as_engine(device: Engine | torch.device | str) -> Engine:
     """An :class:`Engine`; a device (or its name) becomes a one-device engine without checkpoints."""
     return device if isinstance(device, Engine) else Engine(device)
-
-
-def _dumps(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf, pickle_protocol=4)
-    return buf.getvalue()
-
-
-def _spawned(fabric, payload: bytes) -> None:
-    """A DDP worker: unpack the loop and its arguments, train; rank 0 writes the stage's checkpoints."""
-    loop, stage, args = torch.load(io.BytesIO(payload), weights_only=False)
-    loop(fabric, stage, *args)
 
 
 # --------------------------------------------------------------------------- identity
@@ -297,23 +295,25 @@ def local_share(batch: list[int], rank: int, world: int) -> list[int]:
 class batch_loader:
     """Batches ``(x, y)`` of ``dataset`` for a list of index lists, on ``device``.
 
-    A cohort held in one array (``CachedArrayDataset``) that fits in a fraction of the free
-    GPU memory is copied onto the device once and batches are indexed there; otherwise a
-    ``DataLoader`` over the index lists with ``num_workers`` workers and, on CUDA, pinned memory.
-    That loader draws its workers' base seed from a private generator, never from torch's
-    global one, which dropout draws from (as a loop over a seeded shuffling DataLoader).
+    A cohort held in arrays (a ``CachedArrayDataset``, or a ``ConcatDataset`` of them, such as
+    real plus synthetic images) that fits in a fraction of the free GPU memory is copied onto
+    the device once, as one tensor, and batches are indexed there; otherwise a ``DataLoader``
+    over the index lists with ``num_workers`` workers and, on CUDA, pinned memory. That
+    loader draws its workers' base seed from a private generator, never from torch's global
+    one, which dropout draws from (as a loop over a seeded shuffling DataLoader).
     """
 
     def __init__(self, dataset: Dataset, device: torch.device, num_workers: int = 0) -> None:
         self.dataset, self.device, self.num_workers = dataset, device, num_workers
         self.on_device = None
-        if device.type == "cuda" and _fits_on_device(dataset, device):
-            ds = dataset
-            rows = np.asarray(ds.indices)
-            read = np.unique(rows)  # memory maps read fastest in order
-            x = torch.from_numpy(np.ascontiguousarray(ds.array[read])).to(device)
-            x = x[torch.from_numpy(np.searchsorted(read, rows)).to(device)]  # item i is row rows[i]
-            self.on_device = (x[:, None] if ds.channel else x, torch.from_numpy(ds.ages[rows]).to(device))
+        parts = _array_parts(dataset)
+        if parts and _fits_on_device(parts, device):
+            xs, ys = zip(*(_to_device(ds, device) for ds in parts))
+            dtype = xs[0].dtype
+            for x in xs[1:]:
+                dtype = torch.promote_types(dtype, x.dtype)  # float16 -> float32 is exact
+            x = xs[0] if len(xs) == 1 else torch.cat([x.to(dtype) for x in xs])
+            self.on_device = (x, ys[0] if len(ys) == 1 else torch.cat(ys))
 
     def __call__(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.on_device is not None:
@@ -329,10 +329,29 @@ class batch_loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def _fits_on_device(ds: Dataset, device: torch.device) -> bool:
-    if not all(hasattr(ds, a) for a in ("array", "ages", "indices", "channel")):
+def _array_parts(ds: Dataset) -> list[Dataset] | None:
+    """The array-backed datasets ``ds`` is made of, in item order (one, or a ConcatDataset's); None if any is not,
+    or their items differ in shape."""
+    parts = list(ds.datasets) if isinstance(ds, ConcatDataset) else [ds]
+    if not parts or not all(all(hasattr(p, a) for a in ("array", "ages", "indices", "channel")) for p in parts):
+        return None
+    shapes = {(bool(p.channel), tuple(p.array.shape[1:])) for p in parts}
+    return parts if len(shapes) == 1 else None
+
+
+def _to_device(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items ``(x, y)`` of one array-backed dataset on ``device``: x in the array's dtype, item i = row indices[i]."""
+    rows = np.asarray(ds.indices)
+    read = np.unique(rows)  # memory maps read fastest in order
+    x = torch.from_numpy(np.ascontiguousarray(ds.array[read])).to(device)
+    x = x[torch.from_numpy(np.searchsorted(read, rows)).to(device)]
+    return (x[:, None] if ds.channel else x), torch.from_numpy(np.asarray(ds.ages, np.float32)[rows]).to(device)
+
+
+def _fits_on_device(parts: Sequence[Dataset], device: torch.device) -> bool:
+    if device.type != "cuda":
         return False
-    nbytes = len(ds.indices) * int(np.prod(ds.array.shape[1:])) * np.dtype(ds.array.dtype).itemsize
+    nbytes = sum(len(ds.indices) * int(np.prod(ds.array.shape[1:])) * np.dtype(ds.array.dtype).itemsize for ds in parts)
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_CACHE_FRACTION * free
 
@@ -390,6 +409,8 @@ def end_step(fabric, stage: Stage | None, state: dict[str, Any], max_steps: int 
     """Count one optimiser step of ``state``; True when ``max_steps`` is reached (stop the epoch), else save if due."""
     state["steps"] += 1
     state["batch"] += 1
+    if stage is not None and stage.step_clock is not None:
+        stage.step_clock.append(time.perf_counter())
     if state["steps"] == max_steps:
         return True
     if stage is not None:
@@ -432,6 +453,9 @@ class Stage:
         self.log = log if log is not None else []
         self.status = "trained"
         self._last_save = time.monotonic()
+        self._steps_at_save, self._next_check = 0, FIRST_CHECK
+        self.save_seconds = 0.0  # time spent writing checkpoints (gpu-check counts it)
+        self.step_clock: list[float] | None = None  # a list: end_step appends the time after every step
 
     @property
     def dir(self) -> Path | None:
@@ -442,8 +466,8 @@ class Stage:
     def done(self) -> bool:
         return self.dir is not None and (self.dir / "final.ckpt").is_file()
 
-    def loaded_after_spawn(self) -> Stage:
-        """This stage, to be loaded from the final checkpoint the spawned processes wrote."""
+    def loaded_after_workers(self) -> Stage:
+        """This stage, to be loaded from the final checkpoint the DDP processes wrote."""
         return Stage(self.name, self.identity, self.root, False, self.save_every_s, self.log)
 
     def restore(self, fabric, state: dict[str, Any]) -> str:
@@ -461,6 +485,8 @@ class Stage:
             self.status = "trained"
         if fabric.is_global_zero:
             self._announce(state)
+        self._steps_at_save = int(state.get("steps", 0))
+        self._next_check = self._steps_at_save + FIRST_CHECK
         return self.status
 
     def _announce(self, state: dict[str, Any]) -> None:
@@ -474,7 +500,8 @@ class Stage:
 
     def save(self, fabric, state: dict[str, Any], final: bool = False) -> None:
         """Write ``last.ckpt`` (or ``final.ckpt``) atomically; rank 0 writes, every rank waits."""
-        self._last_save = time.monotonic()
+        t0 = self._last_save = time.monotonic()
+        self._steps_at_save = int(state.get("steps", 0))
         if self.dir is None:
             return
         name = "final.ckpt" if final else "last.ckpt"
@@ -488,14 +515,32 @@ class Stage:
         if fabric.is_global_zero:
             os.replace(tmp, self.dir / name)
         fabric.barrier()
+        self.save_seconds += time.monotonic() - t0
 
     def tick(self, fabric, state: dict[str, Any]) -> None:
-        """Within an epoch: save ``last.ckpt`` when ``save_every_s`` seconds have passed since the last save."""
-        due = time.monotonic() - self._last_save >= self.save_every_s
-        if fabric.world_size > 1:  # every rank must agree to enter the collective save
-            due = bool(reduce_sum(fabric, [float(due)])[0])
-        if due:
+        """Within an epoch: save ``last.ckpt`` when ``save_every_s`` seconds have passed since the last save.
+
+        With several processes the save is collective, so they must agree on when. They do so
+        without a collective per step: only at planned step counts (``_next_check``, equal on
+        every rank) they sum their clocks once, save if any rank is due, and plan the next
+        check from the steps per second since the last save (a check a few steps early
+        rather than late).
+        """
+        if fabric.world_size == 1:
+            if time.monotonic() - self._last_save >= self.save_every_s:
+                self.save(fabric, state)
+            return
+        if state["steps"] < self._next_check:
+            return
+        elapsed = time.monotonic() - self._last_save
+        votes, total = reduce_sum(fabric, [float(elapsed >= self.save_every_s), elapsed])
+        elapsed = total / fabric.world_size  # the same number on every rank from here on
+        steps = state["steps"] - self._steps_at_save
+        if votes:
             self.save(fabric, state)
+            elapsed = 0.0
+        per_s = steps / max(total / fabric.world_size, 1e-9)
+        self._next_check = state["steps"] + max(1, int(0.9 * (self.save_every_s - elapsed) * per_s))
 
     def finish(self, fabric, state: dict[str, Any]) -> None:
         """Write ``final.ckpt`` (the stage is done) unless it was loaded from it."""

@@ -150,5 +150,8 @@ class ResNetLSTM(nn.Module):
         feats = self.encoder(x.reshape(b * s, 1, h, w))  # (B*S, C)
         feats = feats.reshape(b, s, -1)  # (B, S, C)
         pooled = pool_adjacent_slices(feats, cfg.pool_k)  # (B, S // k, C)
-        seq, _ = self.lstm(pooled)  # (B, S // k, 2 * hidden): forward and backward outputs
+        # the LSTM outside autocast, in fp32: under CUDA autocast cuDNN's RNN would run in fp16 (its autocast
+        # policy), with no gradient scaler; it is small (S // k steps), so fp32 costs little
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            seq, _ = self.lstm(pooled.float())  # (B, S // k, 2 * hidden): forward and backward outputs
         return self.head(seq.flatten(start_dim=1))  # (B, 1)

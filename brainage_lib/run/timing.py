@@ -61,7 +61,7 @@ class StageBench:
     ``make_step(device, bf16, batch)`` builds the stage's networks and optimisers on ``device`` and
     returns one optimiser step on random inputs of ``batch`` samples (bf16 autocast if asked).
     ``runs`` lists each training of this stage in the paper profile as (label, training samples
-    per epoch, epochs); ``count_batch`` is the smallest batch the step runs with (FLOPs scale
+    per epoch, epochs); ``engine_run`` trains the real stage for a few steps; ``count_batch`` is the smallest batch the step runs with (FLOPs scale
     linearly with the batch, so a paper-size count on a CPU can use it).
     """
 
@@ -73,6 +73,9 @@ class StageBench:
     runs: tuple[tuple[str, int, int], ...]
     drop_last: bool = False  # the training loader drops an incomplete last batch
     count_batch: int = 1
+    # ``engine_run(engine, bf16, steps)``: the stage's own training function on random data at these sizes, on
+    # ``engine`` (loader, engine and checkpoints as the notebook runs them), stopped after ``steps`` optimiser steps
+    engine_run: Callable[[object, bool, int], object] | None = None
 
     def steps_per_epoch(self, samples: int) -> int:
         return samples // self.batch if self.drop_last else math.ceil(samples / self.batch)

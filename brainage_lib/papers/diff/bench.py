@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brainage_lib.data.datasets import SliceDataset
+from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
-from brainage_lib.papers.diff.training import parse_widths
+from brainage_lib.papers.diff.training import DiffTrainConfig, parse_widths, train_diffae
 from brainage_lib.run.params import load_profile
 from brainage_lib.run.timing import StageBench, samples_per_second
 from brainage_lib.simulation.presets import get_preset
@@ -78,14 +81,37 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
     diffae, base_batch = s["diffae"], p["BASELINE_BATCH_SIZE"] if paper else s["batch"]
     text = f"{s['size']}x{s['size']} slices"
     make = {name: (lambda dev, bf16, batch, name=name: _train_step(name, s, dev, bf16, batch)) for name in BUILDERS}
+
+    def engine_diffae(engine, bf16: bool, steps: int):
+        n = steps * s["batch"] + 1  # one more than whole batches: the loader drops the incomplete last one
+        cfg = DiffTrainConfig(epochs=1, batch_size=s["batch"], amp=bf16, max_steps=steps)
+        return train_diffae(diffae, _slices(s, n, unlabelled=True), _slices(s, 4), cfg, engine, progress=False)
+
+    def engine_cnn(name: str):
+        def run(engine, bf16: bool, steps: int):
+            cfg = TrainConfig(epochs=1, batch_size=base_batch, loss="mse", amp=bf16, max_steps=steps)
+            return train_regressor(BUILDERS[name](s), _slices(s, steps * base_batch), None, cfg, engine, name,
+                                   progress=False)
+        return run
+
     return [StageBench("02_diff", "DiffAE", f"{text}, channels {diffae.channels}", s["batch"], make["diffae"],
                        (("diffusion autoencoder", train_labelled + preset.n - labelled, p["EPOCHS"]),),
-                       drop_last=True, count_batch=5),
+                       drop_last=True, count_batch=5, engine_run=engine_diffae),
             StageBench("02_diff", "DenseNet121", text, base_batch, make["densenet121"],
-                       (("DenseNet121", train_labelled, p["BASELINE_EPOCHS"]),), count_batch=2),
+                       (("DenseNet121", train_labelled, p["BASELINE_EPOCHS"]),), count_batch=2,
+                       engine_run=engine_cnn("densenet121")),
             StageBench("02_diff", "DeepBrainNet", f"{text}, widths {s['dbn'].channels}", base_batch,
                        make["deepbrainnet"], (("DeepBrainNet-style CNN", train_labelled, p["BASELINE_EPOCHS"]),),
-                       count_batch=2)]
+                       count_batch=2, engine_run=engine_cnn("deepbrainnet"))]
+
+
+def _slices(s: dict, n: int, unlabelled: bool = False):
+    """``n`` random float16 slices of the setting's size with ages (every fifth unlabelled if asked)."""
+    rng = np.random.default_rng(0)
+    ages = rng.uniform(18, 95, n).astype(np.float32)
+    if unlabelled:
+        ages[::5] = np.nan
+    return SliceDataset(rng.random((n, s["size"], s["size"]), dtype=np.float32).astype(np.float16), ages)
 
 
 def bench_diff(device: torch.device | str = "cpu", n_iter: int = 10) -> dict:

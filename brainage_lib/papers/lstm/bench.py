@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from brainage_lib.data.datasets import SliceSequenceDataset, VolumeDataset
+from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, LSTM_NAME, build_models, parse_shape
 from brainage_lib.run.params import load_profile
 from brainage_lib.run.timing import StageBench
@@ -93,9 +95,26 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
     ages = sample_demographics(preset, preset.n, np.random.default_rng(0))["age"].to_numpy()
     n_young = round(n_train * float(np.mean(ages <= p["YOUNG_MAX_AGE"])))
     setting = f"atlas {'x'.join(map(str, s['atlas']))}, slices {s['slice_size']}^2, width {s['width']}"
+    def engine_run(name: str):
+        def run(engine, bf16: bool, steps: int):
+            model = build_models(s["atlas"], s["slice_size"], s["pool_k"], s["width"], stem_kernel=s["stem_kernel"])[name]
+            if engine.device.type == "cuda" and name == CNN3D_NAME:
+                model = model.to(memory_format=torch.channels_last_3d)
+            n, rng = steps * p["BATCH_SIZE"], np.random.default_rng(0)
+            ages = rng.uniform(0, 22, n).astype(np.float32)
+            if name == LSTM_NAME:
+                ds = SliceSequenceDataset(rng.random((n, s["atlas"][2], s["slice_size"], s["slice_size"]),
+                                                     dtype=np.float32).astype(np.float16), ages)
+            else:
+                ds = VolumeDataset(rng.random((n, *s["atlas"]), dtype=np.float32).astype(np.float16), ages)
+            cfg = TrainConfig(epochs=1, batch_size=p["BATCH_SIZE"], loss="l1", amp=bf16, max_steps=steps)
+            return train_regressor(model, ds, None, cfg, engine, name, progress=False)
+        return run
+
     out = []
     for name in (LSTM_NAME, CNN3D_NAME):
         runs = ((f"{name}, 0-22 y", n_train, p["EPOCHS"]), (f"{name}, 0-{p['YOUNG_MAX_AGE']:g} y", n_young, p["EPOCHS"]))
         out.append(StageBench("03_lstm", name, setting, p["BATCH_SIZE"],
-                              lambda dev, bf16, batch, name=name: _train_step(name, s, dev, bf16, batch), runs))
+                              lambda dev, bf16, batch, name=name: _train_step(name, s, dev, bf16, batch), runs,
+                              engine_run=engine_run(name)))
     return out

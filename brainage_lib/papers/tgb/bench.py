@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brainage_lib.data.datasets import VolumeDataset
+from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb.evaluation import split_counts
-from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format
+from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format, train_gan
 from brainage_lib.run.params import load_profile
 from brainage_lib.run.timing import StageBench, samples_per_second
 
@@ -94,12 +97,35 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
         return lambda dev, bf16, batch: _gan_step(dev, s, *_inputs(dev, s, batch), bf16, dev.type == "cuda", branch,
                                                   n_critic)
 
+    def engine_reg(engine, bf16: bool, steps: int):
+        model = to_memory_format(TGBRegressor(RegressorConfig(input_shape=(s["size"],) * 3, width=s["reg_width"])),
+                                 engine.device, True)
+        cfg = TrainConfig(epochs=1, batch_size=s["batch"], lr=1e-4, loss="mse", amp=bf16, max_steps=steps)
+        return train_regressor(model, _volumes(s, steps * s["batch"]), None, cfg, engine, "REG", progress=False)
+
+    def engine_gan(branch: bool):
+        def run(engine, bf16: bool, steps: int):
+            gcfg = GANConfig(width=s["gan_width"])
+            reg = TGBRegressor(RegressorConfig(input_shape=(s["size"],) * 3, width=s["reg_width"])) if branch else None
+            cfg = GANTrainConfig(epochs=1, batch_size=s["batch"], n_critic=n_critic, amp=bf16, max_steps=steps)
+            return train_gan(TGBGenerator(gcfg), TGBCritic(gcfg), _volumes(s, steps * n_critic * s["batch"]), cfg,
+                             engine, regressor=reg, desc="GAN", progress=False)
+        return run
+
     regs = (("REG", n_train, p["REG_EPOCHS"]), ("REG on REG-GAN's set", PAPER_AUGMENTED, p["REG_EPOCHS"]),
             ("REG on REG-GAN-TGB's set", PAPER_AUGMENTED, p["REG_EPOCHS"]))
-    return [StageBench("01_tgb", "REG", setting, s["batch"], reg, regs),
-            StageBench("01_tgb", "GAN", setting, s["batch"], gan(False), (("REG-GAN's GAN", n_train, p["GAN_EPOCHS"]),)),
+    return [StageBench("01_tgb", "REG", setting, s["batch"], reg, regs, engine_run=engine_reg),
+            StageBench("01_tgb", "GAN", setting, s["batch"], gan(False), (("REG-GAN's GAN", n_train, p["GAN_EPOCHS"]),),
+                       engine_run=engine_gan(False)),
             StageBench("01_tgb", "GAN+TGB", setting, s["batch"], gan(True),
-                       (("REG-GAN-TGB's GAN and branch", n_train, p["GAN_EPOCHS"]),))]
+                       (("REG-GAN-TGB's GAN and branch", n_train, p["GAN_EPOCHS"]),), engine_run=engine_gan(True))]
+
+
+def _volumes(s: dict, n: int):
+    """``n`` random float16 volumes of the setting's size with ages, as the notebook's cached cohort holds them."""
+    rng = np.random.default_rng(0)
+    vols = rng.random((n, *(s["size"],) * 3), dtype=np.float32).astype(np.float16)
+    return VolumeDataset(vols, rng.uniform(6, 24, n).astype(np.float32))
 
 
 def bench_tgb(device: torch.device | str = "cpu", n_iter: int = 5) -> dict:
