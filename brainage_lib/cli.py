@@ -56,7 +56,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     preprocess_cohort = _optional("brainage_lib.preprocess.run").preprocess_cohort
 
     t0 = time.time()
-    s = preprocess_cohort(args.raw, args.out, args.recipe, jobs=args.jobs, progress=not args.quiet)
+    try:
+        s = preprocess_cohort(args.raw, args.out, args.recipe, jobs=args.jobs, deterministic=args.deterministic,
+                              progress=not args.quiet)
+    except KeyboardInterrupt as stop:
+        what = f": {stop}" if str(stop) else ""
+        print(f"\nInterrupted{what}. Finished scans are kept; rerun the same command to do the rest.", file=sys.stderr)
+        return 130
     print(f"{s.out}: {s.processed} scan(s) processed, {s.skipped} already done, {len(s.failed)} failed "
           f"({time.time() - t0:.0f} s). QC: {s.qc_html} and {s.qc_tsv}")
     for reason in s.failed:
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder, outside RAW; rerun on the same folder to resume")
     p.add_argument("--recipe", required=True, choices=["tgb", "diff", "lstm"], help="the paper whose preprocessing to follow")
     p.add_argument("--jobs", type=int, default=1, help="scans processed at once (default 1)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                   help="one thread per scan, so a rerun writes byte-identical images and transforms (default: on "
+                        "when --jobs is at least the number of cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_preprocess)
 

@@ -1,4 +1,8 @@
-"""Where a preprocessed scan's files go, and how each is written: through a temporary name, then a rename."""
+"""Where a preprocessed scan's files go, and how each is written: through a temporary name, then a rename.
+
+A scan's record (``_qc.json``) is written last and removed first, so a scan counts as finished only
+once all its files are in place; ``remove_outputs`` clears a scan that failed or was stopped.
+"""
 from __future__ import annotations
 
 import os
@@ -36,3 +40,19 @@ def output_paths(out_anat: Path, stem: str) -> dict[str, Path]:
     return {"t1w": out_anat / f"{stem}_T1w.nii.gz", "mask": out_anat / f"{stem}_space-{SPACE}_desc-brain_mask.nii.gz",
             "qc": out_anat / f"{stem}_qc.json", "figure": out_anat.parent / "figures" / f"{stem}_desc-qc.png",
             "xfm": out_anat / f"{stem}_from-T1w_to-{SPACE}_mode-image"}
+
+
+def scan_files(where: dict[str, Path]) -> list[Path]:
+    """Every file of one scan that exists now, its record first, including half-written temporary files."""
+    xfm = where["xfm"]
+    found = [where["qc"], where["t1w"], where["mask"], where["figure"], *sorted(xfm.parent.glob(f"{xfm.name}*"))]
+    for folder in {where["t1w"].parent, where["figure"].parent}:
+        stem = where["qc"].name[: -len("_qc.json")]
+        found += sorted(folder.glob(f".tmp*-{stem}_*"))
+    return [p for p in found if p.is_file()]
+
+
+def remove_outputs(where: dict[str, Path]) -> None:
+    """Remove one scan's outputs, its record first (never anything of another scan)."""
+    for p in scan_files(where):
+        p.unlink(missing_ok=True)

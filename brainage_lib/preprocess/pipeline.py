@@ -19,14 +19,14 @@ import numpy as np
 from scipy import ndimage
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.preprocess.outputs import atomic_write, output_paths, save_nifti
+from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs, save_nifti
 from brainage_lib.preprocess.qc import subject_figure
 from brainage_lib.preprocess.recipes import Recipe, template
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
 MIN_SIZE = 16  # voxels along each axis
-RANDOM_SEED = 1  # ANTs samples the metric at random points: the seed narrows (not removes) rerun differences
+RANDOM_SEED = 1  # ANTs samples the metric at random points; with one ITK thread per scan, a rerun is byte-identical
 
 
 @dataclass
@@ -115,8 +115,8 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
     # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
     near = to_ants(dilated, affine) if recipe.transform == "Affine" else None
-    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/",
-                            random_seed=RANDOM_SEED)
+    ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
+    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/")
     state.transforms = list(reg["fwdtransforms"])
     state.coverage = ants.apply_transforms(fixed, state.image * 0 + 1, state.transforms)
     state.image = ants.apply_transforms(fixed, state.image, state.transforms)
@@ -153,13 +153,17 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
     try:
         with tempfile.TemporaryDirectory(prefix="brainage-prep-") as tmp:
             state = State(ants.from_nibabel_nifti(scan))
+            wall, cpu = {}, {}
             for step in recipe.steps:
+                t0, c0 = time.perf_counter(), time.process_time()
                 STEP_FUNCTIONS[step](state, recipe, Path(tmp))
+                wall[step], cpu[step] = round(time.perf_counter() - t0, 2), round(time.process_time() - c0, 2)
             mask = state.mask.numpy() > 0.5
             brain = np.clip(state.image.numpy(), 0, None) * mask
             qc = quality(brain, mask, state.coverage.numpy(), recipe, _affine_determinant(state.transforms))
             files = {_suffix(t): Path(t).read_bytes() for t in state.transforms}
         qc["transforms"] = [_suffix(t) for t in state.transforms]
+        qc["step_seconds"], qc["step_cpu_seconds"] = wall, cpu
         _check_volume(qc["brain_volume_ml"])
         if abs(qc["correlation"]) < MIN_CORRELATION:
             raise NotABrain(f"once registered, it correlates {qc['correlation']:.2f} with the MNI152 template (a brain: "
@@ -170,19 +174,29 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
     return brain.astype(np.float32), mask, qc, files
 
 
-def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, source: dict) -> dict:
-    """Process one scan and write its outputs (the T1w last, so a finished subject is one whose T1w exists)."""
-    t0 = time.time()
-    brain, mask, qc, files = process(path, recipe)
+def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, provenance: dict) -> dict:
+    """Process one scan and write its outputs, its record (``_qc.json``, with ``provenance``) last.
+
+    Any earlier outputs of the scan are removed first (the record first), and whatever this run wrote
+    is removed if it fails or is stopped: a scan is finished exactly when its record exists.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
     where = output_paths(out_anat, stem)
-    affine = recipe.grid.affine
-    save_nifti(where["mask"], mask.astype(np.uint8), affine)
-    for suffix, blob in files.items():
-        atomic_write(Path(f"{where['xfm']}{suffix}"), lambda p, b=blob: p.write_bytes(b))
-    png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  r={qc['correlation']:.3f}")
-    atomic_write(where["figure"], lambda p: p.write_bytes(png))
-    qc["transforms"] = [f"{where['xfm'].name}{s}" for s in qc["transforms"]]
-    qc.update(seconds=round(time.time() - t0, 1), recipe=recipe.name, source=source)
-    atomic_write(where["qc"], lambda p: p.write_text(json.dumps(qc, indent=1) + "\n"))
-    save_nifti(where["t1w"], brain, affine)
+    remove_outputs(where)
+    try:
+        brain, mask, qc, files = process(path, recipe)
+        affine = recipe.grid.affine
+        save_nifti(where["mask"], mask.astype(np.uint8), affine)
+        for suffix, blob in files.items():
+            atomic_write(Path(f"{where['xfm']}{suffix}"), lambda p, b=blob: p.write_bytes(b))
+        png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  r={qc['correlation']:.3f}")
+        atomic_write(where["figure"], lambda p: p.write_bytes(png))
+        save_nifti(where["t1w"], brain, affine)
+        qc["transforms"] = [f"{where['xfm'].name}{s}" for s in qc["transforms"]]
+        qc.update(seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1),
+                  recipe=recipe.name, **provenance)
+        atomic_write(where["qc"], lambda p: p.write_text(json.dumps(qc, indent=1) + "\n"))
+    except BaseException:
+        remove_outputs(where)
+        raise
     return qc

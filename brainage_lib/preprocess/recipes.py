@@ -42,6 +42,11 @@ class Recipe:
     def grid(self) -> Grid:
         return Grid(self.shape)
 
+    @property
+    def definition(self) -> dict:
+        """What decides a scan's output (kept in each scan's record; a scan made by another definition is redone)."""
+        return {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape)}
+
     def describe(self) -> list[str]:
         """The steps as sentences, in order."""
         out = []

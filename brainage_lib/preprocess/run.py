@@ -1,33 +1,46 @@
 """``brainage preprocess``: a raw cohort folder to the BIDS-derivatives folder the notebooks read.
 
 RAW is only read: an OUT inside it is refused, and every temporary file lives in OUT or the
-system's temporary folder. Scans run in parallel (``jobs`` processes), each on its own: one that
-fails is reported with its file and reason, and the others go on. A rerun skips every scan whose
-T1w and QC record exist and whose raw file is unchanged. Every file is written under a temporary
-name and renamed into place.
+system's temporary folder. Scans run in worker processes (``jobs`` at once), each on its own: one
+that fails, or whose worker dies, is reported with its file and reason, its outputs are removed, and
+the others go on; Ctrl-C cancels the scans still queued. A rerun skips every scan whose record
+exists and names the same raw file, recipe and package versions. Every file is written under a
+temporary name and renamed into place, a scan's record last.
 """
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from brainage_lib import __version__
 from brainage_lib.data.validation import MISSING, validate_cohort
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.preprocess.outputs import atomic_write, output_paths
+from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs
 from brainage_lib.preprocess.qc import flag_outliers, write_qc
 from brainage_lib.preprocess.recipes import SPACE, Recipe, get_recipe
+from brainage_lib.preprocess.workers import Cancelled, cpu_count, run_tasks, threads_per_worker
 
 GENERATOR = "brainage preprocess"
-PACKAGES = ("antspyx", "deepbet", "nilearn", "nibabel", "torch", "numpy")
+PACKAGES = ("antspyx", "deepbet", "nilearn", "nibabel", "torch", "numpy", "scipy")
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """This project's version and those of the packages that shape the outputs."""
+    versions = {"brainage": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 @dataclass(frozen=True)
@@ -103,16 +116,21 @@ def _tasks(raw: Path, out: Path) -> tuple[pd.DataFrame, list[Task]]:
     return table, tasks
 
 
+def _provenance(task: Task, raw: Path, recipe: Recipe) -> dict:
+    """What a scan's record must match for the scan to count as finished on a rerun."""
+    return {"source": task.source(raw), "recipe_definition": recipe.definition, "packages": package_versions()}
+
+
 def _finished(task: Task, raw: Path, recipe: Recipe) -> dict | None:
-    """The QC record of a scan finished earlier from the same raw file by the same recipe, else None."""
+    """The record of a scan finished earlier from the same raw file, recipe and package versions, else None."""
     where = output_paths(task.out_anat, task.stem)
-    if task.path is None or not where["t1w"].is_file() or not where["qc"].is_file():
+    if task.path is None or not where["qc"].is_file() or not where["t1w"].is_file():
         return None
     try:
         qc = json.loads(where["qc"].read_text())
     except ValueError:
         return None
-    same = qc.get("source") == task.source(raw) and qc.get("recipe") == recipe.name
+    same = qc.get("recipe") == recipe.name and all(qc.get(k) == v for k, v in _provenance(task, raw, recipe).items())
     return {**qc, "status": "ok"} if same else None
 
 
@@ -123,55 +141,44 @@ def _work(task: Task, raw: Path, recipe_name: str) -> dict:
     if task.path is None:
         return {"status": "failed", "reason": task.problem}
     try:
-        return {"status": "ok", **run_subject(task.path, task.out_anat, task.stem, get_recipe(recipe_name), task.source(raw))}
+        recipe = get_recipe(recipe_name)
+        return {"status": "ok", **run_subject(task.path, task.out_anat, task.stem, recipe, _provenance(task, raw, recipe))}
     except BrainAgeError as exc:
         return {"status": "failed", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one scan's failure must not stop the others
         return {"status": "failed", "reason": f"{task.path}: {type(exc).__name__}: {exc}"}
 
 
-def _init_worker(threads: int) -> None:
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-    import torch
+def _run_all(todo: list[Task], raw: Path, recipe: Recipe, jobs: int, deterministic: bool, progress: bool,
+             work: Callable[[Task, Path, str], dict] = _work) -> dict[int, dict]:
+    """``work`` on every scan of ``todo`` in worker processes; a failed scan's outputs are removed. Results by row."""
+    workers = min(jobs, len(todo))
+    by_row = {t.row: t for t in todo}
 
-    torch.set_num_threads(threads)
+    def died(row: int, why: str) -> dict:
+        return {"status": "failed", "reason": f"{by_row[row].path}: {why}. Rerun the same command to retry this scan."}
 
-
-def _run_all(todo: list[Task], raw: Path, recipe: Recipe, jobs: int, progress: bool) -> dict[int, dict]:
-    bar = tqdm(total=len(todo), desc=f"preprocess ({recipe.name})", unit="scan", disable=not progress)
-    results = {}
-    if jobs == 1 or len(todo) <= 1:
-        for t in todo:
-            results[t.row] = _work(t, raw, recipe.name)
-            bar.update()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_work, t, raw, recipe.name): t for t in todo}
-            for f in as_completed(futures):
-                t = futures[f]
-                try:
-                    results[t.row] = f.result()
-                except Exception as exc:  # noqa: BLE001 - a worker that died (memory, a crash) fails its scan only
-                    results[t.row] = {"status": "failed", "reason": f"{t.path}: the worker stopped ({type(exc).__name__}: {exc})"}
-                bar.update()
-    bar.close()
+    try:
+        results = run_tasks([(t.row, (t, raw, recipe.name)) for t in todo], work, workers,
+                            threads_per_worker(workers, deterministic), died, progress, f"preprocess ({recipe.name})")
+    except Cancelled as stop:
+        for row in stop.running:  # killed mid-scan: whatever it wrote goes
+            remove_outputs(output_paths(by_row[row].out_anat, by_row[row].stem))
+        raise
+    for row, r in results.items():
+        if r["status"] == "failed":
+            remove_outputs(output_paths(by_row[row].out_anat, by_row[row].stem))
     return results
 
 
-def _description(raw: Path, recipe: Recipe) -> dict:
+def _description(raw: Path, recipe: Recipe, deterministic: bool) -> dict:
     grid = recipe.grid
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = package_versions()
     return {
         "Name": f"{raw.name}, preprocessed as in {recipe.paper}", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": GENERATOR, "Version": __version__, "Recipe": recipe.name, "PaperStates": recipe.stated,
-                         "Steps": recipe.describe(), "Notes": list(recipe.notes), "Packages": versions}],
+                         "Steps": recipe.describe(), "Notes": list(recipe.notes), "Packages": versions,
+                         "Deterministic": deterministic}],
         "SourceDatasets": [{"URL": raw.as_uri()}],
         "Space": {"Name": SPACE, "Template": f"MNI152 2009a symmetric brain template from the nilearn {versions['nilearn']} wheel",
                   "Shape": list(grid.shape), "VoxelSizeMM": [round(v, 4) for v in grid.voxel_size],
@@ -189,7 +196,7 @@ def _description(raw: Path, recipe: Recipe) -> dict:
 
 
 def preprocess_cohort(raw: str | os.PathLike, out: str | os.PathLike, recipe: str, jobs: int = 1,
-                      progress: bool = True) -> Summary:
+                      deterministic: bool | None = None, progress: bool = True) -> Summary:
     """Preprocess every scan of the cohort folder ``raw`` with ``recipe`` into ``out``.
 
     Parameters
@@ -198,20 +205,23 @@ def preprocess_cohort(raw: str | os.PathLike, out: str | os.PathLike, recipe: st
     out : output folder, outside ``raw``; a folder from an earlier run of the same recipe is resumed.
     recipe : ``tgb``, ``diff`` or ``lstm``.
     jobs : scans processed at once (processes); the cores are shared between them.
+    deterministic : one ITK and torch thread per scan, so that a rerun writes byte-identical images and transforms;
+        default: on when ``jobs`` is at least the number of cores (each scan would get one thread anyway).
     """
     rec = get_recipe(recipe)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise BrainAgeError(f"--jobs {jobs!r}: give a whole number of parallel scans, 1 or more.")
     raw_dir, out_dir = Path(raw).expanduser().resolve(), Path(out).expanduser().resolve()
     _check_folders(raw_dir, out_dir, rec)
+    deterministic = jobs >= cpu_count() if deterministic is None else bool(deterministic)
     table, tasks = _tasks(raw_dir, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    desc = json.dumps(_description(raw_dir, rec), indent=2) + "\n"
+    desc = json.dumps(_description(raw_dir, rec, deterministic), indent=2) + "\n"
     atomic_write(out_dir / "dataset_description.json", lambda p: p.write_text(desc))
     summary = Summary(out_dir)
     records = {t.row: qc for t in tasks if (qc := _finished(t, raw_dir, rec)) is not None}
     summary.skipped = len(records)
-    fresh = _run_all([t for t in tasks if t.row not in records], raw_dir, rec, jobs, progress)
+    fresh = _run_all([t for t in tasks if t.row not in records], raw_dir, rec, jobs, deterministic, progress)
     records.update(fresh)
     rows, figures = [], {}
     for t in tasks:
