@@ -25,7 +25,7 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-preprocess bench gpu-check clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-preprocess bench gpu-check device-bundle clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
@@ -38,6 +38,7 @@ help:
 	@echo "make bench          throughput benchmarks into bench/results.json"
 	@echo "make preprocess-deps  the optional dependencies of brainage preprocess (antspyx, deepbet, nimare)"
 	@echo "make gpu-check      every paper training stage on the GPU (minutes): samples/s, memory, TFLOP/s, hours; bench/gpu.json"
+	@echo "make device-bundle  build/device/ for an offline GPU node (< 60 MiB): there, bash device/run.sh OUT prints one table"
 	@echo "make clean          remove results, figures, renderings, cache (keeps simulated data and .venv)"
 	@echo "make distclean      also remove simulated data and .venv"
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
@@ -119,6 +120,14 @@ bench: $(STAMP)
 # the paper's sizes, fp32 and bf16, and the extrapolated wall time of each notebook and of `make reproduce`.
 gpu-check: $(STAMP)
 	$(PY) -m brainage_lib.cli gpu-check $(ARGS)
+
+# For a GPU node without a package index (Python 3.12 with its own CUDA torch): build/device/ holds the project's
+# wheel, cp312 manylinux wheels of what the node lacks (device/wheels.txt), the notebooks and run.sh; it says its size.
+# NODE_PYTHON=3.12 is the node's Python; DEVICE_LOCAL=1 builds it for this machine's Python from .venv, with no index.
+NODE_PYTHON ?= 3.12
+DEVICE_LOCAL ?=
+device-bundle: $(STAMP)
+	$(PY) -m brainage_lib.device.bundle --python-version $(NODE_PYTHON) $(if $(filter 1 yes true,$(DEVICE_LOCAL)),--local)
 
 clean:
 	find results figures rendered -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true

@@ -124,13 +124,15 @@ def _simulation_rate(paper: bool) -> float:
 
 
 def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Path | None = None,
-                  verbose: bool = True, engine_steps: int | None = None, on_update=None) -> dict:
+                  verbose: bool = True, engine_steps: int | None = None, on_update=None,
+                  only: set[str] | None = None) -> dict:
     """Measure every stage, extrapolate the paper profile, write ``bench/gpu.json`` (or ``out``), print a table.
 
     Per stage: the training step alone (``make_step``; fp32, and bf16 on CUDA) and the real stage
     (``engine_run``, ``engine_steps`` steps, bf16 on CUDA as the notebooks train) with the share of
     time the GPU was busy. Any error of one measurement is recorded in its place and the others go
-    on; the JSON is rewritten after every stage (``on_update(result)`` is called then too).
+    on; the JSON is rewritten after every stage (``on_update(result)`` is called then too). ``only``: the names
+    of the stages to measure (default every one).
     """
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
@@ -152,7 +154,7 @@ def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Pa
         if on_update is not None:
             on_update(res)
 
-    for st in _guarded_stages(cuda, res):
+    for st in _guarded_stages(cuda, res, only):
         row = {"notebook": st.notebook, "stage": st.name, "setting": st.setting, "batch": st.batch,
                "total_steps": st.total_steps, "runs": [list(r) for r in st.runs]}
         for prec in ("fp32", "bf16") if cuda else ("fp32",):
@@ -186,10 +188,10 @@ def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Pa
     return res
 
 
-def _guarded_stages(paper: bool, res: dict) -> list[StageBench]:
+def _guarded_stages(paper: bool, res: dict, only: set[str] | None) -> list[StageBench]:
     """The stages to measure; an error building the list is recorded (nothing is measured then)."""
     try:
-        return stages(paper=paper)
+        return [s for s in stages(paper=paper) if only is None or s.name in only]
     except Exception as exc:  # noqa: BLE001
         res["error"] = f"{type(exc).__name__} listing the stages: {exc}"
         return []
