@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PREP_STAMP := $(VENV)/.preprocess-deps
+PREP_STAMP := $(VENV)/.preprocess-deps-2
 PROFILE ?= auto
 DATA_DIR ?=
 OUTPUT_DIR ?=
@@ -104,14 +104,21 @@ browser:
 
 # `brainage preprocess` and `brainage simulate --space native`: antspyx pins numpy<2.4 and scipy<1.16, NiMARE
 # nilearn<0.14, older than the project's, and pip would downgrade all three. So they go in without their pins
-# (--no-deps: every other package antspyx imports comes with the project; of NiMARE only a template file is read),
-# beside the project's versions, where the preprocessing tests pass. `make test` installs them too (once), so those
-# tests run; where they cannot be installed (offline), it says so and goes on, and those tests skip, saying why.
+# (--no-deps), at the exact versions the preprocessing tests pass with, beside the project's numpy, scipy and nilearn;
+# what they import that the project does not bring is named here (requests: `import ants` needs it; of NiMARE only a
+# template file is read). `make test` installs them too (once), so those tests run; where they cannot be installed
+# (offline), it says so in a banner and goes on, and those tests skip, saying why.
+PREP_DEPS := deepbet==1.0.2 requests
+PREP_NODEPS := antspyx==0.6.3 nimare==0.22.1
 preprocess-deps: $(PREP_STAMP)
 
 $(PREP_STAMP): $(STAMP)
-	@( $(PY) -m pip install --quiet deepbet && $(PY) -m pip install --quiet --no-deps antspyx nimare && touch $@ ) \
-	  || echo "the preprocessing dependencies could not be installed: brainage preprocess and its tests are unavailable"
+	@( $(PY) -m pip install --quiet $(PREP_DEPS) && $(PY) -m pip install --quiet --no-deps $(PREP_NODEPS) \
+	   && $(PY) -c "import ants, deepbet" && echo "$(PREP_DEPS) $(PREP_NODEPS)" > $@ ) \
+	  || { printf '\n%s\n%s\n%s\n%s\n\n' "########################################################################" \
+	         "WARNING: the preprocessing dependencies ($(PREP_DEPS) $(PREP_NODEPS)) could not be installed." \
+	         "brainage preprocess is unavailable and its tests (tests/test_preprocess*.py) will be SKIPPED." \
+	         "########################################################################" >&2; }
 
 bench: $(STAMP)
 	$(PY) -m brainage_lib.cli bench

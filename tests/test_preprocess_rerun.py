@@ -100,3 +100,13 @@ def test_a_scan_that_fails_while_writing_keeps_no_file(fake_process, monkeypatch
     with pytest.raises(OSError, match="disk full"):
         pipeline.run_subject(tmp_path / "scan.nii.gz", out, "sub-01", fake_process, {})
     assert scan_files(where) == [] and not any(out.iterdir())
+
+
+def test_the_head_template_is_checked_against_its_checksum(monkeypatch):
+    from brainage_lib.errors import BrainAgeError
+    from brainage_lib.simulation import native
+
+    assert native._template_file(native.HEAD_TEMPLATE).is_file()
+    monkeypatch.setitem(native.SHA256, native.HEAD_TEMPLATE, "0" * 64)
+    with pytest.raises(BrainAgeError, match="nimare==0.22.1"):
+        native._template_file(native.HEAD_TEMPLATE)

@@ -10,6 +10,7 @@ mask are written to ``ground_truth/native/``.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -30,6 +31,10 @@ from brainage_lib.simulation.simulate import build_cohort_folder, cohort_writer
 
 HEAD_TEMPLATE = "nimare/resources/templates/tpl-MNI152NLin6Asym_res-01_T1w.nii.gz"
 HEAD_BRAIN_MASK = "nimare/resources/templates/tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz"
+SHA256 = {  # the files of the NiMARE 0.22.1 wheel (make preprocess-deps pins it): another file gives other heads
+    HEAD_TEMPLATE: "fbb6e77a6b090368db105d1cab2c13abd141815998b85c95a520d09771f0021c",
+    HEAD_BRAIN_MASK: "895cc1e3d13fa00eacf1659bea51a10b384d8bc1d2d751f9a1e131509194c9c9",
+}
 MAX_ROTATION_DEG = 15.0
 MAX_SHIFT_MM = 20.0
 MAX_SCALE_CHANGE = 0.05
@@ -72,7 +77,11 @@ def _template_file(rel: str) -> Path:
         path = None
     if path is None or not path.is_file():
         raise BrainAgeError("The head template for --space native comes from the NiMARE wheel, which is not installed. "
-                            "Install it with: pip install --no-deps nimare (only its template file is used).")
+                            "Install it with: pip install --no-deps nimare==0.22.1 (only its template file is used).")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SHA256[rel]:
+        raise BrainAgeError(f"{path}: sha256 {digest} is not that of the head template this simulator was built on "
+                            f"({SHA256[rel]}). Install the pinned wheel: pip install --no-deps nimare==0.22.1.")
     return path
 
 
