@@ -101,3 +101,30 @@ def test_the_lstm_runs_in_fp32_under_bf16_autocast():
         y = model(x)
     assert seen == [(torch.float32, torch.float32)]
     assert y.shape == (2, 1) and torch.isfinite(y.float()).all()
+
+
+def test_the_step_clock_profiles_from_the_first_step_to_the_last():
+    from brainage_lib.engine.profile import _StepClock
+
+    calls = []
+
+    class Profiler:
+        def start(self):
+            calls.append(("start", len(clock)))
+
+        def stop(self):
+            calls.append(("stop", len(clock)))
+
+    clock = _StepClock(4, Profiler())
+    for t in range(4):
+        clock.append(float(t))
+    assert calls == [("start", 1), ("stop", 4)] and clock == [0.0, 1.0, 2.0, 3.0] and clock.error is None
+
+    class Broken:
+        def start(self):
+            raise RuntimeError("CUPTI unavailable")
+
+    broken = _StepClock(3, Broken())
+    for t in range(3):
+        broken.append(float(t))  # the training goes on; the busy share is lost, and says why
+    assert broken == [0.0, 1.0, 2.0] and "CUPTI unavailable" in broken.error

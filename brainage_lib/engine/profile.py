@@ -28,16 +28,19 @@ class _StepClock(list):
 
     def __init__(self, steps: int, profiler=None) -> None:
         super().__init__()
-        self.steps, self.profiler = steps, profiler
+        self.steps, self.profiler, self.error = steps, profiler, None
 
     def append(self, t: float) -> None:
         super().append(t)
-        if self.profiler is None:
+        if self.profiler is None or self.error is not None:
             return
-        if len(self) == 1:
-            self.profiler.start()
-        elif len(self) == self.steps:
-            self.profiler.stop()
+        try:  # a profiler that fails costs the busy share, never the timing
+            if len(self) == 1:
+                self.profiler.start()
+            elif len(self) == self.steps:
+                self.profiler.stop()
+        except Exception as exc:  # noqa: BLE001
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _kernel_seconds(profiler) -> float:
@@ -91,6 +94,11 @@ def time_stage(engine_run, device: torch.device, bf16: bool, steps: int) -> dict
            "setup_s": max(float(clock[0] - t0) - step_s, 0.0), "checkpoint_s": stage.save_seconds if stage else 0.0,
            "gpu_busy": None, "peak_memory_gib": None}
     if cuda:
-        out["gpu_busy"] = gpu_busy_share(_kernel_seconds(profiler), timed)
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        try:
+            if clock.error:
+                raise RuntimeError(clock.error)
+            out["gpu_busy"] = gpu_busy_share(_kernel_seconds(profiler), timed)
+        except Exception as exc:  # noqa: BLE001 - reported beside the timing
+            out["gpu_busy_error"] = f"{type(exc).__name__}: {exc}"[:300]
     return out
