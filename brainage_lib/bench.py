@@ -24,6 +24,7 @@ from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.diff.bench import bench_diff
 from brainage_lib.papers.lstm.bench import bench_lstm
 from brainage_lib.papers.tgb.bench import bench_tgb
+from brainage_lib.preprocess.bench import bench_preprocess
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import resolve_device
 from brainage_lib.simulation.simulate import simulate_cohort
@@ -92,6 +93,7 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
     device = resolve_device("auto")
     for bench in (bench_lstm, bench_tgb, bench_diff):
         res["results"].update(bench(device))
+    res["results"].update(bench_preprocess())  # seconds per scan of each recipe (needs make preprocess-deps)
     width = max(map(len, res["results"]))
     print(f"device: {res['provenance']['device']}")
     for k, v in res["results"].items():

@@ -21,7 +21,8 @@ from scipy import ndimage
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs, save_nifti
 from brainage_lib.preprocess.qc import subject_figure
-from brainage_lib.preprocess.recipes import Recipe, template
+from brainage_lib.preprocess.recipes import REGISTRATION_SHAPE, Recipe, template
+from brainage_lib.simulation.anatomy import Grid
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
@@ -108,9 +109,9 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
 
 
 def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
-    """Register to the brain template on the output grid and resample the image, mask and field of view there."""
-    brain, _, dilated = template(recipe.shape)
-    affine = recipe.grid.affine
+    """Register to the brain template on its 2 mm grid; resample the image, mask and field of view once onto the output grid."""
+    brain, _, dilated = template(REGISTRATION_SHAPE)
+    affine = Grid(REGISTRATION_SHAPE).affine
     fixed = to_ants(brain, affine)
     # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
     # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
@@ -118,10 +119,11 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
     reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/")
     state.transforms = list(reg["fwdtransforms"])
-    state.coverage = ants.apply_transforms(fixed, state.image * 0 + 1, state.transforms)
-    state.image = ants.apply_transforms(fixed, state.image, state.transforms)
+    grid = to_ants(np.zeros(recipe.shape, np.float32), recipe.grid.affine)
+    state.coverage = ants.apply_transforms(grid, state.image * 0 + 1, state.transforms)
+    state.image = ants.apply_transforms(grid, state.image, state.transforms)
     if state.mask is not None:
-        state.mask = ants.apply_transforms(fixed, state.mask, state.transforms).threshold_image(0.5, 2.0)
+        state.mask = ants.apply_transforms(grid, state.mask, state.transforms).threshold_image(0.5, 2.0)
 
 
 STEP_FUNCTIONS: dict[str, Callable[[State, Recipe, Path], None]] = {"n4": step_n4, "bet": step_bet, "register": step_register}

@@ -14,15 +14,16 @@ import numpy as np
 from scipy import ndimage
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.simulation.anatomy import Grid, tissue_maps
+from brainage_lib.simulation.anatomy import Grid, resample_to_grid
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
+REGISTRATION_SHAPE = (99, 117, 95)  # the template's 2 mm grid: every recipe registers here, then resamples once
 SPACE = "MNI152NLin2009aSym"  # the template nilearn ships: mni_icbm152_t1_tal_nlin_sym_09a
 STEPS = {
     "n4": "N4 bias-field correction (ANTsPy; inside the brain mask once there is one, else inside a head mask)",
     "bet": "brain extraction with deepbet (its weights ship in its wheel)",
-    "register": "ANTsPy registration to the MNI152 brain template on the output grid (an affine one with the metric "
-                "inside the template's brain mask dilated by 6 mm)",
+    "register": "ANTsPy registration to the MNI152 brain template on its 2 mm grid (an affine one with the metric "
+                "inside the template's brain mask dilated by 6 mm), then one resampling onto the output grid",
 }
 
 
@@ -69,8 +70,10 @@ RECIPES = {
         "diff", "DIFF (diffusion autoencoder, Appendix B)",
         "ANTs affine registration to the MNI152 brain template, resampling to 130x130x130, N4 bias field correction, "
         "HD-BET skull stripping; then the mid-axial slice at 128x128",
-        ("register", "n4", "bet"), "Affine", (130, 130, 130),
+        ("n4", "register", "bet"), "Affine", (130, 130, 130),
         ("deepbet replaces HD-BET, whose weights are downloaded at run time.",
+         ("N4 runs on the scanner-space image before the registration rather than on the resampled 130^3 head: the "
+          "bias field is smooth, so the order changes little, and N4 fits it on a smaller image."),
          ("The head is registered to the brain template with the similarity metric restricted to the template's "
           "brain mask dilated by 6 mm (as in every affine recipe), so that the scalp does not pull the fit."),
          "The notebook takes the mid-axial slice; this folder holds the 130^3 volumes.")),
@@ -95,11 +98,14 @@ def get_recipe(name: str) -> Recipe:
 @lru_cache(maxsize=4)
 def template(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Brain template (float32, 0 outside the brain), its brain mask, and that mask dilated by ``DILATE_MM``, on a grid."""
-    maps = tissue_maps(shape)
-    mask = maps["mask"] > 0.5
+    from nilearn import datasets
+
     grid = Grid(shape)
+    t1, mask = (np.clip(resample_to_grid(np.asarray(img.get_fdata(dtype=np.float32)), 1.0, grid), 0.0, 1.0)
+                for img in (datasets.load_mni152_template(resolution=1), datasets.load_mni152_brain_mask(resolution=1)))
+    mask = mask > 0.5
     radius = np.maximum(np.round(DILATE_MM / grid.voxel_size).astype(int), 1)
     axes = np.meshgrid(*[np.arange(-r, r + 1) * v for r, v in zip(radius, grid.voxel_size)], indexing="ij")
     ball = sum(a**2 for a in axes) <= DILATE_MM**2
     dilated = ndimage.binary_dilation(mask, structure=ball)
-    return (maps["t1"] * mask).astype(np.float32), mask, dilated
+    return (t1 * mask).astype(np.float32), mask, dilated
