@@ -11,6 +11,7 @@ Layout::
     DIR/sub-<id>/anat/sub-<id>_T1w.nii[.gz]
     DIR/sub-<id>/ses-<s>/anat/sub-<id>_ses-<s>_T1w.nii[.gz]
     DIR/ground_truth/                          simulated cohorts only; never read by a model
+    DIR/qc.tsv                                 from ``brainage preprocess``: rows with exclude = yes are skipped
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Cohort:
 
     root: Path
     table: pd.DataFrame  # participant_id, age (NaN = unlabelled), sex, site, ..., path
+    excluded: tuple[str, ...] = ()  # scans left out because qc.tsv marks them exclude = yes
 
     @property
     def name(self) -> str:
@@ -64,7 +66,7 @@ class Cohort:
 
     def subset(self, mask: np.ndarray | pd.Series) -> "Cohort":
         """The cohort restricted to rows where ``mask`` is true."""
-        return Cohort(self.root, self.table[np.asarray(mask, dtype=bool)].reset_index(drop=True))
+        return Cohort(self.root, self.table[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.excluded)
 
     def labelled(self) -> "Cohort":
         return self.subset(self.table["age"].notna())
@@ -79,17 +81,57 @@ class Cohort:
         return h.hexdigest()[:16]
 
 
+EXCLUDE_YES, EXCLUDE_NO = ("yes", "y", "true", "1", "x"), ("no", "n", "false", "0", "")
+
+
+def _scan_keys(table: pd.DataFrame) -> pd.Series:
+    """``participant_id ses-<s>`` (or ``participant_id``) of each row, sessions written as ``brainage preprocess`` does."""
+    keys = table["participant_id"].astype(str).str.strip()
+    if "session" in table:
+        ses = table["session"].fillna("").astype(str).str.strip()
+        ses = ses.where(ses.str.lower().isin(["", "n/a", "na", "nan"]) | ses.str.startswith("ses-"), "ses-" + ses)
+        keys = keys + np.where(ses.str.lower().isin(["", "n/a", "na", "nan"]), "", " " + ses)
+    return keys
+
+
+def excluded_scans(root: Path) -> set[str]:
+    """Scans (``participant_id[ ses-<s>]``) that ``root/qc.tsv`` marks exclude = yes; none without that file."""
+    tsv = root / "qc.tsv"
+    if not tsv.is_file():
+        return set()
+    qc = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    if "exclude" not in qc or "participant_id" not in qc:
+        return set()
+    value = qc["exclude"].str.strip().str.lower()
+    odd = ~value.isin(EXCLUDE_YES + EXCLUDE_NO)
+    if odd.any():
+        i = int(np.flatnonzero(odd)[0])
+        raise BrainAgeError(f"{tsv} line {i + 2} ({qc['participant_id'].iloc[i]}): exclude is '{qc['exclude'].iloc[i]}'. "
+                            "Write yes (leave the scan out) or no (keep it).")
+    return set(_scan_keys(qc[value.isin(EXCLUDE_YES)]))
+
+
 def load_cohort(root: str | os.PathLike, allow_unlabelled: bool = False, check_data: bool = False) -> Cohort:
     """Load a cohort folder; raise ``BrainAgeError`` listing every problem if it is not usable.
 
     Image headers are always checked; voxel data only with ``check_data`` (the
     preprocessing cache reads every voxel anyway and names any file with NaNs).
+    Scans that the folder's ``qc.tsv`` (from ``brainage preprocess``) marks exclude = yes
+    are left out, and named.
     """
     report = validate_cohort(root, allow_unlabelled=allow_unlabelled, check_data=check_data)
     if not report.ok:
         listing = "\n  - ".join(report.problems)
         raise BrainAgeError(f"Cohort {report.root} has {len(report.problems)} problem(s):\n  - {listing}")
-    return Cohort(report.root, report.table.reset_index(drop=True))
+    table = report.table.reset_index(drop=True)
+    out = _scan_keys(table).isin(excluded_scans(report.root))
+    names = tuple(_scan_keys(table)[out])
+    if names:
+        print(f"{report.root}: {len(names)} scan(s) left out, marked exclude = yes in qc.tsv: {', '.join(names)}")
+        if out.all():
+            raise BrainAgeError(f"{report.root / 'qc.tsv'} excludes every scan of the cohort. Set exclude to no for "
+                                "the scans to keep.")
+    return Cohort(report.root, table[~out].reset_index(drop=True), names)
 
 
 def balance_by_sex(table: pd.DataFrame, bin_width: float = 1.0, seed: int = 0) -> pd.DataFrame:

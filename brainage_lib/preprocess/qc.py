@@ -3,7 +3,9 @@
 Per scan: correlation with the template inside its brain mask after registration, brain volume in
 the scanner (mask volume times the affine's volume change), and the number of mask voxels on the
 edge of the scan's field of view. A scan is flagged when its brain meets that edge, its similarity
-is low, or a number is an outlier of the cohort (robust z-score, median and MAD).
+is low, or a number is an outlier of the cohort (robust z-score, median and MAD). ``qc.tsv``'s
+``exclude`` column is ``yes`` for flagged scans and ``no`` for the others; edited by hand, it is
+kept by later runs for every scan they do not redo, and the cohort loader skips the ``yes`` rows.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from brainage_lib.simulation.anatomy import Grid
 LOW_CORRELATION = 0.7  # flagged below: a misregistration or a failed brain extraction (typical scans: 0.75-0.9)
 OUTLIER_Z = 3.5  # robust z-score beyond which a number is an outlier of the cohort
 MIN_FOR_OUTLIERS = 5  # scans needed before cohort outliers mean anything
-COLUMNS = ["participant_id", "session", "status", "correlation", "brain_volume_ml", "edge_voxels", "seconds", "flags",
-           "reason", "source"]
+COLUMNS = ["participant_id", "session", "status", "exclude", "correlation", "brain_volume_ml", "edge_voxels", "seconds",
+           "flags", "reason", "source"]
 
 
 def subject_figure(brain: nib.Nifti1Image, shape: tuple[int, int, int], title: str) -> bytes:
@@ -79,6 +81,26 @@ def flag_outliers(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _key(table: pd.DataFrame) -> pd.Series:
+    session = table["session"].fillna("").astype(str) if "session" in table else ""
+    return table["participant_id"].astype(str) + " " + session
+
+
+def set_exclusions(table: pd.DataFrame, previous: Path, redone: set[str]) -> pd.DataFrame:
+    """``exclude``: yes for flagged scans, no for the others, except that a scan not in ``redone`` (keys
+    ``participant_id session``) keeps the value it has in the ``previous`` qc.tsv (perhaps set by hand)."""
+    table = table.copy()
+    table["exclude"] = np.where(table["status"] == "flagged", "yes", np.where(table["status"] == "ok", "no", ""))
+    if previous.is_file():
+        old = pd.read_csv(previous, sep="\t", dtype=str, keep_default_na=False)
+        if "exclude" in old:
+            kept = dict(zip(_key(old), old["exclude"].str.strip()))
+            keys = _key(table)
+            carry = (table["status"] != "failed") & ~keys.isin(redone) & keys.isin(kept.keys())
+            table.loc[carry, "exclude"] = keys[carry].map(kept)
+    return table
+
+
 def write_qc(out: Path, table: pd.DataFrame, figures: dict[str, Path], title: str) -> tuple[Path, Path]:
     """Write ``qc.tsv`` and a self-contained ``qc.html`` (figures embedded as base64), worst first."""
     tsv, page = out / "qc.tsv", out / "qc.html"
@@ -112,6 +134,8 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
 <p>{int(counts.get('ok', 0))} ok, {int(counts.get('flagged', 0))} flagged, {int(counts.get('failed', 0))} failed; worst first.
+{int((table['exclude'].str.lower() == 'yes').sum()) if 'exclude' in table else 0} excluded from the notebooks and
+<code>brainage predict</code> (column <code>exclude</code> of qc.tsv: yes for flagged scans; edit it to change that).
 Red lines: edges of the MNI152 template the scans were registered to.</p>
 <table><tr>{header}</tr>
 {chr(10).join(rows)}

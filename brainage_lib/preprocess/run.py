@@ -23,7 +23,7 @@ from brainage_lib import __version__
 from brainage_lib.data.validation import MISSING, validate_cohort
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs
-from brainage_lib.preprocess.qc import flag_outliers, write_qc
+from brainage_lib.preprocess.qc import flag_outliers, set_exclusions, write_qc
 from brainage_lib.preprocess.recipes import SPACE, Recipe, get_recipe
 from brainage_lib.preprocess.workers import Cancelled, cpu_count, run_tasks, threads_per_worker
 
@@ -240,6 +240,7 @@ def preprocess_cohort(raw: str | os.PathLike, out: str | os.PathLike, recipe: st
     done = [t.row for t in tasks if records[t.row]["status"] != "failed"]
     kept = table.iloc[done]
     atomic_write(out_dir / "participants.tsv", lambda p: kept.to_csv(p, sep="\t", index=False, lineterminator="\n"))
-    summary.qc_tsv, summary.qc_html = write_qc(out_dir, flag_outliers(qc), figures,
-                                               f"Preprocessing QC: {raw_dir.name}, recipe {rec.name}")
+    redone = {f"{t.participant_id} {t.session or ''}" for t in tasks if t.row in fresh}
+    qc = set_exclusions(flag_outliers(qc), out_dir / "qc.tsv", redone)
+    summary.qc_tsv, summary.qc_html = write_qc(out_dir, qc, figures, f"Preprocessing QC: {raw_dir.name}, recipe {rec.name}")
     return summary
