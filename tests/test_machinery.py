@@ -149,6 +149,11 @@ def test_override_types_are_checked_before_running():
     prof, params = check_run("02_diff", "smoke", {"EPOCHS": 2, "LR": 1, "CHANNELS": "8,16", "N_TRAIN": None})
     assert prof == "smoke" and params == {"EPOCHS": 2, "LR": 1.0, "CHANNELS": "8,16", "N_TRAIN": None}
     assert isinstance(params["LR"], float)
+    # YAML 1.1 reads 3e-4 (no dot) as text; a number written that way is still a number, an int stays whole
+    _, params = check_run("02_diff", "smoke", parse_assignments(["BASELINE_LR=3e-4", "EPOCHS=2e0"]))
+    assert params == {"BASELINE_LR": 3e-4, "EPOCHS": 2} and type(params["EPOCHS"]) is int
+    with pytest.raises(BrainAgeError, match="EPOCHS of 02_diff expects int or null, got '2.5e0'"):
+        check_run("02_diff", "smoke", {"EPOCHS": "2.5e0"})
     with pytest.raises(BrainAgeError, match=r"Parameter N_SUBJECTS of 00_cohorts expects int or null, got 'abc' \(str\)"):
         check_run("00_cohorts", "smoke", {"N_SUBJECTS": "abc"})
     with pytest.raises(BrainAgeError, match="expects int or null, got True"):

@@ -109,6 +109,13 @@ def _check_value(notebook: str, key: str, value: Any, types: tuple[tuple[type, .
         return value
     if isinstance(value, accepted) and (bool in accepted or not isinstance(value, bool)):
         return float(value) if accepted[0] is float else value
+    if isinstance(value, str) and accepted[0] in (int, float):  # YAML 1.1 reads 3e-4 (no dot) as text
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and (accepted[0] is float or number.is_integer()):
+            return number if accepted[0] is float else int(number)
     expected = accepted[0].__name__ + (" or null" if optional else "")
     hint = f"; to pass it as text, quote it: -p '{key}=\"{value}\"'" if accepted[0] is str and value is not None else ""
     raise BrainAgeError(f"Parameter {key} of {notebook} expects {expected}, got {value!r} ({type(value).__name__}){hint}. "
