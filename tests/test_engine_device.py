@@ -16,7 +16,8 @@ CPU = torch.device("cpu")
 
 def _concat() -> ConcatDataset:
     rng = np.random.default_rng(0)
-    real = VolumeDataset(rng.normal(size=(7, 6, 6, 6)).astype(np.float16), rng.uniform(5, 20, 7), indices=[6, 0, 3, 3, 1])
+    real = VolumeDataset(rng.normal(size=(7, 6, 6, 6)).astype(np.float16), rng.uniform(5, 20, 7),
+                         indices=[6, 0, 3, 3, 1])
     synthetic = VolumeDataset(rng.normal(size=(4, 6, 6, 6)).astype(np.float32), rng.uniform(5, 20, 4))
     return ConcatDataset([real, synthetic])
 

@@ -48,7 +48,8 @@ def _ddp_run(name: str, out: Path, tmp_path_factory) -> Path:
 
 
 def _records(root: Path, name: str) -> dict:
-    return {k: r.get("value") for k, r in json.loads((root / "results" / f"{name}.json").read_text())["records"].items()}
+    records = json.loads((root / "results" / f"{name}.json").read_text())["records"]
+    return {k: r.get("value") for k, r in records.items()}
 
 
 def _history(root: Path, name: str, stage: str) -> list[dict]:

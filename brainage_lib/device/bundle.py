@@ -68,7 +68,8 @@ def repack_installed(requirement: str, dest: Path) -> Path:
     if dist.version != version:
         raise BrainAgeError(f"{name} {dist.version} is installed here, device/wheels.txt pins {version}.")
     info = Path(str(dist._path))  # type: ignore[attr-defined]  # the .dist-info folder
-    tags = [line.split(":", 1)[1].strip() for line in (info / "WHEEL").read_text().splitlines() if line.startswith("Tag:")]
+    wheel_file = (info / "WHEEL").read_text().splitlines()
+    tags = [line.split(":", 1)[1].strip() for line in wheel_file if line.startswith("Tag:")]
     parts = [t.split("-") for t in tags] or [["py3", "none", "any"]]
     tag = "-".join(".".join(sorted({p[i] for p in parts})) for i in range(3))  # e.g. py2.py3-none-any
     site = info.parent
@@ -118,7 +119,8 @@ def build_bundle(out: Path, python_version: str = "3.12", local: bool = False, m
     shutil.copy2(root / "device" / "run.sh", out / "run.sh")
     (out / "run.sh").chmod(0o755)
     size = folder_mib(out)
-    target = "this machine's Python" if local else f"Python {python_version} (cp{python_version.replace('.', '')}, manylinux x86-64)"
+    cp = f"cp{python_version.replace('.', '')}"
+    target = "this machine's Python" if local else f"Python {python_version} ({cp}, manylinux x86-64)"
     if verbose:
         print(f"{out}: {len(list(wheels.glob('*.whl')))} wheels for {target}, the notebooks and run.sh: "
               f"{size:.1f} MiB in all (limit {max_mib:g} MiB)")

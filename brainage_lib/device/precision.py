@@ -72,7 +72,8 @@ def compare_precisions(device: torch.device, paper: bool) -> dict:
     gp32, grad32 = _penalty(critic, real, fake, gcfg.lambda_gp, eps, False)
     gp16, grad16 = _penalty(critic, real, fake, gcfg.lambda_gp, eps, True)
     out = {"setting": f"{s['size']}^3, batch {s['batch']}, GAN width {s['gan_width']}, n_critic {n_critic}",
-           "gradient_penalty": {"fp32": gp32, "bf16": gp16, "relative_difference": abs(gp16 - gp32) / max(abs(gp32), 1e-12),
+           "gradient_penalty": {"fp32": gp32, "bf16": gp16,
+                                "relative_difference": abs(gp16 - gp32) / max(abs(gp32), 1e-12),
                                 "critic_gradient": _agreement(grad32, grad16)}}
     age = 6 + 18 * torch.rand(s["batch"], device=device, generator=g)
     start = {"generator": copy.deepcopy(gen.state_dict()), "critic": copy.deepcopy(critic.state_dict())}
@@ -97,10 +98,11 @@ def compare_precisions(device: torch.device, paper: bool) -> dict:
 def format_precisions(res: dict) -> list[str]:
     """Three lines for the device table."""
     gp, step = res["gradient_penalty"], res["gan_step"]
+    def apart(a: dict) -> str:
+        return f"{100 * a['relative_difference']:.2f} % apart (cosine {a['cosine']:.4f})"
+
     return [f"bf16 vs fp32 ({res['setting']}):",
-            f"  gradient penalty {gp['fp32']:.4g} (fp32) vs {gp['bf16']:.4g} (bf16): {100 * gp['relative_difference']:.2f} % apart;"
-            f" critic gradient {100 * gp['critic_gradient']['relative_difference']:.2f} % apart, cosine "
-            f"{gp['critic_gradient']['cosine']:.4f}",
-            f"  one GAN step: generator update {100 * step['generator_update']['relative_difference']:.2f} % apart "
-            f"(cosine {step['generator_update']['cosine']:.4f}), critic update "
-            f"{100 * step['critic_update']['relative_difference']:.2f} % apart (cosine {step['critic_update']['cosine']:.4f})"]
+            f"  gradient penalty {gp['fp32']:.4g} (fp32) vs {gp['bf16']:.4g} (bf16): "
+            f"{100 * gp['relative_difference']:.2f} % apart; its critic gradient {apart(gp['critic_gradient'])}",
+            f"  one GAN step: generator update {apart(step['generator_update'])}, "
+            f"critic update {apart(step['critic_update'])}"]

@@ -97,7 +97,8 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
     setting = f"atlas {'x'.join(map(str, s['atlas']))}, slices {s['slice_size']}^2, width {s['width']}"
     def engine_run(name: str):
         def run(engine, bf16: bool, steps: int):
-            model = build_models(s["atlas"], s["slice_size"], s["pool_k"], s["width"], stem_kernel=s["stem_kernel"])[name]
+            models = build_models(s["atlas"], s["slice_size"], s["pool_k"], s["width"], stem_kernel=s["stem_kernel"])
+            model = models[name]
             if engine.device.type == "cuda" and name == CNN3D_NAME:
                 model = model.to(memory_format=torch.channels_last_3d)
             n, rng = steps * p["BATCH_SIZE"], np.random.default_rng(0)
