@@ -140,6 +140,18 @@ def test_lstm_recovers_brain_and_pose_and_refuses_bad_inputs(raw, lstm_run):
     assert before == after, "RAW changed"
 
 
+def test_quality_measures_of_a_simulated_head(raw, lstm_run):
+    """The brain volume deepbet measured in the scanner against the simulator's true mask; the other measures in range."""
+    summary, _, _ = lstm_run
+    sid = HEADS[0]
+    record = json.loads((summary.out / sid / "anat" / f"{sid}_qc.json").read_text())
+    truth = nib.load(str(raw / "ground_truth" / "native" / f"{sid}_brain_mask.nii.gz"))
+    true_ml = float((np.asarray(truth.dataobj) > 0).sum() * np.prod(truth.header.get_zooms()) / 1000.0)
+    assert record["native_brain_volume_ml"] == pytest.approx(true_ml, rel=0.1)
+    assert record["similarity"] > 0.9 and record["bias_field_range"] > 1.05 and 0 < record["efc"] < 1 and record["snr"] > 1
+    assert set(record["step_seconds"]) == {"n4", "bet", "register"} and record["cpu_seconds"] > 0
+
+
 def test_output_is_a_clean_mni_cohort_with_qc(lstm_run):
     summary, _, _ = lstm_run
     report = validate_cohort(summary.out)
@@ -176,6 +188,9 @@ def test_other_recipes_recover_brain_and_pose(sim, tmp_path, recipe):
     assert dice >= 0.9, dice
     assert disp <= 2.0, disp
     assert validate_cohort(summary.out).warnings == []
+    record = json.loads(next(summary.out.rglob("*_qc.json")).read_text())
+    assert ("log_jacobian_range" in record) == (recipe == "tgb")  # only SyN has a warp
+    assert 0 < record.get("log_jacobian_range", 1) < 2
 
 
 def test_output_inside_raw_is_refused_and_raw_untouched(raw):

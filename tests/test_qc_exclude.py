@@ -1,21 +1,30 @@
-"""The ``exclude`` column of a preprocessed folder's ``qc.tsv``: set for flagged scans, kept when edited by hand, and
-honoured by the cohort loader (and so by the notebooks and ``brainage predict``), which names the scans it leaves out."""
+"""Quality control that can act: the similarity flag passes registered brains and flags misregistered ones, and the
+``exclude`` column of ``qc.tsv`` is set for flagged scans, kept when edited by hand, and honoured by the cohort loader
+(and so by the notebooks and ``brainage predict``), which names the scans it leaves out."""
 from __future__ import annotations
 
 import shutil
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.preprocess.qc import flag_outliers, set_exclusions
+from brainage_lib.preprocess.qc import LOW_SIMILARITY, flag_outliers, set_exclusions, similarity
+from brainage_lib.simulation.anatomy import Grid
+from brainage_lib.simulation.simulate import simulate_cohort
+
+GRID = (99, 117, 95)  # the 2 mm MNI grid
 
 
 def _qc_table() -> pd.DataFrame:
     """Six processed scans, one with a low similarity to the template, and one failure."""
     return pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(1, 8)],
                          "status": ["ok"] * 6 + ["failed"],
+                         "similarity": [0.95, 0.96, 0.5, 0.94, 0.95, 0.97, None],
                          "correlation": [0.9, 0.91, 0.3, 0.89, 0.9, 0.92, None],
                          "brain_volume_ml": [1200, 1250, 1180, 1230, 1210, 1190, None],
                          "edge_voxels": [0, 0, 0, 0, 0, 0, None], "seconds": [10.0] * 6 + [None],
@@ -70,3 +79,22 @@ def test_a_folder_whose_every_scan_is_excluded_is_refused(cohort_with_qc):
     qc.to_csv(root / "qc.tsv", sep="\t", index=False)
     with pytest.raises(BrainAgeError, match="excludes every scan"):
         load_cohort(root)
+
+
+@pytest.fixture(scope="module")
+def mni_brains(tmp_path_factory) -> list[np.ndarray]:
+    """Three simulated brains on the 2 mm MNI grid: what a registration that found the true pose writes."""
+    root = simulate_cohort("abide_like", tmp_path_factory.mktemp("mni") / "c", n=3, seed=4, shape=GRID, progress=False)
+    return [np.asarray(nib.load(str(p)).dataobj, dtype=np.float32) for p in sorted(root.glob("sub-*/anat/*_T1w.nii.gz"))]
+
+
+def test_similarity_passes_registered_brains_and_flags_misregistered_ones(mni_brains):
+    vox = Grid(GRID).voxel_size
+    good = [similarity(b, GRID) for b in mni_brains]
+    moved = [similarity(ndimage.shift(b, (0, 10 / vox[1], 0), order=1), GRID) for b in mni_brains]  # 10 mm forward
+    turned = [similarity(ndimage.rotate(b, 10, axes=(1, 2), reshape=False, order=1), GRID) for b in mni_brains]  # 10 deg
+    assert min(good) > LOW_SIMILARITY > max(moved + turned), (good, moved, turned)
+    table = pd.DataFrame({"participant_id": ["sub-good", "sub-moved"], "status": "ok", "similarity": [good[0], moved[0]],
+                          "correlation": 0.9, "brain_volume_ml": 1200.0, "edge_voxels": 0, "seconds": 1.0})
+    flagged = flag_outliers(table).set_index("participant_id")
+    assert flagged.loc["sub-moved", "status"] == "flagged" and flagged.loc["sub-good", "status"] == "ok"

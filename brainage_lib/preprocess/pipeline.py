@@ -19,10 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.preprocess import measures
 from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs, save_nifti
-from brainage_lib.preprocess.qc import subject_figure
-from brainage_lib.preprocess.recipes import REGISTRATION_SHAPE, Recipe, template
-from brainage_lib.simulation.anatomy import Grid
+from brainage_lib.preprocess.qc import similarity, subject_figure
+from brainage_lib.preprocess.recipes import Recipe, template
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
@@ -38,6 +38,7 @@ class State:
     mask: ants.ANTsImage | None = None
     coverage: ants.ANTsImage | None = None  # where the scanner's field of view lies, once registered
     transforms: list[str] = field(default_factory=list)  # forward transforms, in ANTs's apply order
+    measures: dict = field(default_factory=dict)  # image-quality measures taken on the way (``measures``)
 
 
 def read_scan(path: Path) -> nib.Nifti1Image:
@@ -86,7 +87,11 @@ def _extractor():
 def step_n4(state: State, recipe: Recipe, workdir: Path) -> None:
     """N4 inside the brain mask, or inside ANTs's head mask before brain extraction."""
     mask = state.mask if state.mask is not None else ants.get_mask(state.image)
+    before = state.image
     state.image = ants.n4_bias_field_correction(state.image, mask=mask)
+    if not state.transforms:
+        state.measures["bias_field_range"] = round(measures.bias_field_range(before.numpy(), state.image.numpy(),
+                                                                              mask.numpy() > 0.5), 3)
 
 
 class NotABrain(ValueError):
@@ -103,15 +108,22 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
     """deepbet's brain mask; the image keeps only the brain."""
     _, mask, _ = _extractor().run(ants.to_nibabel_nifti(state.image))
     state.mask = state.image.new_image_like(np.asarray(mask.dataobj, dtype=np.float32))
-    state.image = state.image * state.mask
     if not state.transforms:  # still in the scanner's space: the volume is known now, so fail early
-        _check_volume(float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0))
+        ml = float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0)
+        _check_volume(ml)
+        state.measures.update(native_brain_volume_ml=round(ml, 1),
+                              snr=round(measures.snr(state.image.numpy(), state.mask.numpy() > 0.5), 2))
+    state.image = state.image * state.mask
 
 
 def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
-    """Register to the brain template on its 2 mm grid; resample the image, mask and field of view once onto the output grid."""
-    brain, _, dilated = template(REGISTRATION_SHAPE)
-    affine = Grid(REGISTRATION_SHAPE).affine
+    """Register to the brain template on the output grid and resample the image, mask and field of view there.
+
+    On the template's 2 mm grid (whose coarsest level is then 12 mm) the head-to-brain affine lost simulated 4 mm
+    heads that it registers on the finer output grids, so each recipe registers on its own grid (tgb's is 2 mm).
+    """
+    brain, tmask, dilated = template(recipe.shape)
+    affine = recipe.grid.affine
     fixed = to_ants(brain, affine)
     # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
     # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
@@ -119,11 +131,15 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
     reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/")
     state.transforms = list(reg["fwdtransforms"])
-    grid = to_ants(np.zeros(recipe.shape, np.float32), recipe.grid.affine)
-    state.coverage = ants.apply_transforms(grid, state.image * 0 + 1, state.transforms)
-    state.image = ants.apply_transforms(grid, state.image, state.transforms)
+    warps = [t for t in state.transforms if t.endswith(".nii.gz")]
+    if warps:
+        log_jac = ants.create_jacobian_determinant_image(fixed, warps[0], do_log=True).numpy()
+        lo, hi = measures.log_jacobian_range(log_jac, tmask)
+        state.measures["log_jacobian_range"] = round(hi - lo, 3)
+    state.coverage = ants.apply_transforms(fixed, state.image * 0 + 1, state.transforms)
+    state.image = ants.apply_transforms(fixed, state.image, state.transforms)
     if state.mask is not None:
-        state.mask = ants.apply_transforms(grid, state.mask, state.transforms).threshold_image(0.5, 2.0)
+        state.mask = ants.apply_transforms(fixed, state.mask, state.transforms).threshold_image(0.5, 2.0)
 
 
 STEP_FUNCTIONS: dict[str, Callable[[State, Recipe, Path], None]] = {"n4": step_n4, "bet": step_bet, "register": step_register}
@@ -136,11 +152,11 @@ def _affine_determinant(transforms: list[str]) -> float:
 
 
 def quality(brain: np.ndarray, mask: np.ndarray, coverage: np.ndarray, recipe: Recipe, det: float) -> dict:
-    """Similarity to the template, brain volume in the scanner, and whether the mask meets the scan's edge."""
+    """Similarity to the template (smoothed and not), brain volume in the scanner, and whether the mask meets the scan's edge."""
     tmpl, tmask, _ = template(recipe.shape)
     corr = float(np.corrcoef(brain[tmask], tmpl[tmask])[0, 1]) if brain[tmask].std() > 0 else 0.0
     inside = ndimage.binary_erosion(coverage > 0.999, iterations=1, border_value=1)  # the scan's edge, not the grid's
-    return {"correlation": round(corr, 4),
+    return {"similarity": round(similarity(brain, recipe.shape), 4), "correlation": round(corr, 4),
             "brain_volume_ml": round(float(mask.sum() * np.prod(recipe.grid.voxel_size) * det / 1000.0), 1),
             "edge_voxels": int((mask & ~inside).sum())}
 
@@ -154,7 +170,7 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
     scan = read_scan(path)
     try:
         with tempfile.TemporaryDirectory(prefix="brainage-prep-") as tmp:
-            state = State(ants.from_nibabel_nifti(scan))
+            state = State(ants.from_nibabel_nifti(scan), measures={"efc": round(measures.efc(scan.get_fdata()), 4)})
             wall, cpu = {}, {}
             for step in recipe.steps:
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -165,6 +181,7 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
             qc = quality(brain, mask, state.coverage.numpy(), recipe, _affine_determinant(state.transforms))
             files = {_suffix(t): Path(t).read_bytes() for t in state.transforms}
         qc["transforms"] = [_suffix(t) for t in state.transforms]
+        qc.update(state.measures)
         qc["step_seconds"], qc["step_cpu_seconds"] = wall, cpu
         _check_volume(qc["brain_volume_ml"])
         if abs(qc["correlation"]) < MIN_CORRELATION:
@@ -191,7 +208,7 @@ def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, provenanc
         save_nifti(where["mask"], mask.astype(np.uint8), affine)
         for suffix, blob in files.items():
             atomic_write(Path(f"{where['xfm']}{suffix}"), lambda p, b=blob: p.write_bytes(b))
-        png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  r={qc['correlation']:.3f}")
+        png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  similarity {qc['similarity']:.3f}")
         atomic_write(where["figure"], lambda p: p.write_bytes(png))
         save_nifti(where["t1w"], brain, affine)
         qc["transforms"] = [f"{where['xfm'].name}{s}" for s in qc["transforms"]]

@@ -17,13 +17,12 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import Grid, resample_to_grid
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
-REGISTRATION_SHAPE = (99, 117, 95)  # the template's 2 mm grid: every recipe registers here, then resamples once
 SPACE = "MNI152NLin2009aSym"  # the template nilearn ships: mni_icbm152_t1_tal_nlin_sym_09a
 STEPS = {
     "n4": "N4 bias-field correction (ANTsPy; inside the brain mask once there is one, else inside a head mask)",
     "bet": "brain extraction with deepbet (its weights ship in its wheel)",
-    "register": "ANTsPy registration to the MNI152 brain template on its 2 mm grid (an affine one with the metric "
-                "inside the template's brain mask dilated by 6 mm), then one resampling onto the output grid",
+    "register": "ANTsPy registration to the MNI152 brain template on the output grid (an affine one with the metric "
+                "inside the template's brain mask dilated by 6 mm)",
 }
 
 

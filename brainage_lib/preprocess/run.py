@@ -23,7 +23,7 @@ from brainage_lib import __version__
 from brainage_lib.data.validation import MISSING, validate_cohort
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs
-from brainage_lib.preprocess.qc import flag_outliers, set_exclusions, write_qc
+from brainage_lib.preprocess.qc import MEASURES, flag_outliers, set_exclusions, write_qc
 from brainage_lib.preprocess.recipes import SPACE, Recipe, get_recipe
 from brainage_lib.preprocess.workers import Cancelled, cpu_count, run_tasks, threads_per_worker
 
@@ -233,7 +233,8 @@ def preprocess_cohort(raw: str | os.PathLike, out: str | os.PathLike, recipe: st
         figures[t.key] = output_paths(t.out_anat, t.stem)["figure"]
         rows.append({"participant_id": t.participant_id, "session": t.session, "status": r["status"],
                      "source": (r.get("source") or {}).get("path", str(t.path.relative_to(raw_dir)) if t.path else ""),
-                     **{k: r.get(k) for k in ("correlation", "brain_volume_ml", "edge_voxels", "seconds", "reason")}})
+                     **{k: r.get(k) for k in ("similarity", "correlation", "brain_volume_ml", "edge_voxels", *MEASURES,
+                                                 "seconds", "reason")}})
     qc = pd.DataFrame(rows)
     if qc["session"].isna().all():
         qc = qc.drop(columns="session")
