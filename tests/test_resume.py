@@ -83,5 +83,6 @@ def test_killed_run_resumes_to_the_same_numbers_and_a_finished_run_trains_nothin
     lines = _stage_lines(out)
     assert lines and all("finished stage loaded, nothing trained" in line for line in lines), lines
     assert _numbers(out) == _numbers(ref)
+    # nothing trained is shown by the stage lines above; the times are reported, not compared (they depend on the
+    # stage the kill landed in and on the machine's load)
     print(f"re-run that resumed: {resume_s:.0f} s; re-run that loaded every stage: {again_s:.0f} s")
-    assert again_s < resume_s
