@@ -26,6 +26,7 @@ for _module in ("ants", "deepbet", "nimare"):  # the optional preprocessing depe
                     "(antspyx, deepbet, nimare)", allow_module_level=True)
 
 from brainage_lib.cli import main  # noqa: E402
+from brainage_lib.data.cohort import excluded_scans  # noqa: E402
 from brainage_lib.data.validation import validate_cohort  # noqa: E402
 from brainage_lib.inference.cards import load_model  # noqa: E402
 from brainage_lib.preprocess.run import preprocess_cohort  # noqa: E402
@@ -77,6 +78,7 @@ def runs(base):
         for nb, (recipe, _, params) in NOTEBOOKS.items():
             summary = preprocess_cohort(base["native"], root / f"prep-{recipe}", recipe, jobs=2, progress=False)
             kept = set(pd.read_csv(summary.out / "participants.tsv", sep="\t", dtype=str)["participant_id"])
+            kept -= excluded_scans(summary.out)  # the notebook leaves out what qc.tsv excludes; so does the MNI side
             mni = _subset(base["mni"], kept, root / f"mni-{recipe}")
             folders = {}
             for kind, data in (("preprocessed", summary.out), ("mni", mni)):
@@ -87,6 +89,12 @@ def runs(base):
     finally:
         mp.undo()
     return out
+
+
+def _exclude(qc_tsv: Path, participant: str) -> None:
+    qc = pd.read_csv(qc_tsv, sep="\t", dtype=str, keep_default_na=False)
+    qc.loc[qc["participant_id"] == participant, "exclude"] = "yes"
+    qc.to_csv(qc_tsv, sep="\t", index=False)
 
 
 def _records(folder: Path, nb: str) -> dict:
@@ -102,26 +110,34 @@ def test_records_after_preprocessing_match_the_mni_simulation(runs, nb):
     assert data_keys and {k: prep[k] for k in data_keys} == pytest.approx({k: mni[k] for k in data_keys}, abs=1e-9)
     _, maes, _ = NOTEBOOKS[nb]
     diffs = {k: abs(prep[k] - mni[k]) for k in maes}
+    print(nb, f"{summary.processed} of {N} kept;", {k: round(prep[k] - mni[k], 3) for k in maes})  # shown by pytest -rP
     assert max(diffs.values()) <= TOLERANCE_Y, diffs
 
 
-def test_01_tgb_smoke_run_on_preprocessed_output(runs, base, tmp_path):
+def test_01_tgb_smoke_run_on_preprocessed_output(runs, base, tmp_path, capsys):
     """Raw heads -> preprocess -> notebook -> predict: the preprocessed folder passes validate and the notebook's
-    input guard unchanged, and a model it saved predicts the folder, but refuses the MNI-space simulation."""
+    input guard unchanged, the notebook and predict leave out the scans qc.tsv excludes, and a model it saved
+    predicts the folder, but refuses the MNI-space simulation."""
     summary, folders = runs["01_tgb"]
     report = validate_cohort(summary.out)
     assert report.ok and not report.warnings, report.summary()
     res = load_results("01_tgb", output_dir=folders["preprocessed"])
     assert res["params"]["DATA_DIR"] == str(summary.out) and res["params"]["ALLOW_UNREGISTERED"] is False
-    assert res["records"]["data.N"]["value"] == summary.processed
+    excluded = excluded_scans(summary.out)  # by its QC flags, if any
+    assert res["records"]["data.N"]["value"] == summary.processed - len(excluded)
     rendered = folders["preprocessed"] / "rendered" / "01_tgb.ipynb"
     assert "WARNING (ALLOW_UNREGISTERED" not in rendered.read_text()
     model = folders["preprocessed"] / "checkpoints" / "01_tgb" / "models" / "REG-GAN-TGB.model.pt"
     _, card = load_model(model)
     assert card.space["generated_by"][0]["Recipe"] == "tgb" and card.space["shape"] == [99, 117, 95]
+    dropped = sorted(set(pd.read_csv(summary.out / "participants.tsv", sep="\t", dtype=str)["participant_id"]) - excluded)[0]
+    _exclude(summary.out / "qc.tsv", dropped)  # now by hand too: predict must skip it, and say so
+    capsys.readouterr()
     assert main(["predict", str(summary.out), "--model", str(model), "--out", str(tmp_path / "p.csv")]) == 0
     got = pd.read_csv(tmp_path / "p.csv").set_index("participant_id")
+    assert not (excluded | {dropped}) & set(got.index) and dropped in capsys.readouterr().out
     recorded = pd.read_csv(folders["preprocessed"] / "results" / "01_tgb.predictions.csv")
+    recorded = recorded[recorded["participant_id"] != dropped]
     assert (got.loc[recorded["participant_id"], "predicted_age"].to_numpy()
             == pytest.approx(recorded["REG-GAN-TGB"].to_numpy(), abs=1e-3))
     assert main(["predict", str(base["mni"]), "--model", str(model), "--out", str(tmp_path / "q.csv")]) == 2
