@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +25,7 @@ from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_o
 from brainage_lib.preprocess.qc import MEASURES, flag_outliers, set_exclusions, write_qc
 from brainage_lib.preprocess.recipes import SPACE, Recipe, get_recipe
 from brainage_lib.preprocess.workers import Cancelled, cpu_count, run_tasks, threads_per_worker
+from brainage_lib.run.provenance import package_versions as installed_versions
 
 GENERATOR = "brainage preprocess"
 PACKAGES = ("antspyx", "deepbet", "nilearn", "nibabel", "torch", "numpy", "scipy")
@@ -34,13 +34,7 @@ PACKAGES = ("antspyx", "deepbet", "nilearn", "nibabel", "torch", "numpy", "scipy
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     """This project's version and those of the packages that shape the outputs."""
-    versions = {"brainage": __version__}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"brainage": __version__, **installed_versions(PACKAGES)}
 
 
 @dataclass(frozen=True)
