@@ -69,7 +69,8 @@ $(NOTEBOOKS): $(STAMP)
 # and open the http://127.0.0.1:8888/lab/tree/notebooks?token=... address printed below (or IP=0.0.0.0 on a trusted network).
 lab: $(STAMP) $(LAB_VIEWERS)
 	$(if $(OUTPUT_DIR),BRAINAGE_OUTPUT_DIR=$(abspath $(OUTPUT_DIR))) $(PY) -m jupyterlab --ServerApp.root_dir="$(CURDIR)" \
-	  --LabApp.default_url=/lab/tree/notebooks --ip=$(IP) --port=$(PORT) \
+	  --LabApp.default_url=/lab/tree/notebooks --LabApp.app_settings_dir="$(CURDIR)/.jupyterlab/settings" \
+	  --ip=$(IP) --port=$(PORT) \
 	  $(if $(filter 1 yes true,$(NO_BROWSER)),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(LAB_VIEWERS): $(STAMP)

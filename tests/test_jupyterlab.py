@@ -56,6 +56,7 @@ def lab(tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(24)
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={paths.project_root()}", "--ip=127.0.0.1",
            f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--no-browser",
+           f"--LabApp.app_settings_dir={paths.project_root() / '.jupyterlab' / 'settings'}",  # as `make lab`: no news pop-up
            "--LabApp.notebook_starts_kernel=False",  # opening the notebook must not start a kernel
            f"--FileCheckpoints.root_dir={tmp / 'checkpoints'}"]  # nor leave .ipynb_checkpoints/ in the project
     if hasattr(os, "getuid") and os.getuid() == 0:
@@ -102,6 +103,15 @@ def test_contents_api_serves_the_py_notebook_as_a_notebook(lab):
     specs = lab.api("kernelspecs")
     argv0 = specs["kernelspecs"]["python3"]["spec"]["argv"][0]
     assert Path(argv0).parent == Path(sys.executable).parent or argv0 in ("python", "python3"), argv0
+
+
+def test_lab_does_not_ask_to_fetch_news(lab):
+    assert '.jupyterlab/settings' in (paths.project_root() / "Makefile").read_text()
+    req = urllib.request.Request(f"{lab.url}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+                                 headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        schema = json.loads(r.read())["schema"]
+    assert schema["properties"]["fetchNews"]["default"] == "false"
 
 
 def _png_size(path: Path) -> tuple[int, int]:
