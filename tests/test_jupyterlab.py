@@ -56,7 +56,8 @@ def lab(tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(24)
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={paths.project_root()}", "--ip=127.0.0.1",
            f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--no-browser",
-           f"--LabApp.app_settings_dir={paths.project_root() / '.jupyterlab' / 'settings'}",  # as `make lab`: no news pop-up
+           # as `make lab`: the project's settings, which turn off the news pop-up
+           f"--LabApp.app_settings_dir={paths.project_root() / '.jupyterlab' / 'settings'}",
            "--LabApp.notebook_starts_kernel=False",  # opening the notebook must not start a kernel
            f"--FileCheckpoints.root_dir={tmp / 'checkpoints'}"]  # nor leave .ipynb_checkpoints/ in the project
     if hasattr(os, "getuid") and os.getuid() == 0:
