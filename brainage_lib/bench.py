@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from brainage_lib import paths
+from brainage_lib import paths, registry
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.data.datasets import CachedArrayDataset
@@ -21,9 +21,6 @@ from brainage_lib.data.transforms import get_transform, load_volume
 from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
-from brainage_lib.papers.diff.bench import bench_diff
-from brainage_lib.papers.lstm.bench import bench_lstm
-from brainage_lib.papers.tgb.bench import bench_tgb
 from brainage_lib.preprocess.bench import bench_preprocess
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import resolve_device
@@ -64,6 +61,19 @@ def _bench_loops(arr, ages, stages: Path, epochs: int = 2) -> dict[str, float]:
     return {"train_loop_plain_tgb_reg_small_samples_per_s": plain, "train_loop_engine_tgb_reg_small_samples_per_s": engine}
 
 
+def main_transforms() -> list[str]:
+    """Each paper's main input transform (the first it declares)."""
+    return [next(iter(p.transforms)) for p in registry.papers().values() if p.transforms]
+
+
+def listing() -> list[str]:
+    """What ``brainage bench`` measures, one line per part, without running anything."""
+    lines = ["simulator: abide_like at 2 mm", "engine overhead: a small TGB regressor, plain loop vs the engine"]
+    lines += [f"cache build, cached and NIfTI loading: transform '{t}'" for t in main_transforms()]
+    lines += [f"{p.short} ({p.notebook}): {p.bench}" for p in registry.papers().values() if p.bench]
+    return lines + ["preprocessing: seconds per scan of each recipe (with make preprocess-deps)"]
+
+
 def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
     """Measure and print throughput; return the numbers."""
     res: dict = {"provenance": provenance(), "n": n, "results": {}}
@@ -73,12 +83,13 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
         simulate_cohort("abide_like", tmp / "cohort", n=n, seed=0, progress=False)
         res["results"]["simulate_abide_like_2mm_subjects_per_s"] = _rate(n, time.perf_counter() - t0)
         cohort = load_cohort(tmp / "cohort")
-        for name in ("tgb", "diff", "lstm"):
+        for name in main_transforms():
             tr = get_transform(name)
             t0 = time.perf_counter()
             arr = cached_array(cohort, tr, root=tmp / "cache", progress=False)
             res["results"][f"cache_build_{name}_images_per_s"] = _rate(n, time.perf_counter() - t0)
-            loader = DataLoader(CachedArrayDataset(arr, cohort.ages, channel=name != "lstm"), batch_size=4, shuffle=True)
+            loader = DataLoader(CachedArrayDataset(arr, cohort.ages, channel=tr.inputs != "slice_sequence"), batch_size=4,
+                                shuffle=True)
             t0 = time.perf_counter()
             for _ in range(3):
                 for _x, _y in loader:
@@ -88,11 +99,12 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
             for p in cohort.paths[: min(n, 10)]:
                 tr(load_volume(p))
             res["results"][f"load_nifti_{name}_samples_per_s"] = _rate(min(n, 10), time.perf_counter() - t0)
-            if name == "tgb":
-                res["results"].update(_bench_loops(arr, cohort.ages, tmp / "stages"))
+            if tr.inputs == "volume" and "train_loop_engine_tgb_reg_small_samples_per_s" not in res["results"]:
+                res["results"].update(_bench_loops(arr, cohort.ages, tmp / "stages"))  # the first volume input
     device = resolve_device("auto")
-    for bench in (bench_lstm, bench_tgb, bench_diff):
-        res["results"].update(bench(device))
+    for paper in registry.papers().values():
+        if paper.bench:
+            res["results"].update(paper.load("bench")(device))
     res["results"].update(bench_preprocess())  # seconds per scan of each recipe (needs make preprocess-deps)
     width = max(map(len, res["results"]))
     print(f"device: {res['provenance']['device']}")

@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.run import runner
 
 
 def _shape_arg(values: list[int] | None) -> tuple[int, int, int] | None:
@@ -27,7 +29,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = make(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
                voxel_size=args.voxel_size, effect_region=args.effect_region, effect_rate=args.effect_rate,
                overwrite=args.overwrite, progress=not args.quiet)
-    then = f"brainage preprocess {out} OUT --recipe tgb|diff|lstm" if args.space == "native" else f"brainage validate {out}"
+    then = f"brainage preprocess {out} OUT --recipe {'|'.join(registry.recipe_names())}" if args.space == "native" else f"brainage validate {out}"
     print(f"Wrote {out} in {time.time() - t0:.1f} s. Next: {then}")
     return 0
 
@@ -82,9 +84,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from brainage_lib.report.index_page import SUMMARY, build_index
-    from brainage_lib.run import runner
+    from brainage_lib.report.index_page import build_index
 
+    SUMMARY = registry.REPORT_NOTEBOOK  # noqa: N806
     names = runner.notebook_names() if args.notebook == "all" else [args.notebook]
     if args.notebook not in ("all", SUMMARY):
         names.append(SUMMARY)  # one notebook re-run: the summary follows (seconds)
@@ -141,15 +143,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from brainage_lib.bench import run_benchmarks
+    from brainage_lib.bench import listing, run_benchmarks
 
+    if args.list:
+        print("\n".join(listing()))
+        return 0
     run_benchmarks(n=args.n, out=args.out)
     return 0
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    from brainage_lib.gpu_check import paper_flops, run_gpu_check
+    from brainage_lib.gpu_check import paper_flops, run_gpu_check, stages
 
+    if args.list:
+        for st in stages(paper=True):
+            print(f"{st.notebook}  {st.name}  ({st.setting}; batch {st.batch})")
+        return 0
     if args.paper_flops:
         paper_flops(args.out)
         return 0
@@ -162,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="write a simulated cohort (participants.tsv, sub-*/anat/*_T1w.nii.gz, ground_truth/)")
-    s.add_argument("--preset", required=True, help="abide_like | lifespan_train | clinical_test | als_like | nihpd_like | mghbch_like")
+    s.add_argument("--preset", required=True, help="a simulator preset; `brainage presets` lists them with the paper "
+                                                   "cohort each mirrors")
     s.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     s.add_argument("--n", type=int, default=None, help="number of subjects (default: the preset's)")
     s.add_argument("--seed", type=int, default=0)
@@ -191,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help="raw T1w scans to a folder the notebooks read (N4, deepbet, ANTs registration)")
     p.add_argument("raw", help="raw cohort folder: participants.tsv + sub-<id>/anat/sub-<id>_T1w.nii.gz (only read)")
     p.add_argument("out", help="output folder, outside RAW; rerun on the same folder to resume")
-    p.add_argument("--recipe", required=True, choices=["tgb", "diff", "lstm"], help="the paper whose preprocessing to follow")
+    p.add_argument("--recipe", required=True, choices=registry.recipe_names(), help="the paper whose preprocessing to follow")
     p.add_argument("--jobs", type=int, default=1, help="scans processed at once (default 1)")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                    help="one thread per scan, so a rerun writes byte-identical images and transforms (default: on "
@@ -202,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the simulator's presets").set_defaults(func=cmd_presets)
 
     r = sub.add_parser("run", help="execute a notebook headlessly into rendered/")
-    r.add_argument("notebook", help="e.g. 00_cohorts, or 'all'")
+    r.add_argument("notebook", help=f"one of {', '.join(runner.notebook_names())}, or 'all' (in that order; "
+                                    f"{registry.REPORT_NOTEBOOK} reads the others' results, so it runs last)")
     r.add_argument("--profile", default="auto", help="smoke | quick | paper | auto (paper with CUDA, else quick)")
     r.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
     r.add_argument("--output-dir", default=None, help="where results/, figures/ and rendered/ go (default: the project root)")
@@ -211,13 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="build the preprocessed-array cache of a cohort for one transform")
     c.add_argument("dir")
-    c.add_argument("--transform", required=True, choices=["tgb", "diff", "lstm", "atlas"])
+    c.add_argument("--transform", required=True, choices=registry.transform_names())
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_cache)
 
     pr = sub.add_parser("predict", help="apply a model a notebook trained to a preprocessed cohort; one CSV row per subject")
     pr.add_argument("dir", help="cohort folder in the model's training space (same pipeline and grid)")
-    pr.add_argument("--model", required=True, help="a saved model: checkpoints/<notebook>/models/<model>.model.pt")
+    pr.add_argument("--model", required=True, help="a saved model: checkpoints/<notebook>/models/<model>.model.pt; "
+                                                   f"architectures: {', '.join(registry.architectures())}")
     pr.add_argument("--out", default=None, help="CSV to write (default: <model>.predictions.csv in the current folder)")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda")
     pr.set_defaults(func=cmd_predict)
@@ -225,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure simulator, cache and loader throughput (and models, where present)")
     b.add_argument("--n", type=int, default=40, help="subjects per measurement")
     b.add_argument("--out", default=None, help="JSON file for the numbers (default bench/results.json)")
+    b.add_argument("--list", action="store_true", help="list what would be measured, and measure nothing")
     b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("gpu-check", help="every paper-profile training stage on this device: samples/s, memory, "
@@ -233,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=None, help="timed steps per stage and precision (default 5 on CUDA)")
     g.add_argument("--out", default=None, help="JSON file for the numbers (default bench/gpu.json, "
                                                "with --paper-flops bench/paper_flops.json)")
+    g.add_argument("--list", action="store_true", help="list every paper's stages, and measure nothing")
     g.add_argument("--paper-flops", action="store_true",
                    help="only count the FLOPs per step at the paper's sizes, on the CPU (minutes)")
     g.set_defaults(func=cmd_gpu_check)

@@ -32,11 +32,8 @@ from pathlib import Path
 
 import torch
 
-from brainage_lib import paths
+from brainage_lib import paths, registry
 from brainage_lib.engine.profile import time_stage
-from brainage_lib.papers.diff.bench import gpu_stages as diff_stages
-from brainage_lib.papers.lstm.bench import gpu_stages as lstm_stages
-from brainage_lib.papers.tgb.bench import gpu_stages as tgb_stages
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import resolve_device
 from brainage_lib.run.timing import StageBench, count_flops, samples_per_second, sync
@@ -56,7 +53,8 @@ def bf16_peak(name: str) -> float | None:
 
 
 def stages(paper: bool) -> list[StageBench]:
-    return [*tgb_stages(paper), *diff_stages(paper), *lstm_stages(paper)]
+    """Every paper's training stages (each wing's ``gpu_stages``), in the papers' order."""
+    return [s for p in registry.papers().values() if p.gpu_stages for s in p.load("gpu_stages")(paper)]
 
 
 def _measure(stage: StageBench, dev: torch.device, bf16: bool, n_iter: int) -> dict:

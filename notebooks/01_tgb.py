@@ -86,7 +86,7 @@ from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.space import check_input_space
 from brainage_lib.data.splits import stratified_split
-from brainage_lib.data.transforms import TGBVolume
+from brainage_lib.papers.tgb.transforms import TGBVolume
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec

@@ -92,7 +92,7 @@ from brainage_lib.data import plots
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.data.space import check_input_space
-from brainage_lib.data.transforms import DIFFSlice
+from brainage_lib.papers.diff.transforms import DIFFSlice
 from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec

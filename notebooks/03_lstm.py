@@ -80,7 +80,7 @@ from brainage_lib.papers.lstm import claims as C
 from brainage_lib.papers.lstm import gates as G
 from brainage_lib.papers.lstm.deviations import DEVIATIONS
 from brainage_lib.data.space import check_input_space
-from brainage_lib.data.transforms import AtlasVolume, LSTMSlices
+from brainage_lib.papers.lstm.transforms import AtlasVolume, LSTMSlices
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from brainage_lib.data.cohort import load_cohort
-from brainage_lib.data.transforms import TGBVolume, load_volume
+from brainage_lib.data.transforms import load_volume
+from brainage_lib.papers.tgb.transforms import TGBVolume
 from brainage_lib.papers.tgb.regions import mean_difference_map, recovery_scores, reference_maps
 from brainage_lib.simulation import visibility
 from brainage_lib.simulation.anatomy import make_grid, region_map, tissue_maps

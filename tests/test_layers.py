@@ -14,6 +14,7 @@ LIB = Path(brainage_lib.__file__).parent
 # layer of each top-level part of brainage_lib; a module imports only parts of a lower layer or its own part
 LAYERS = {
     "errors": 0, "paths": 0,
+    "registry": 0.5,  # the paper plug-in contract: shared code finds the wings through it, never by name
     "metrics": 1, "run": 1.5,  # the results and seeds of a run speak the verdict vocabulary of metrics
     "simulation": 2, "models": 2,
     "data": 3, "engine": 3,

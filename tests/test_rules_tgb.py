@@ -45,7 +45,7 @@ from brainage_lib.papers.tgb import magnitudes as mag
 from brainage_lib.papers.tgb import regions
 from brainage_lib.papers.tgb.claims import GANS, METHODS, claims, gates
 from brainage_lib.papers.tgb.evaluation import GROUP_EDGES, PAPER_GROUP_MAE, PAPER_TABLE1, error_summary
-from brainage_lib.simulation.presets import ABIDE_BIN_WEIGHTS
+from brainage_lib.papers.tgb.presets import ABIDE_BIN_WEIGHTS
 
 S = 16  # image grid
 N_TEST, N_VAL, N_TRAIN, N_DIFF = 160, 62, 300, 20  # the paper's test and validation sizes and Fig. 3's 20 per age

@@ -11,7 +11,7 @@ from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb import synthesis as tgb_synthesis
 from brainage_lib.papers.tgb import training as tgb
-from brainage_lib.data.transforms import TGBVolume
+from brainage_lib.papers.tgb.transforms import TGBVolume
 from brainage_lib.papers.tgb.claims import claims
 from brainage_lib.papers.tgb.regions import recovery_scores, reference_maps
 from brainage_lib.papers.tgb.synthesis import load_synthetic, synthesise

@@ -12,7 +12,10 @@ from brainage_lib.data import cache as cache_mod
 from brainage_lib.data.cache import cache_path, cached_array
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.data.datasets import SliceDataset, SliceSequenceDataset, VolumeDataset
-from brainage_lib.data.transforms import DIFFSlice, LSTMSlices, TGBVolume, get_transform, load_volume
+from brainage_lib.data.transforms import get_transform, load_volume
+from brainage_lib.papers.diff.transforms import DIFFSlice
+from brainage_lib.papers.lstm.transforms import LSTMSlices
+from brainage_lib.papers.tgb.transforms import TGBVolume
 from brainage_lib.errors import BrainAgeError
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import MNI_EXTENT, MNI_ORIGIN
 
 SKULL_ML = 2500.0  # foreground volume above which the skull (and scalp) is taken to be present
 SPACE_KINDS = ("orientation", "voxel", "fov", "skull")
 GUARD_KINDS = ("orientation", "fov", "skull")  # what stops a notebook; an unusual voxel size is only a warning
-RECIPES = ("tgb", "diff", "lstm")
 
 
 def space_observations(img: nib.spatialimages.SpatialImage, data: np.ndarray | None = None) -> dict[str, str]:
@@ -90,8 +90,8 @@ def require_preprocessed(paths: Sequence[str | Path], recipe: str, allow_unregis
     Raises ``BrainAgeError`` naming the files and the ``brainage preprocess --recipe <recipe>``
     command, unless ``allow_unregistered`` (then the same findings are returned as warnings).
     """
-    if recipe not in RECIPES:
-        raise BrainAgeError(f"Unknown preprocessing recipe '{recipe}'; choose one of {', '.join(RECIPES)}.")
+    if recipe not in registry.recipe_names():
+        raise BrainAgeError(f"Unknown preprocessing recipe '{recipe}'; choose one of {', '.join(registry.recipe_names())}.")
     seen = space_report(paths)
     found = []
     for kind, files in seen.items():

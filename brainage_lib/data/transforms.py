@@ -1,16 +1,14 @@
-"""The three papers' input transforms, from a T1w NIfTI to a float array.
+"""Input transforms, from a T1w NIfTI to a float array: the base class, reading and resizing.
 
-- TGB: 96^3 volume, zero-mean then min-max to [0, 1].
-- DIFF: mid-axial slice resized to 128x128, min-max to [0, 1].
-- LSTM: volume in a 128x160x112 atlas space, each axial slice resized to 50x50,
-  z-scored per subject; shape (112, 50, 50). Its 3D baseline takes the atlas-space
-  volume itself, z-scored (``AtlasVolume``).
+Each paper's own transforms live in its wing (``papers/<paper>/transforms.py``) and are declared
+in its ``Paper``; :func:`get_transform` finds them by short name through ``brainage_lib.registry``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
 
 
@@ -55,7 +54,13 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Transform:
-    """Base: a named, parameterised map from a volume to an array; ``key`` identifies it in the cache."""
+    """Base: a named, parameterised map from a volume to an array; ``key`` identifies it in the cache.
+
+    ``inputs`` says how a network takes one output: ``volume`` (1, D, H, W), ``slice`` (1, H, W) or
+    ``slice_sequence`` (S, H, W), the last without a channel axis.
+    """
+
+    inputs: ClassVar[str] = "volume"
 
     @property
     def name(self) -> str:
@@ -74,85 +79,23 @@ class Transform:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class TGBVolume(Transform):
-    """TGB: resize to ``size``^3, subtract the mean, min-max to [0, 1]."""
-
-    size: int = 96
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.size,) * 3
-
-    def __call__(self, volume: np.ndarray) -> np.ndarray:
-        x = resize(volume, self.out_shape)
-        return minmax(x - x.mean()).astype(np.float32)
+def transforms() -> dict[str, type[Transform]]:
+    """Every paper's transforms by short name (``tgb``, ``diff``, ``lstm``, ``atlas``, ...)."""
+    return {name: registry.load(ref) for name, ref in registry.transform_refs().items()}
 
 
-@dataclass(frozen=True)
-class DIFFSlice(Transform):
-    """DIFF: the axial slice at ``z_fraction`` of the volume's height, resized to ``size``^2, min-max to [0, 1]."""
-
-    size: int = 128
-    z_fraction: float = 0.5
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.size, self.size)
-
-    def __call__(self, volume: np.ndarray) -> np.ndarray:
-        z = int(round((volume.shape[2] - 1) * self.z_fraction))
-        x = resize(volume[:, :, z], self.out_shape, antialias=True)
-        return minmax(x).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class LSTMSlices(Transform):
-    """LSTM: resize to the atlas grid, each axial slice to ``slice_size``^2, z-score per subject.
-
-    Output (n_slices, slice_size, slice_size) with n_slices = ``atlas_shape[2]``.
-    """
-
-    atlas_shape: tuple[int, int, int] = (128, 160, 112)
-    slice_size: int = 50
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.atlas_shape[2], self.slice_size, self.slice_size)
-
-    def __call__(self, volume: np.ndarray) -> np.ndarray:
-        x = resize(volume, tuple(self.atlas_shape))  # (X, Y, Z)
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[:, None]  # (Z, 1, X, Y)
-        s = F.interpolate(t, size=(self.slice_size,) * 2, mode="bilinear", align_corners=False, antialias=True)[:, 0]
-        s = s.numpy()  # (Z, S, S)
-        sd = float(s.std())
-        return ((s - s.mean()) / (sd if sd > 0 else 1.0)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class AtlasVolume(Transform):
-    """LSTM paper's 3D baseline input: the volume on the 128x160x112 atlas grid, z-scored per subject."""
-
-    atlas_shape: tuple[int, int, int] = (128, 160, 112)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return tuple(self.atlas_shape)
-
-    def __call__(self, volume: np.ndarray) -> np.ndarray:
-        x = resize(volume, tuple(self.atlas_shape))
-        sd = float(x.std())
-        return ((x - x.mean()) / (sd if sd > 0 else 1.0)).astype(np.float32)
-
-
-TRANSFORMS = {"tgb": TGBVolume, "diff": DIFFSlice, "lstm": LSTMSlices, "atlas": AtlasVolume}
+def __getattr__(name: str):
+    if name == "TRANSFORMS":  # the merged view, built when first asked for
+        return transforms()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_transform(name: str, **params) -> Transform:
-    """A transform by short name (``tgb``, ``diff``, ``lstm``) with optional parameters."""
-    if name not in TRANSFORMS:
-        raise BrainAgeError(f"Unknown transform '{name}'. Choose one of: {', '.join(TRANSFORMS)}.")
-    cls = TRANSFORMS[name]
+    """A transform by short name (``tgb``, ``diff``, ``lstm``, ...) with optional parameters."""
+    known = registry.transform_refs()
+    if name not in known:
+        raise BrainAgeError(f"Unknown transform '{name}'. Choose one of: {', '.join(known)}.")
+    cls = registry.load(known[name])
     unknown = set(params) - set(cls.__dataclass_fields__)
     if unknown:
         raise BrainAgeError(f"Unknown parameter(s) {sorted(unknown)} for transform '{name}'; allowed: {sorted(cls.__dataclass_fields__)}.")

@@ -21,29 +21,35 @@ import torch
 from torch import nn
 
 from brainage_lib.data.cohort import Cohort
-from brainage_lib.data.transforms import TRANSFORMS, Transform
+from brainage_lib import registry
+from brainage_lib.data.transforms import Transform, transforms
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.stats import bias_correct
-from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.models.diffae import DiffAE, DiffAEConfig
-from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
-from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.run.provenance import provenance
 
-__all__ = ["ARCHITECTURES", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
+__all__ = ["ARCHITECTURES", "architectures", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
            "transform_spec"]
 
-# architecture name -> (builder from a config dict, config class or None); the card stores the name and config
-ARCHITECTURES: dict[str, tuple[Any, Any]] = {
-    "TGBRegressor": (lambda c: TGBRegressor(RegressorConfig(**c)), RegressorConfig),
-    "ResNet3D": (lambda c: ResNet3D(ResNet3DConfig(**c)), ResNet3DConfig),
-    "ResNetLSTM": (lambda c: ResNetLSTM(ResNetLSTMConfig(**c)), ResNetLSTMConfig),
-    "DeepBrainNet2D": (lambda c: DeepBrainNet2D(SliceCNNConfig(**c)), SliceCNNConfig),
-    "DenseNet121-2D": (lambda c: densenet121_2d(**c), None),
-    "DiffAE": (lambda c: DiffAE(DiffAEConfig(**c)), DiffAEConfig),
-}
+def architectures() -> dict[str, tuple[Any, Any]]:
+    """Architecture name -> (builder from a config dict, config class or None), as each paper declares them.
+
+    The card stores the name and the config; ``builder(config)`` rebuilds the network.
+    """
+    out = {}
+    for name, (builder_ref, config_ref) in registry.architectures().items():
+        builder = registry.load(builder_ref)
+        config = registry.load(config_ref) if config_ref else None
+        out[name] = ((lambda c, b=builder, k=config: b(k(**c))) if config else (lambda c, b=builder: b(**c)), config)
+    return out
+
+
+def __getattr__(name: str):
+    if name == "ARCHITECTURES":  # the merged view, built when first asked for
+        return architectures()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 INPUTS = ("volume", "slice", "slice_sequence")  # how a transformed image is fed: (1, D, H, W), (1, H, W), (S, H, W)
 
 
@@ -82,9 +88,9 @@ class ModelCard:
 
 def transform_spec(transform: Transform) -> dict:
     """``{"name": <short name>, **parameters}`` of a transform, as ``get_transform`` takes it back."""
-    names = [k for k, cls in TRANSFORMS.items() if type(transform) is cls]
+    names = [k for k, cls in transforms().items() if type(transform) is cls]
     if not names:
-        raise BrainAgeError(f"transform {type(transform).__name__} has no short name in data.transforms.TRANSFORMS.")
+        raise BrainAgeError(f"transform {type(transform).__name__} has no short name: declare it in its paper's Paper(transforms=...).")
     return {"name": names[0], **asdict(transform)}
 
 
@@ -108,8 +114,11 @@ def fitted_bias_correction(pred: np.ndarray, age: np.ndarray, fitted_on: str) ->
 
 def export_model(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> Path:
     """Write ``model``'s weights and ``card`` to ``path`` (atomically); returns the path."""
-    if card.architecture not in ARCHITECTURES or card.inputs not in INPUTS:
-        raise BrainAgeError(f"export_model: unknown architecture {card.architecture!r} or inputs {card.inputs!r}.")
+    known = registry.architectures()
+    if card.architecture not in known or card.inputs not in INPUTS:
+        raise BrainAgeError(f"export_model: unknown architecture {card.architecture!r} (known: {', '.join(known)}) "
+                            f"or inputs {card.inputs!r} (one of {', '.join(INPUTS)}); a paper declares its "
+                            "architectures in its Paper(architectures=...).")
     card = ModelCard(**{**asdict(card), "provenance": provenance(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +139,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
         card = ModelCard(**{f.name: blob["card"][f.name] for f in fields(ModelCard) if f.name in blob["card"]})
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         raise BrainAgeError(f"{path} is not a saved model with a model card ({type(exc).__name__}: {exc}).") from None
-    build, _ = ARCHITECTURES[card.architecture]
+    known = architectures()
+    if card.architecture not in known:
+        raise BrainAgeError(f"{path}: its card names the architecture {card.architecture!r}, which no paper of this "
+                            f"installation declares (known: {', '.join(known)}).")
+    build, _ = known[card.architecture]
     model = build({k: tuple(v) if isinstance(v, list) else v for k, v in card.config.items()})  # JSON lists were tuples
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), card

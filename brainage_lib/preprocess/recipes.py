@@ -1,4 +1,4 @@
-"""One preprocessing recipe per paper, from each paper's own description of its pipeline.
+"""Preprocessing recipes: one per paper (declared in its wing, ``papers/<paper>/recipe.py``), from its own description.
 
 A recipe is an ordered list of steps (``n4``, ``bet``, ``register``) and an output grid. The
 registration target is the MNI152 2009 brain template that ships in the nilearn wheel
@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import Grid, resample_to_grid
 
@@ -59,39 +60,23 @@ class Recipe:
         return out
 
 
-RECIPES = {
-    "tgb": Recipe(
-        "tgb", "TGB (GAN with a task-guided branch, ABIDE)",
-        "brain extraction, bias field correction and nonlinear registration to the MNI template space",
-        ("bet", "n4", "register"), "SyN", (99, 117, 95),
-        ("Output on the 2 mm MNI152 grid (99x117x95), the grid the simulator writes; the notebook resizes to 96^3.",)),
-    "diff": Recipe(
-        "diff", "DIFF (diffusion autoencoder, Appendix B)",
-        "ANTs affine registration to the MNI152 brain template, resampling to 130x130x130, N4 bias field correction, "
-        "HD-BET skull stripping; then the mid-axial slice at 128x128",
-        ("n4", "register", "bet"), "Affine", (130, 130, 130),
-        ("deepbet replaces HD-BET, whose weights are downloaded at run time.",
-         ("N4 runs on the scanner-space image before the registration rather than on the resampled 130^3 head: the "
-          "bias field is smooth, so the order changes little, and N4 fits it on a smaller image."),
-         ("The head is registered to the brain template with the similarity metric restricted to the template's "
-          "brain mask dilated by 6 mm (as in every affine recipe), so that the scalp does not pull the fit."),
-         "The notebook takes the mid-axial slice; this folder holds the 130^3 volumes.")),
-    "lstm": Recipe(
-        "lstm", "LSTM (2D-ResNet18+LSTM, children)",
-        "registered to the SRI24 atlas (image size 128x160x112)",
-        ("n4", "bet", "register"), "Affine", (128, 160, 112),
-        (("SRI24 cannot be had offline: the MNI152 2009 template's field of view sampled on the same 128x160x112 "
-          "grid stands in for it (voxels 1.54x1.46x1.69 mm)."),
-         ("The paper names no bias correction or brain extraction; N4 and deepbet are added so that the output "
-          "matches the skull-stripped cohorts the notebook is built on."))),
-}
+def recipes() -> dict[str, Recipe]:
+    """Every paper's recipe by name (each wing declares its own ``Recipe`` in its ``Paper``)."""
+    return {name: registry.papers()[name].load("recipe") for name in registry.recipe_names()}
+
+
+def __getattr__(name: str):
+    if name == "RECIPES":  # the merged view, built when first asked for
+        return recipes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_recipe(name: str) -> Recipe:
     """A recipe by name (``tgb``, ``diff``, ``lstm``)."""
-    if name not in RECIPES:
-        raise BrainAgeError(f"Unknown recipe '{name}'. Choose one of: {', '.join(RECIPES)} (one per paper).")
-    return RECIPES[name]
+    names = registry.recipe_names()
+    if name not in names:
+        raise BrainAgeError(f"Unknown recipe '{name}'. Choose one of: {', '.join(names)} (one per paper).")
+    return registry.papers()[name].load("recipe")
 
 
 @lru_cache(maxsize=4)

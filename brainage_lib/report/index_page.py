@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainage_lib import paths
+from brainage_lib import paths, registry
 from brainage_lib.metrics.verdicts import GATE_TEXT
 from brainage_lib.report import summary as S
 from brainage_lib.run.runner import notebook_names
 
-SUMMARY = "04_summary"
+SUMMARY = registry.REPORT_NOTEBOOK
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:0 auto;padding:0 1.5em 3em;
 color:#222;line-height:1.45}

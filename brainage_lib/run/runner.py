@@ -23,14 +23,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from brainage_lib import paths
+from brainage_lib import paths, registry
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.params import DRY_RUN, check_profile_keys, dry_run_file, resolve_profile
 from brainage_lib.run.progress import TEXT_PROGRESS_ENV
 
 
 def notebook_names() -> list[str]:
-    return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.py"))
+    """Every notebook, in the order ``run all`` takes them: by name, with the report notebook (which reads
+    the others' results) last."""
+    names = sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.py"))
+    return sorted(names, key=lambda n: n == registry.REPORT_NOTEBOOK)
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Cohort presets mirroring the papers' cohorts (SPEC §1), and their demographics.
 
+Each paper declares its own presets in its wing (``papers/<paper>/presets.py``); ``presets()``
+(and ``PRESETS``) gathers them through ``brainage_lib.registry``.
+
 A preset fixes who is in a cohort (ages, sexes, sites, groups), how far brain age
 strays from chronological age, the region that loses extra GM with age and how fast,
 and how the images are acquired. ``sample_demographics`` draws one cohort from a
@@ -17,11 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
-
-# ABIDE-like counts per 1-year bin [5, 6) ... [23, 24) for one sex: few at 5-6 and
-# 18-24, many at 9-12 (TGB paper: 6 images at 5-6, 86 at 9-10 after sex balancing).
-ABIDE_BIN_WEIGHTS = np.array([3, 22, 30, 36, 43, 42, 40, 36, 32, 28, 24, 20, 17, 14, 12, 10, 8, 5, 3], float)
 
 
 @dataclass(frozen=True)
@@ -55,41 +55,29 @@ class Preset:
     extra: dict = field(default_factory=dict)
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        Preset("abide_like", "TGB (ABIDE I+II, 6-24 y)", 1150, "abide", ("bins", 5.0, tuple(ABIDE_BIN_WEIGHTS)),
-               n_sites=17, field_strength="3T", female_fraction=431 / 1150, sex_paired_bins=True,
-               gap_sd=0.8, effect_region="frontal", effect_rate=0.015, deform_mm=1.0, head_scale_sd=0.0,
-               reference_ages=(8.0, 20.0)),
-        Preset("lifespan_train", "DIFF training (8 research datasets)", 4600, "life", ("truncnorm", 56.0, 20.9, 18.0, 95.0),
-               n_sites=8, field_strength="mixed", gap_sd=5.0, unlabelled_fraction=0.2,
-               effect_region="medial_temporal+frontal", effect_rate=0.005,
-               effect_onset=25.0, reference_ages=(30.0, 80.0), site_offset=30),
-        Preset("clinical_test", "DIFF test (clinical grade)", 470, "clin", ("truncnorm", 68.0, 10.0, 35.0, 95.0),
-               n_sites=2, field_strength="1.5T", grade="clinical", gap_sd=5.0,
-               effect_region="medial_temporal+frontal", effect_rate=0.005,
-               effect_onset=25.0, reference_ages=(55.0, 80.0), site_offset=40),
-        Preset("als_like", "DIFF ALS cohort", 72, "als", ("truncnorm", 61.0, 10.9, 30.0, 85.0),
-               n_sites=1, field_strength="3T", grade="clinical", gap_mean=3.0, gap_sd=5.0, group="ALS",
-               effect_region="medial_temporal+frontal", effect_rate=0.005, effect_onset=25.0,
-               disease_region="motor+frontal+temporal",
-               disease_strength=0.15, reference_ages=(50.0, 75.0), site_offset=45),
-        Preset("nihpd_like", "LSTM discovery (NIH-PD, 0-22 y, 1.5T)", 1200, "nihpd", ("uniform_mix", 0.0, 22.0, 0.25, 4.5),
-               n_sites=12, field_strength="1.5T", gap_sd=0.2, gap_sd_per_year=0.08,
-               effect_region="frontal+parietal", reference_ages=(2.0, 18.0), site_offset=50),
-        Preset("mghbch_like", "LSTM replication (MGHBCH, 0-6 y, 3T MPRAGE)", 430, "mgh", ("uniform_mix", 0.0, 6.0, 0.0, 6.0),
-               n_sites=1, field_strength="3T", gap_sd=0.1, gap_sd_per_year=0.08,
-               effect_region="frontal+parietal", reference_ages=(0.5, 5.5), site_offset=70),
-    ]
-}
+def presets() -> dict[str, Preset]:
+    """Every paper's presets by name, in the papers' order (each wing declares its own in its ``Paper``)."""
+    out: dict[str, Preset] = {}
+    for ref in registry.preset_refs():
+        for preset in registry.load(ref):
+            if preset.name in out:
+                raise BrainAgeError(f"Two papers declare the preset '{preset.name}'; rename one ({ref}).")
+            out[preset.name] = preset
+    return out
+
+
+def __getattr__(name: str):
+    if name == "PRESETS":  # the merged view, built when first asked for
+        return presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_preset(name: str, **overrides) -> Preset:
     """Look a preset up by name, optionally replacing some of its fields."""
-    if name not in PRESETS:
-        raise BrainAgeError(f"Unknown preset '{name}'. Choose one of: {', '.join(PRESETS)}.")
-    preset = PRESETS[name]
+    known = presets()
+    if name not in known:
+        raise BrainAgeError(f"Unknown preset '{name}'. Choose one of: {', '.join(known)}.")
+    preset = known[name]
     unknown = set(overrides) - set(preset.__dataclass_fields__)
     if unknown:
         raise BrainAgeError(f"Unknown preset field(s) {sorted(unknown)} for '{name}'.")

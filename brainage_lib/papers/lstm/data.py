@@ -19,7 +19,7 @@ from brainage_lib.data.cohort import Cohort
 from brainage_lib.data.datasets import SliceSequenceDataset, VolumeDataset
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
-from brainage_lib.data.transforms import AtlasVolume, LSTMSlices
+from brainage_lib.papers.lstm.transforms import AtlasVolume, LSTMSlices
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, EVALUATIONS, LSTM_NAME, REGIMES, evaluation_title
 
