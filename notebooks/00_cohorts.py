@@ -26,10 +26,10 @@
 # differences, and a sanity check that the age signal is **real but not trivial**.
 #
 # Papers mirrored: TGB (`abide_like`), DIFF (`lifespan_train`, `clinical_test`,
-# `als_like`), LSTM (`nihpd_like`, `mghbch_like`); see the README.
+# `als_like`), LSTM (`nihpd_like`, `mghbch_like`); see `docs/data.md`.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
-# params/00_cohorts.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
+# `notebooks/params/00_cohorts.<PROFILE>.yaml`. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional

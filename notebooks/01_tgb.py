@@ -30,7 +30,7 @@
 # beside this run's bootstrap intervals, once per model seed.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
-# params/01_tgb.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
+# `notebooks/params/01_tgb.<PROFILE>.yaml`. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional

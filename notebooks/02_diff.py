@@ -36,7 +36,7 @@
 # simulator's own signs stand beside them in the closing cell.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
-# params/02_diff.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
+# `notebooks/params/02_diff.<PROFILE>.yaml`. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional

@@ -33,7 +33,7 @@
 # groups say why they are not testable there.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
-# params/03_lstm.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
+# `notebooks/params/03_lstm.<PROFILE>.yaml`. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional

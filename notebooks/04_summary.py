@@ -30,7 +30,7 @@
 # `make <notebook>` and this summary (and `rendered/index.html`) follow.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
-# params/04_summary.<PROFILE>.yaml. Give a value here (or `-p NAME=value`) to override it.
+# `notebooks/params/04_summary.<PROFILE>.yaml`. Give a value here (or `-p NAME=value`) to override it.
 
 # %% tags=["parameters"]
 from typing import Optional

@@ -8,7 +8,7 @@ preprocessed folder and once on the MNI-space folder (restricted to the subjects
 runs split the same subjects the same way).
 
 Close means: every data and split record is identical, and each test MAE the notebook records for a model is within
-``TOLERANCE_Y`` years (stated and justified in the README, "Same numbers after preprocessing").
+``TOLERANCE_Y`` years (stated and justified in docs/your-own-data.md, "Same numbers after preprocessing").
 """
 from __future__ import annotations
 
