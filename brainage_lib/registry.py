@@ -23,7 +23,7 @@ from typing import Any
 from brainage_lib.errors import BrainAgeError
 
 __all__ = ["PAPERS_PACKAGE", "REPORT_NOTEBOOK", "Paper", "architectures", "load", "paper_of_notebook", "papers",
-           "preset_refs", "recipe_names", "transform_names"]
+           "preset_refs", "recipe_names", "transform_names", "transform_refs"]
 
 PAPERS_PACKAGE = "brainage_lib.papers"
 REPORT_NOTEBOOK = "04_summary"  # reads every other notebook's results: runs after them
@@ -57,7 +57,8 @@ class Paper:
     ``bench`` a function ``(device) -> {measure: value}``; ``gpu_stages`` a function
     ``(paper: bool) -> [StageBench]``; ``claims`` the function that judges the paper's claims from
     recorded numbers; ``deviations`` its list of deviations from the paper; ``numbers`` the module
-    with the paper's reported numbers.
+    with the paper's reported numbers, whose ``PAPER`` dict (``short``, ``title``, ``tables``) heads the
+    notebook's results (``brainage_lib.notebook.start`` reads it).
     """
 
     name: str  # the wing's folder name; also its recipe name

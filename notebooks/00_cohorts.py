@@ -60,22 +60,14 @@ from brainage_lib.data import baseline, plots
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.transforms import get_transform
-from brainage_lib.run.params import resolve_params
-from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import seed_everything
+from brainage_lib.notebook import start
 from brainage_lib.simulation.presets import get_preset
 
 NB = "00_cohorts"
-cfg = resolve_params(NB, globals())
-seed_everything(SEED)
+data_label = DATA_DIR or "simulated"
+cfg, _, rec, t_start = start(NB, globals(), data=data_label, train=False)  # profile, seeds, recorder
 presets = [p.strip() for p in cfg.PRESETS.split(",") if p.strip()]
 sim = {"seed": DATA_SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
-data_label = DATA_DIR or "simulated"
-rec = cfg.recorder(data_label)
-t_start = time.time()
-display(Markdown(cfg.banner()))
-print(provenance_text())
-cfg.table()
 
 # %% [markdown]
 # ## 1 Data

@@ -101,30 +101,20 @@ from brainage_lib.papers.tgb import magnitudes as mag
 from brainage_lib.papers.tgb import regions
 from brainage_lib.papers.tgb.claims import claims, gates
 from brainage_lib.papers.tgb.deviations import DEVIATIONS
-from brainage_lib.papers.tgb.evaluation import (GROUP_EDGES, PAPER, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1,
+from brainage_lib.papers.tgb.evaluation import (GROUP_EDGES, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1,
                                                 error_summary, split_counts, table1_frame)
 from brainage_lib.papers.tgb.synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
 from brainage_lib.papers.tgb.training import GANTrainConfig, reconstruct, to_memory_format, train_gan
-from brainage_lib.engine.fabric import Engine
-from brainage_lib.run.params import resolve_params
-from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import seed_everything
+from brainage_lib.notebook import start
 from brainage_lib.run.seeds import combine, mean_sd, run_other_seeds
 
 # %%
 NB = "01_tgb"
 METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")
 GANS = ("REG-GAN", "REG-GAN-TGB")
-cfg = resolve_params(NB, globals())
-seed_everything(SEED)
-engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated abide_like")  # profile, seeds, stages
 device = engine.device
 artefacts = cfg.checkpoint_dir  # model checkpoints and synthetic/<method>/ sets
-rec = cfg.recorder(DATA_DIR or "simulated abide_like", device=device, paper=PAPER)
-t_start = time.time()
-display(Markdown(cfg.banner()))
-print(provenance_text(device), engine.banner(), sep="\n")
-cfg.table()
 
 # %% [markdown]
 # ## 1 Data

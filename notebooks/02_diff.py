@@ -93,7 +93,6 @@ from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.data.space import check_input_space
 from brainage_lib.papers.diff.transforms import DIFFSlice
-from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
 from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
@@ -102,31 +101,20 @@ from brainage_lib.papers import fidelity
 from brainage_lib.papers.diff import figures as diff_plots, roles
 from brainage_lib.papers.diff.claims import record_claims, record_gates
 from brainage_lib.papers.diff.deviations import DEVIATIONS
-from brainage_lib.papers.diff.evaluation import (MODELS, PAPER, als_pads, evaluate, format_table, magnitude_numbers,
+from brainage_lib.papers.diff.evaluation import (MODELS, als_pads, evaluate, format_table, magnitude_numbers,
                                                  magnitude_table, record_evaluation, record_magnitudes,
                                                  reference_numbers, wide_table)
 from brainage_lib.papers.diff.rules import GATE, NO_ALS
 from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
                                                parse_widths, predict_diffae, save_diffae, split_training_cohort,
                                                train_diffae)
-from brainage_lib.run.params import resolve_params
-from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import seed_everything
+from brainage_lib.notebook import start
 from brainage_lib.run.seeds import combine, run_other_seeds
 
 # %%
 NB = "02_diff"
-cfg = resolve_params(NB, globals())
-seed_everything(SEED)
-engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
 device, ckpt_dir = engine.device, cfg.checkpoint_dir
-rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=PAPER)
-t_start = time.time()
-
-# %%
-display(Markdown(cfg.banner()))
-print(provenance_text(device), engine.banner(), sep="\n")
-cfg.table()
 
 # %% [markdown]
 # ## 1 Data

@@ -85,24 +85,14 @@ from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data
 from brainage_lib.papers.lstm.training import evaluations, predict_all, train_models
-from brainage_lib.engine.fabric import Engine
-from brainage_lib.run.params import resolve_params
-from brainage_lib.run.provenance import provenance_text
-from brainage_lib.run.seeding import seed_everything
+from brainage_lib.notebook import start
 from brainage_lib.run.seeds import combine, run_other_seeds
 
 NB = "03_lstm"
-cfg = resolve_params(NB, globals())
-seed_everything(SEED)
-engine = Engine(DEVICE, DEVICES, cfg.checkpoint_dir / "stages", FORCE)  # resumable training stages
+cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
 device = engine.device
 atlas = L.parse_shape(cfg.ATLAS_SHAPE)
-rec = cfg.recorder(DATA_DIR or "simulated", device=device, paper=L.PAPER)
 young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young" in record keys)
-t_start = time.time()
-display(Markdown(cfg.banner()))
-print(provenance_text(device), engine.banner(), sep="\n")
-cfg.table()
 
 # %% [markdown]
 # ### Readings of the paper and deviations from it

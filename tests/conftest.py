@@ -153,3 +153,28 @@ def run_on_one_cohort(name: str, base: Path, preset: str, n: int, seed: int, sha
         mp.undo()
     assert_text_progress(rendered)
     return cohort, base / "out", rendered
+
+
+# --------------------------------------------------------------------------- running on every core (pytest-xdist)
+# `make test` runs `pytest -n auto --dist loadgroup`. Each worker is its own pytest session, so the tests that read the
+# shared smoke runs above (every module that calls run_smoke_notebook) go to one worker together and share its runs,
+# as in a serial session; every other test goes wherever a worker is free. A worker's torch (and the notebook kernels
+# it starts) use one thread each, so that the workers share the cores instead of fighting over them.
+SMOKE_GROUP = "smoke-runs"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    calls: dict[Path, bool] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in calls:
+            calls[path] = path.name != "conftest.py" and "run_smoke_notebook(" in path.read_text(encoding="utf-8")
+        if calls[path]:
+            item.add_marker(pytest.mark.xdist_group(SMOKE_GROUP))

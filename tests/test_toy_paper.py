@@ -65,6 +65,8 @@ class ToyNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
+PAPER = {"short": "TOY", "title": "A toy paper", "tables": {"table1": "Table 1: MAE"}}  # what results show
+
 PRESETS = (Preset("toy_like", "TOY (a toy cohort, 6-24 y)", 40, "toy", ("truncnorm", 15.0, 5.0, 6.0, 24.0),
                   n_sites=1, field_strength="3T"),)
 
@@ -109,6 +111,7 @@ PAPER = Paper(
     bench="brainage_lib.papers.toy.parts:bench",
     gpu_stages="brainage_lib.papers.toy.parts:gpu_stages",
     claims="brainage_lib.papers.toy.parts:claims",
+    numbers="brainage_lib.papers.toy.parts",
 )
 '''
 
@@ -153,23 +156,19 @@ from brainage_lib import paths
 from brainage_lib.data.cache import cached_array
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.data.datasets import CachedArrayDataset
-from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, transform_spec
 from brainage_lib.metrics.verdicts import mean_prediction_mae
+from brainage_lib.notebook import start
 from brainage_lib.papers.toy import PAPER, parts
-from brainage_lib.run.params import resolve_params
 from brainage_lib.simulation.simulate import simulate_cohort
 
 NB = "05_toy"
-cfg = resolve_params(NB, globals())
-engine = Engine(DEVICE, devices=DEVICES, checkpoints=cfg.checkpoint_dir / "stages", force=FORCE)
+cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated toy_like")
 root = Path(DATA_DIR) if DATA_DIR else paths.data_dir() / "toy_like"
 if not DATA_DIR and not (root / "participants.tsv").is_file():
     simulate_cohort("toy_like", root, seed=DATA_SEED, shape=(24, 24, 24), progress=False)
 data = load_cohort(root)
-rec = cfg.recorder(DATA_DIR or "simulated toy_like", device=engine.device,
-                   paper={"short": PAPER.short, "title": PAPER.title, "tables": {"table1": "Table 1: MAE"}})
 
 # %%
 transform = parts.ToyVolume()

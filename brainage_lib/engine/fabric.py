@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import random
@@ -46,10 +47,11 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
 
 __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
-           "end_epoch", "end_step", "end_training", "epoch_order", "global_batches", "plain", "sync_batchnorm", "sync_gradients"]
+           "end_epoch", "end_step", "end_training", "epoch_order", "fit", "global_batches", "plain", "sync_batchnorm", "sync_gradients"]
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
@@ -433,6 +435,60 @@ def end_training(fabric, stage: Stage | None, state: dict[str, Any]):
         stage.finish(fabric, state)
     history = pd.DataFrame(state["history"])
     return history, float(history["seconds"].sum()) if len(history) else 0.0
+
+
+def fit(fabric, stage: Stage | None, state: dict[str, Any], train: Dataset, step: Callable[[list], dict[str, float]],
+        end_of_epoch: Callable[[int, dict[str, float], int], tuple[dict[str, Any], float | None]],
+        snapshot: Callable[[], Any], *, epochs: int, batch_size: int, order: torch.Generator,
+        max_steps: int | None = None, num_workers: int = 0, drop_last: bool = False, group: int = 1,
+        start_epoch: Callable[[], None] | None = None, postfix: Callable[[dict], dict] | None = None,
+        desc: str = "train", progress: bool = True):
+    """The one training loop: resumable epochs of seeded global batches, each process taking its share.
+
+    ``state`` holds what a checkpoint saves (models, optimisers, an :class:`RNGState` with ``order``,
+    counters); it is restored from the stage first. Each epoch draws its order from ``order``, cuts it
+    into global batches and hands ``step`` each run of ``group`` consecutive ones as ``[(global batch,
+    (x, y)), ...]`` (x, y: this process's share, on the device); ``step`` trains and returns the sums
+    to accumulate (summed over processes at the epoch's end). ``end_of_epoch(epoch, sums, steps)``
+    returns the history row and the score that selects the kept weights (lower is better; None: not
+    scored this epoch); ``snapshot()`` copies them. Returns the history, the seconds trained and the
+    epoch whose snapshot, if any, is in ``state["best_state"]``.
+    """
+    state.update({k: v for k, v in {"epoch": 0, "batch": 0, "steps": 0, "order": torch.zeros(0, dtype=torch.int64),
+                                    "sums": {}, "history": [], "best": float("inf"), "best_epoch": 0,
+                                    "best_state": None}.items() if k not in state})
+    if stage is not None:
+        stage.restore(fabric, state)
+    rank, world = fabric.global_rank, fabric.world_size
+    load = batch_loader(train, fabric.device, num_workers)
+    bar = tqdm(total=epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
+    for epoch in range(state["epoch"], epochs):
+        if state["steps"] == max_steps:
+            break
+        if start_epoch is not None:
+            start_epoch()
+        te = time.time()
+        if state["batch"] == 0:
+            state["order"], state["sums"] = epoch_order(len(train), order), {}
+        batches = global_batches(state["order"], batch_size, drop_last=drop_last)[state["batch"] * group:]
+        items = zip(batches, load([local_share(b, rank, world) for b in batches]))
+        while run := list(itertools.islice(items, group)):
+            for k, v in step(run).items():
+                state["sums"][k] = state["sums"].get(k, 0.0) + v
+            if end_step(fabric, stage, state, max_steps):
+                break
+        sums = dict(zip(state["sums"], reduce_sum(fabric, list(state["sums"].values()))))
+        row, score = end_of_epoch(epoch, sums, state["batch"])
+        if score is not None and score < state["best"]:
+            state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, snapshot()
+        state["history"].append({**row, "seconds": time.time() - te})
+        bar.update(1)
+        if postfix is not None:
+            bar.set_postfix(postfix(row))
+        end_epoch(fabric, stage, state, epoch, max_steps)
+    bar.close()
+    history, trained_s = end_training(fabric, stage, state)
+    return history, trained_s, state["best_epoch"]
 
 
 # --------------------------------------------------------------------------- stages

@@ -8,7 +8,6 @@ spares the output layer from having to climb to the mean age at a 1e-4 learning 
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version, data_fingerprint,
-                                        end_epoch, end_step, end_training, epoch_order, global_batches,
-                                        local_share, plain, reduce_sum, sync_batchnorm,
-                                        sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit, plain,
+                                        sync_batchnorm, sync_gradients)
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.run.progress import tqdm
 from brainage_lib.run.provenance import provenance
 
 
@@ -92,72 +88,57 @@ def train_regressor(model: nn.Module, train: Dataset, val: Dataset | None, cfg: 
     if engine.checkpoints is not None:
         stage = engine.stage(desc, {"kind": "regressor", "config": cfg, "model": repr(model),
                                     "train": data_fingerprint(train), "val": data_fingerprint(val),
-                                    "code": code_version(_fit_regressor, model)})
+                                    "code": code_version(_fit_regressor, fit, model)})
     return engine.run(_fit_regressor, stage, model, train, val, cfg, desc, progress, amp=cfg.amp,
                       batch_size=cfg.batch_size, last_batch=len(train) % cfg.batch_size)
 
 
 def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
                    desc: str, progress: bool) -> TrainResult:
-    """The loop of :func:`train_regressor` on one Fabric process (see ``engine.fabric``)."""
+    """The regressor's step and epoch end in :func:`engine.fabric.fit`, on one Fabric process."""
     ages = np.array([float(train[i][1]) for i in range(len(train))])
     if np.isnan(ages).any():
         raise BrainAgeError("train_regressor needs labelled training items; drop unlabelled ones first.")
     mean, sd = float(ages.mean()), float(ages.std() or 1.0)
-    device, rank, world = fabric.device, fabric.global_rank, fabric.world_size
+    world = fabric.world_size
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = sync_batchnorm(fabric, model.to(device))
+    model = sync_batchnorm(fabric, model.to(fabric.device))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
     val_ages = np.array([float(val[i][1]) for i in range(len(val))]) if val is not None else np.zeros(0)
-    state = {"model": model, "opt": opt, "sched": sched, "rng": RNGState(order=gen), "epoch": 0, "batch": 0,
-             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": [0.0, 0.0], "history": [],
-             "best": float("inf"), "best_epoch": 0, "best_state": None}
-    if stage is not None:
-        stage.restore(fabric, state)
-    load = batch_loader(train, device, cfg.num_workers)
-    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
-    for epoch in range(state["epoch"], cfg.epochs):
-        if state["steps"] == cfg.max_steps:
-            break
-        model.train()
-        te = time.time()
-        if state["batch"] == 0:
-            state["order"], state["sums"] = epoch_order(len(train), gen), [0.0, 0.0]
-        batches = global_batches(state["order"], cfg.batch_size)
-        for b, (x, y) in zip(batches[state["batch"]:],
-                             load([local_share(b, rank, world) for b in batches[state["batch"]:]])):
-            y = ((y - mean) / sd).float()
-            with fabric.autocast():
-                pred = model(x).reshape(-1)
-            loss = loss_fn(pred.float(), y)
-            opt.zero_grad(set_to_none=True)
-            fabric.backward(loss if world == 1 else loss * (len(y) / len(b)))
-            sync_gradients(fabric, [model])
-            opt.step()
-            state["sums"] = [state["sums"][0] + loss.item() * len(y), state["sums"][1] + len(y)]
-            if end_step(fabric, stage, state, cfg.max_steps):
-                break
-        total, count = reduce_sum(fabric, state["sums"])
+
+    def step(run):
+        (b, (x, y)), = run
+        y = ((y - mean) / sd).float()
+        with fabric.autocast():
+            pred = model(x).reshape(-1)
+        loss = loss_fn(pred.float(), y)
+        opt.zero_grad(set_to_none=True)
+        fabric.backward(loss if world == 1 else loss * (len(y) / len(b)))
+        sync_gradients(fabric, [model])
+        opt.step()
+        return {"loss": loss.item() * len(y), "n": len(y)}
+
+    def end_of_epoch(epoch, sums, steps):
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_mae = np.nan
         if len(val_ages):
-            val_mae = float(np.mean(np.abs(predict(model, val, device, mean, sd, amp=cfg.amp) - val_ages)))
-        score = val_mae if np.isfinite(val_mae) else -epoch  # no validation: the last epoch wins
-        if score < state["best"]:
-            state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, copy.deepcopy(model.state_dict())
-        state["history"].append({"epoch": epoch, "train_loss": total / max(count, 1), "val_mae": val_mae, "lr": lr,
-                                 "seconds": time.time() - te})
-        bar.update(1)
-        bar.set_postfix(loss=f"{total / max(count, 1):.3f}", val_mae=f"{val_mae:.2f}")
-        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
-    bar.close()
-    history, trained_s = end_training(fabric, stage, state)
+            val_mae = float(np.mean(np.abs(predict(model, val, fabric.device, mean, sd, amp=cfg.amp) - val_ages)))
+        loss = sums.get("loss", 0.0) / max(sums.get("n", 0.0), 1)
+        return ({"epoch": epoch, "train_loss": loss, "val_mae": val_mae, "lr": lr},
+                val_mae if np.isfinite(val_mae) else -epoch)  # no validation: the last epoch wins
+
+    state = {"model": model, "opt": opt, "sched": sched, "rng": RNGState(order=gen)}
+    history, trained_s, best_epoch = fit(
+        fabric, stage, state, train, step, end_of_epoch, lambda: copy.deepcopy(model.state_dict()),
+        epochs=cfg.epochs, batch_size=cfg.batch_size, order=gen, max_steps=cfg.max_steps, num_workers=cfg.num_workers,
+        start_epoch=model.train, postfix=lambda r: {"loss": f"{r['train_loss']:.3f}", "val_mae": f"{r['val_mae']:.2f}"},
+        desc=desc, progress=progress)
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    return TrainResult(model, history, state["best_epoch"], trained_s, mean, sd)
+    return TrainResult(model, history, best_epoch, trained_s, mean, sd)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, extra: dict | None = None) -> Path:

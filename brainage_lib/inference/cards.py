@@ -28,7 +28,7 @@ from brainage_lib.metrics.stats import bias_correct
 from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.run.provenance import provenance
 
-__all__ = ["ARCHITECTURES", "architectures", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
+__all__ = ["architectures", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
            "transform_spec"]
 
 def architectures() -> dict[str, tuple[Any, Any]]:

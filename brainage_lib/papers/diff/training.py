@@ -12,7 +12,6 @@ engine (``brainage_lib.engine.fabric``): a resumable stage, DDP with several dev
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,16 +25,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from brainage_lib.data.cohort import Cohort, load_cohort
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version,
-                                        data_fingerprint, end_epoch, end_step, end_training, epoch_order,
-                                        global_batches, local_share, reduce_sum, sync_batchnorm, sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit,
+                                        local_share, sync_batchnorm, sync_gradients)
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models import diffae as diffae_module
 from brainage_lib.models.diffae import (AGE_LOSSES, DiffAE, DiffAEConfig, DiffAELoss, diffae_loss, make_scheduler,
                                         predict_age)
 from brainage_lib.papers.diff.roles import split_single_cohort
-from brainage_lib.run.progress import tqdm
 
 __all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages", "load_diffae",
            "open_diff_cohorts", "parse_widths", "predict_diffae", "recalibrate_head_bn", "save_diffae",
@@ -224,7 +221,7 @@ def train_diffae(config: DiffAEConfig, train: Dataset, val: Dataset, cfg: DiffTr
     stage = None
     if engine.checkpoints is not None:
         stage = engine.stage(desc, {"kind": "diffae", "model": config, "config": cfg, "train": data_fingerprint(train),
-                                    "val": data_fingerprint(val), "code": code_version(_fit_diffae, diffae_module)})
+                                    "val": data_fingerprint(val), "code": code_version(_fit_diffae, fit, diffae_module)})
     return engine.run(_fit_diffae, stage, config, train, val, cfg, desc, progress, amp=cfg.amp,
                       batch_size=cfg.batch_size)
 
@@ -256,63 +253,46 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
     gen = torch.Generator().manual_seed(cfg.seed)
     val_ages = dataset_ages(val)
     train_labelled = Subset(train, np.flatnonzero(~np.isnan(ages)).tolist())
-    state = {"model": model, "opt": opt, "rng": RNGState(order=gen, noise=noise_gen), "epoch": 0, "batch": 0,
-             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": [0.0] * 5, "history": [],
-             "best": float("inf"), "best_epoch": 0, "best_state": None}
-    if stage is not None:
-        stage.restore(fabric, state)
-    load = batch_loader(train, device, cfg.num_workers)
-    drop_last = len(train) > cfg.batch_size  # no batch of one for BatchNorm
-    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
-    for epoch in range(state["epoch"], cfg.epochs):
-        if state["steps"] == cfg.max_steps:
-            break
-        model.train()
-        te = time.time()
-        if state["batch"] == 0:  # sums: loss, noise, age (per batch), labelled, unlabelled
-            state["order"], state["sums"] = epoch_order(len(train), gen), [0.0] * 5
-        batches = global_batches(state["order"], cfg.batch_size, drop_last=drop_last)
-        for b, (x, y) in zip(batches[state["batch"]:],
-                             load([local_share(b, rank, world) for b in batches[state["batch"]:]])):
-            with fabric.autocast():
-                if world == 1:
-                    loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
-                else:
-                    noise, t, head, w_noise, w_age = _shard(b, x, ages, sched, noise_gen, rank, world, local_bn)
-                    loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss, noise=noise, t=t,
-                                       head=head)
-                    loss = DiffAELoss(loss.noise_mse * w_noise + loss.age_mse * w_age, loss.noise_mse * w_noise,
-                                      loss.age_mse * w_age)
-            opt.zero_grad(set_to_none=True)
-            fabric.backward(loss.total)
-            sync_gradients(fabric, [model])
-            opt.step()
-            n_lab = int((~torch.isnan(y)).sum())
-            parts = (loss.total.item(), loss.noise_mse.item(), loss.age_mse.item(), n_lab, len(y) - n_lab)
-            state["sums"] = [a + v for a, v in zip(state["sums"], parts)]
-            if end_step(fabric, stage, state, cfg.max_steps):
-                break
-        sums, n_batches = reduce_sum(fabric, state["sums"]), max(state["batch"], 1)
-        last = epoch == cfg.epochs - 1 or state["steps"] == cfg.max_steps
+
+    def step(run):
+        (b, (x, y)), = run
+        with fabric.autocast():
+            if world == 1:
+                loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss)
+            else:
+                noise, t, head, w_noise, w_age = _shard(b, x, ages, sched, noise_gen, rank, world, local_bn)
+                loss = diffae_loss(model, x, y, sched, noise_gen, age_loss=cfg.age_loss, noise=noise, t=t, head=head)
+                loss = DiffAELoss(loss.noise_mse * w_noise + loss.age_mse * w_age, loss.noise_mse * w_noise,
+                                  loss.age_mse * w_age)
+        opt.zero_grad(set_to_none=True)
+        fabric.backward(loss.total)
+        sync_gradients(fabric, [model])
+        opt.step()
+        n_lab = int((~torch.isnan(y)).sum())
+        return {"loss": loss.total.item(), "noise_mse": loss.noise_mse.item(), "age_mse": loss.age_mse.item(),
+                "labelled": n_lab, "unlabelled": len(y) - n_lab}
+
+    def end_of_epoch(epoch, sums, steps):
+        validate = (epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1 or state["steps"] == cfg.max_steps
         val_mae = np.nan
-        if (epoch + 1) % cfg.val_every == 0 or last:
+        if validate:
             recalibrate_head_bn(model, train_labelled, device)
             val_mae = float(np.mean(np.abs(predict_diffae(model, val, device) - val_ages)))
-            if val_mae < state["best"]:
-                state["best"], state["best_epoch"], state["best_state"] = val_mae, epoch, copy.deepcopy(model.state_dict())
-        state["history"].append({"epoch": epoch, "loss": sums[0] / n_batches, "noise_mse": sums[1] / n_batches,
-                                 "age_mse": sums[2] / n_batches, "labelled": int(sums[3]), "unlabelled": int(sums[4]),
-                                 "val_mae": val_mae, "lr": cfg.lr, "seconds": time.time() - te})
-        row = state["history"][-1]
-        bar.update(1)
-        bar.set_postfix(noise=f"{row['noise_mse']:.3f}", age=f"{row['age_mse']:.3f}", val_mae=f"{val_mae:.2f}")
-        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
-    bar.close()
-    history, trained_s = end_training(fabric, stage, state)
+        row = {"epoch": epoch, **{k: sums.get(k, 0.0) / max(steps, 1) for k in ("loss", "noise_mse", "age_mse")},
+               **{k: int(sums.get(k, 0)) for k in ("labelled", "unlabelled")}, "val_mae": val_mae, "lr": cfg.lr}
+        return row, val_mae if validate else None
+
+    state = {"model": model, "opt": opt, "rng": RNGState(order=gen, noise=noise_gen)}
+    history, trained_s, best_epoch = fit(
+        fabric, stage, state, train, step, end_of_epoch, lambda: copy.deepcopy(model.state_dict()),
+        epochs=cfg.epochs, batch_size=cfg.batch_size, order=gen, max_steps=cfg.max_steps, num_workers=cfg.num_workers,
+        drop_last=len(train) > cfg.batch_size,  # no batch of one for BatchNorm
+        start_epoch=model.train, desc=desc, progress=progress,
+        postfix=lambda r: {"noise": f"{r['noise_mse']:.3f}", "age": f"{r['age_mse']:.3f}", "val_mae": f"{r['val_mae']:.2f}"})
     if state["best_state"] is None:
         raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
     model.load_state_dict(state["best_state"])
-    return DiffTrainResult(model.eval(), history, state["best_epoch"], trained_s)
+    return DiffTrainResult(model.eval(), history, best_epoch, trained_s)
 
 
 def _shard(batch: list[int], x: torch.Tensor, ages: np.ndarray, sched, gen: torch.Generator, rank: int, world: int,

@@ -42,9 +42,7 @@ DDP run takes the steps of one process.
 from __future__ import annotations
 
 import copy
-import itertools
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,14 +51,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, batch_loader, code_version,
-                                        data_fingerprint, end_epoch, end_step, end_training, epoch_order,
-                                        global_batches, local_share, reduce_sum, sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit,
+                                        sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
-from brainage_lib.run.progress import tqdm
 
-__all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "critic_groups", "reconstruct", "reconstruction_l1", "to_memory_format",
+__all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "reconstruct", "reconstruction_l1", "to_memory_format",
            "train_gan"]
 
 
@@ -309,13 +305,6 @@ class GANResult:
     stage_key: str | None = None  # identity of the training stage (configuration, data, code); None without one
 
 
-def critic_groups(batches: Iterable, n_critic: int) -> Iterator[list]:
-    """Consecutive groups of ``n_critic`` items of ``batches`` (the last group may be shorter)."""
-    it = iter(batches)
-    while group := list(itertools.islice(it, n_critic)):
-        yield group
-
-
 def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: GANTrainConfig,
               device: Engine | torch.device | str, regressor: nn.Module | None = None, val: Dataset | None = None,
               desc: str = "GAN", progress: bool = True) -> GANResult:
@@ -338,7 +327,7 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
                                     "critic_config": critic.config,
                                     "regressor_config": getattr(regressor, "config", None),
                                     "train": data_fingerprint(train), "val": data_fingerprint(val),
-                                    "code": code_version(_fit_gan, *models)})
+                                    "code": code_version(_fit_gan, fit, *models)})
     return engine.run(_fit_gan, stage, generator, critic, train, cfg, regressor, val, desc, progress, amp=cfg.amp,
                       batch_size=cfg.batch_size, last_batch=len(train) % cfg.batch_size)
 
@@ -346,56 +335,35 @@ def train_gan(generator: TGBGenerator, critic: TGBCritic, train: Dataset, cfg: G
 def _fit_gan(fabric, stage: Stage | None, generator: TGBGenerator, critic: TGBCritic, train: Dataset,
              cfg: GANTrainConfig, regressor: nn.Module | None, val: Dataset | None, desc: str,
              progress: bool) -> GANResult:
-    """The loop of :func:`train_gan` on one Fabric process (see ``engine.fabric``)."""
+    """The GAN's step (``GANTrainer.step`` on each group of ``n_critic`` batches) and epoch end in
+    :func:`engine.fabric.fit`, on one Fabric process."""
     ages = np.array([float(train[i][1]) for i in range(len(train))])
     if np.isnan(ages).any():
         raise BrainAgeError("train_gan needs labelled training images (the task-guided branch regresses age).")
-    rank, world = fabric.global_rank, fabric.world_size
     trainer = GANTrainer(generator, critic, cfg, regressor=regressor, age_mean=float(ages.mean()), fabric=fabric)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state = {**trainer.checkpoint_state(), "rng": RNGState(order=gen, gp=trainer.gp_rng), "epoch": 0, "batch": 0,
-             "steps": 0, "order": torch.zeros(0, dtype=torch.int64), "sums": {}, "history": [],
-             "best": float("inf"), "best_epoch": 0, "best_state": None}
-    if stage is not None:
-        stage.restore(fabric, state)
-    load = batch_loader(train, fabric.device, cfg.num_workers)
-    bar = tqdm(total=cfg.epochs, desc=desc, disable=not progress or rank > 0, unit="epoch", initial=state["epoch"])
-    for epoch in range(state["epoch"], cfg.epochs):
-        if state["steps"] == cfg.max_steps:
-            break
-        te = time.time()
-        if state["batch"] == 0:
-            state["order"], state["sums"] = epoch_order(len(train), gen), {}
-        batches = global_batches(state["order"], cfg.batch_size)[state["batch"] * cfg.n_critic:]  # the groups left
-        local = load([local_share(b, rank, world) for b in batches])
-        for group in critic_groups(zip(batches, local), cfg.n_critic):
-            losses = trainer.step([xy for _, xy in group], [len(b) for b, _ in group])
-            for k, v in losses.items():
-                state["sums"][k] = state["sums"].get(k, 0.0) + v
-            if end_step(fabric, stage, state, cfg.max_steps):
-                break
-        count = state["batch"]  # the epoch's steps (generator updates)
-        totals = dict(zip(state["sums"], reduce_sum(fabric, list(state["sums"].values()))))
+
+    def end_of_epoch(epoch, sums, steps):  # steps: the epoch's generator updates
         lr = trainer.opt_g.param_groups[0]["lr"]
         trainer.end_epoch()
-        row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
+        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}}
         if val is not None and len(val):
             row.update(trainer.validate(val))
-        score = row.get("val_objective", -epoch)  # no validation: the last epoch wins
-        if score < state["best"]:
-            state["best"], state["best_epoch"], state["best_state"] = float(score), epoch, trainer.state()
-        state["history"].append({**row, "lr": lr, "seconds": time.time() - te})
-        bar.update(1)
-        bar.set_postfix(l1=f"{row['l1']:.4f}", task=f"{row['task']:.2f}", val=f"{row.get('val_objective', np.nan):.3f}")
-        end_epoch(fabric, stage, state, epoch, cfg.max_steps)
-    bar.close()
-    history, trained_s = end_training(fabric, stage, state)
+        return {**row, "lr": lr}, row.get("val_objective", -epoch)  # no validation: the last epoch wins
+
+    state = {**trainer.checkpoint_state(), "rng": RNGState(order=gen, gp=trainer.gp_rng)}
+    history, trained_s, best_epoch = fit(
+        fabric, stage, state, train, lambda run: trainer.step([xy for _, xy in run], [len(b) for b, _ in run]),
+        end_of_epoch, trainer.state, epochs=cfg.epochs, batch_size=cfg.batch_size, order=gen,
+        max_steps=cfg.max_steps, num_workers=cfg.num_workers, group=cfg.n_critic,
+        postfix=lambda r: {"l1": f"{r['l1']:.4f}", "task": f"{r['task']:.2f}",
+                           "val": f"{r.get('val_objective', np.nan):.3f}"}, desc=desc, progress=progress)
     if state["best_state"] is not None:
         trainer.load_state(state["best_state"])
     for m in (generator, critic, regressor):
         if m is not None:
             m.eval()
-    return GANResult(generator, critic, regressor, history, state["best_epoch"], trained_s,
+    return GANResult(generator, critic, regressor, history, best_epoch, trained_s,
                      stage.key if stage is not None else None)
 
 
