@@ -15,6 +15,7 @@ DEVICES ?=
 SEEDS ?=
 FORCE ?=
 PORT ?= 8888
+TEST_WORKERS ?= auto  # pytest-xdist workers of make test (auto: one per core; 0: one process)
 IP ?= 127.0.0.1
 # `make lab` opens a browser unless this is an SSH session or a Linux machine without a display
 NO_BROWSER ?= $(if $(SSH_CONNECTION),1,$(if $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)))
@@ -86,7 +87,7 @@ paper-dryrun: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile paper -p DRY_RUN=True --output-dir build/paper-dryrun $(ARGS)
 
 test: $(STAMP) browser $(PREP_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # Everything about preprocessing, including each notebook run on preprocessed scanner-space heads against the same
 # cohort simulated in MNI space (tests/test_preprocess_notebooks.py, about 25 minutes on 2 cores: not in `make test`)
