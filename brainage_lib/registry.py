@@ -30,14 +30,16 @@ REPORT_NOTEBOOK = "04_summary"  # reads every other notebook's results: runs aft
 
 
 def load(ref: str) -> Any:
-    """The object a ``"package.module:attribute"`` reference names (imported now)."""
+    """The object a ``"package.module:attribute"`` reference names, or the module ``"package.module"`` (imported now)."""
     module, sep, attr = ref.partition(":")
-    if not sep or not module or not attr:
-        raise BrainAgeError(f"'{ref}' is not a 'package.module:attribute' reference.")
+    if not module or (sep and not attr):
+        raise BrainAgeError(f"'{ref}' is not a 'package.module:attribute' or 'package.module' reference.")
     try:
         obj: Any = importlib.import_module(module)
     except ImportError as exc:
         raise BrainAgeError(f"Cannot import {module} (named by '{ref}'): {exc}") from exc
+    if not sep:
+        return obj
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise BrainAgeError(f"{module} has no attribute '{attr}' (named by '{ref}').")
