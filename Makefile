@@ -26,11 +26,12 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-preprocess bench gpu-check device-bundle clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-dryrun test-preprocess bench gpu-check device-bundle clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
-	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium)"
+	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium), on every core"
+	@echo "make test-dryrun    the paper profile of every notebook on tiny cohorts, with its checks (CI runs it too)"
 	@echo "make test-preprocess  the preprocessing tests, with every notebook on preprocessed heads vs MNI (~25 min)"
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
 	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
@@ -81,13 +82,18 @@ smoke: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile smoke --output-dir build/smoke $(ARGS)
 
 # A rehearsal of `make reproduce` on a GPU: the paper's networks and input sizes on tiny cohorts, two optimiser
-# steps per training stage, then evaluation, figures and claims as usual. `make test` runs it too
-# (tests/test_paper_dryrun.py; `pytest -m "not paper_dryrun"` leaves it out).
+# steps per training stage, then evaluation, figures and claims as usual. `make test-dryrun` runs it with its
+# checks (tests/test_paper_dryrun.py); CI runs that after `make test`.
 paper-dryrun: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile paper -p DRY_RUN=True --output-dir build/paper-dryrun $(ARGS)
 
 test: $(STAMP) browser $(PREP_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 -m "not paper_dryrun and not native_comparison"
+
+# The paper profile of every notebook at the paper's sizes on tiny cohorts, with its checks (tests/test_paper_dryrun.py;
+# about 13 CPU-minutes, most of it the paper-size GAN): CI runs it after `make test` (.ci/run)
+test-dryrun: $(STAMP)
+	$(PY) -m pytest -q -m paper_dryrun --durations=5
 
 # Everything about preprocessing, including each notebook run on preprocessed scanner-space heads against the same
 # cohort simulated in MNI space (tests/test_preprocess_notebooks.py, about 25 minutes on 2 cores: not in `make test`)

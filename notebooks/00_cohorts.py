@@ -51,7 +51,6 @@ EFFECT_REGION: Optional[str] = None  # override every preset's effect region, e.
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -101,7 +100,6 @@ summary
 # %%
 fig = plots.age_histograms(cohorts)
 rec.figure(fig, "age_histograms", "Age histograms per cohort, stacked by site (left) and by sex (right).")
-plt.show()
 
 # %%
 from brainage_lib.data.cohort import balance_by_sex
@@ -123,7 +121,6 @@ if "abide_like" in cohorts:
 # %%
 fig = plots.example_slices(cohorts)
 rec.figure(fig, "example_slices", "Axial slices of subjects spread over each cohort's age range.")
-plt.show()
 
 # %% [markdown]
 # ## 4 Ground truth: where the extra ageing acts
@@ -144,7 +141,6 @@ if fig is None:
 else:
     rec.figure(fig, "ground_truth_maps",
                "Simulator effect maps and expected age-related change (min-max normalised units) over the MNI152 template.")
-    plt.show()
 
 # %% [markdown]
 # ## 5 Is the effect visible in what a model sees?
@@ -206,7 +202,6 @@ if panels:
     fig = visibility_figure(panels)
     rec.figure(fig, "effect_visibility", "Expected change (min-max normalised units) on slices through the effect "
                "region (cyan outline), its share inside the region and its top-10 % Dice against the effect map.")
-    plt.show()
 visibility = pd.DataFrame(rows).set_index("cohort").round(3) if rows else "No simulated cohort: nothing to score."
 visibility
 
@@ -223,7 +218,6 @@ for name, df in contrast.items():
     rec.record(f"contrast.{name}.wm_gm_ratio_site_max", per_site.max())
 fig = plots.site_contrast(contrast)
 rec.figure(fig, "site_contrast", "WM/GM median intensity ratio per site.")
-plt.show()
 
 # %% [markdown]
 # ## 7 Is the age signal real but not trivial?
@@ -256,7 +250,6 @@ baseline_table
 # %%
 fig = plots.predicted_vs_true(scatter, title="Ridge baseline, out-of-fold predictions")
 rec.figure(fig, "baseline_scatter", "Ridge baseline: out-of-fold predicted vs chronological age.")
-plt.show()
 
 # %% [markdown]
 # ## What this shows

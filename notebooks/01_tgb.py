@@ -73,7 +73,6 @@ DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny coh
 import time
 from dataclasses import asdict
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -469,7 +468,6 @@ fig = tgb_plots.fig2_mse_by_age(test_age, preds, train_age)
 rec.figure(fig, "fig2_mse_by_age",
            "MSE of age estimation per 1-year group for REG (black), REG-GAN (blue), REG-GAN-TGB (red); "
            "bars: real training (grey) and test (pink) images.")
-plt.show()
 
 # %% [markdown]
 # ### Fig. 3: real and synthesised images at ages 8 and 20, and the difference maps
@@ -491,7 +489,6 @@ fig = tgb_plots.fig3_slices_and_maps(examples, diff, None if refs is None else r
 rec.figure(fig, "fig3_slices_and_maps",
            "Real and synthesised images at ages 8 and 20 (axial and sagittal), |mean(age 20) - mean(age 8)| "
            f"over {cfg.N_DIFF} real/reconstructed images each, and the simulator's effect map.")
-plt.show()
 
 # %% [markdown]
 # ### Training curves and the synthesised sets
@@ -500,10 +497,8 @@ plt.show()
 fig = tgb_plots.gan_history({m: gans[m].history for m in GANS})
 rec.figure(fig, "gan_training",
            "GAN training: L1, task loss, critic's Wasserstein estimate and validation objective per epoch.")
-plt.show()
 fig = tgb_plots.synthesis_fill(fills, cfg.MIN_PER_BIN)
 rec.figure(fig, "synthesis_fill", "Real and synthesised training images per 1-year bin for each GAN.")
-plt.show()
 
 # %% [markdown]
 # ## 6 What reproduced and what did not

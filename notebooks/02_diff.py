@@ -81,7 +81,6 @@ import json
 import time
 from dataclasses import asdict
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -260,7 +259,6 @@ rec.record("train.diffae.best_val_mae", diff_res.history["val_mae"].min(), unit=
 print(f"checkpoint {ckpt} (best epoch {meta['extra']['best_epoch'] + 1}, git {meta['provenance']['git']})")
 fig = diff_plots.training_curves(diff_res.history, tcfg.age_loss)
 rec.figure(fig, "training_curves", "Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
-plt.show()
 
 # %%
 bcfg = TrainConfig(epochs=cfg.BASELINE_EPOCHS, batch_size=cfg.BASELINE_BATCH_SIZE, lr=cfg.BASELINE_LR,
@@ -415,7 +413,6 @@ if not simulated:
 scatter = {MODELS[m]: (cohorts["test"].ages, p["test"]) for m, p in preds.items()}
 fig = plots.predicted_vs_true(scatter, title=f"{test_tag.capitalize()} test set")
 rec.figure(fig, "test_scatter", f"Predicted vs chronological age on the {test_tag} test set, per model.")
-plt.show()
 
 # %% [markdown]
 # ## 5 Figures
@@ -426,7 +423,6 @@ if has_als:
     pads = als_pads(preds, cohorts["als"].ages, train_ages[splits.heldout])
     fig = diff_plots.pad_boxplot({kind: {MODELS[m]: v for m, v in per.items()} for kind, per in pads.items()})
     rec.figure(fig, "fig2_als_pad_boxplot", "Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
-    plt.show()
 else:
     display(Markdown(f"**Fig. 2** is not drawn: {NO_ALS}."))
 
@@ -472,7 +468,6 @@ for row in range(2):
     rec.record(f"fig3.row{row + 1}.age_last", age_img[-1, row], unit="years")
 fig = diff_plots.interpolation_grid(frames.cpu().numpy(), alphas, age_z, age_img, labels)
 rec.figure(fig, "fig3_latent_interpolation", "Fig. 3: decoded latent interpolations with predicted ages.")
-plt.show()
 share = rec.get("fig3.z_sem_share")
 display(Markdown(
     f"Swapping `z_sem` changes a decoded image by **{100 * share:.1f} %** of the squared difference between the "
@@ -509,7 +504,6 @@ for row in range(2):
     rec.record(f"{r}.zsem_age_share", (age_zsem[-1, row] - age_zsem[0, row]) / head_gap if head_gap else np.nan)
 fig = diff_plots.interpolation_grid(zsem_frames.cpu().numpy(), alphas, age_z, age_zsem, labels)
 rec.figure(fig, "fig3_zsem_interpolation", "Fig. 3, z_sem only: x_T held fixed, z_sem interpolated, predicted ages.")
-plt.show()
 pd.DataFrame({k: [rec.get(f"fig3.row{i}.{k}") for i in (1, 2)] for k in
               ("zsem_age_spearman", "zsem_age_first", "zsem_age_last", "latent_age_first", "latent_age_last",
                "zsem_age_share")}, index=labels).round(3)
@@ -534,7 +528,6 @@ rec.record("fig4.other_image_mse", (orig.roll(1, 0) - orig).pow(2).mean().item()
 titles = [f"healthy {a:.0f} y" for a in ho_ages[idx_h]] + [f"{test_tag} {a:.0f} y" for a in te_ages[idx_t]]
 fig = diff_plots.reconstruction_grid(orig.cpu().numpy(), recon.cpu().numpy(), titles)
 rec.figure(fig, "fig4_reconstructions", "Fig. 4: originals, DDIM reconstructions and |difference|.")
-plt.show()
 print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's image "
       f"{rec.get('fig4.other_image_mse'):.4f}")
 

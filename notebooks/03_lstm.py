@@ -68,7 +68,6 @@ import time
 from dataclasses import asdict
 from functools import partial
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -134,7 +133,6 @@ repl_ages = data.repl.ages if data.repl is not None else None
 fig = F.age_distributions(data.disc.ages[data.train_idx], data.disc.ages[data.test_idx], repl_ages, data.no_replication)
 rec.figure(fig, "age_distributions",
            "Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
-plt.show()
 
 # %% [markdown]
 # ## 2 Models
@@ -169,7 +167,6 @@ engine.report()  # per stage: trained, resumed or loaded from its checkpoint
 # %%
 fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young, missing)
 rec.figure(fig, "training_curves", "Training MAE per epoch.")
-plt.show()
 
 # %% [markdown]
 # ## 4 Evaluation
@@ -311,12 +308,10 @@ times.round(2)
 L.record_cs(rec, evals)
 fig = F.cumulative_scores(evals, young, missing)
 rec.figure(fig, "cumulative_scores", "Cumulative score curves of both models (paper Figs. 4 and 5).")
-plt.show()
 
 # %%
 fig = F.predicted_vs_true(evals, young, missing)
 rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
-plt.show()
 
 # %% [markdown]
 # ## What reproduced and what did not

@@ -86,8 +86,10 @@ _SMOKE_RUNS: dict[str, Path] = {}
 
 
 def smoke_root(tmp_path_factory) -> Path:
-    """One output folder (with its own data and cache) shared by every smoke-run notebook, as `make smoke` does."""
-    return tmp_path_factory.getbasetemp() / "smoke_outputs"
+    """One output folder (with its own data and cache) shared by every smoke-run notebook, as `make smoke` does; with
+    several pytest-xdist workers, shared by all of them (their temporary folders' common parent, one per run)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "smoke_outputs"
 
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -113,21 +115,31 @@ def assert_text_progress(rendered: Path) -> None:
 
 
 def run_smoke_notebook(name: str, tmp_path_factory) -> tuple[Path, Path]:
-    """Execute notebook ``name`` with PROFILE=smoke into the shared smoke output folder (once per session).
+    """Execute notebook ``name`` with PROFILE=smoke into the shared smoke output folder (once per test run: the first
+    worker that needs it runs it, under a file lock, and the others wait for it and read it).
 
     Returns the output folder and the rendered notebook, whose progress bars were checked to be final text.
     """
+    from filelock import FileLock
+
     from brainage_lib.run.runner import run_notebook
 
     out = smoke_root(tmp_path_factory)
     if name not in _SMOKE_RUNS:
-        mp = pytest.MonkeyPatch()
-        mp.setenv("BRAINAGE_DATA", str(out / "data"))
-        mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
-        try:
-            _SMOKE_RUNS[name] = run_notebook(name, profile="smoke", output_dir=out, progress=False)
-        finally:
-            mp.undo()
+        out.mkdir(parents=True, exist_ok=True)
+        done = out / f".{name}.smoke-done"
+        with FileLock(str(out / f".{name}.smoke-lock")):
+            if done.is_file():
+                _SMOKE_RUNS[name] = Path(done.read_text())
+            else:
+                mp = pytest.MonkeyPatch()
+                mp.setenv("BRAINAGE_DATA", str(out / "data"))
+                mp.setenv("BRAINAGE_CACHE", str(out / "cache"))
+                try:
+                    _SMOKE_RUNS[name] = run_notebook(name, profile="smoke", output_dir=out, progress=False)
+                finally:
+                    mp.undo()
+                done.write_text(str(_SMOKE_RUNS[name]))
     assert_text_progress(_SMOKE_RUNS[name])  # every test of the notebook checks its rendering
     return out, _SMOKE_RUNS[name]
 
@@ -156,12 +168,10 @@ def run_on_one_cohort(name: str, base: Path, preset: str, n: int, seed: int, sha
 
 
 # --------------------------------------------------------------------------- running on every core (pytest-xdist)
-# `make test` runs `pytest -n auto --dist loadgroup`. Each worker is its own pytest session, so the tests that read the
-# shared smoke runs above (every module that calls run_smoke_notebook) go to one worker together and share its runs,
-# as in a serial session; every other test goes wherever a worker is free. A worker's torch (and the notebook kernels
-# it starts) use one thread each, so that the workers share the cores instead of fighting over them.
-SMOKE_GROUP = "smoke-runs"
-
+# `make test` runs `pytest -n auto --dist loadgroup`. Each worker is its own pytest session. A module's tests go to one
+# worker together, so that its module fixtures run once; the smoke runs above are shared by every worker through a
+# folder and file locks. A worker's torch (and the notebook kernels it starts) use one thread each, so that the
+# workers share the cores instead of fighting over them.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
@@ -170,11 +180,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which writes the groups into the test ids
 def pytest_collection_modifyitems(config, items):
-    calls: dict[Path, bool] = {}
     for item in items:
-        path = Path(str(item.fspath))
-        if path not in calls:
-            calls[path] = path.name != "conftest.py" and "run_smoke_notebook(" in path.read_text(encoding="utf-8")
-        if calls[path]:
-            item.add_marker(pytest.mark.xdist_group(SMOKE_GROUP))
+        item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).stem))

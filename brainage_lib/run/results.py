@@ -168,9 +168,12 @@ class Recorder:
         self._predictions = frame.copy()
 
     def figure(self, fig: Figure, name: str, caption: str = "", formats: tuple[str, ...] = ("png", "pdf")) -> Path:
-        """Save ``fig`` as ``figures/<notebook>/<name>.png`` (+PDF) with this run's parameters and provenance."""
-        return save_figure(fig, self.notebook, name, params=self.doc["params"], output_dir=self.output_dir,
+        """Save ``fig`` as ``figures/<notebook>/<name>.png`` (+PDF) with this run's parameters and provenance, and, in a
+        notebook, show it (once: it is closed after)."""
+        path = save_figure(fig, self.notebook, name, params=self.doc["params"], output_dir=self.output_dir,
                            formats=formats, caption=caption, device=self.device)
+        _show(fig)
+        return path
 
     def get(self, key: str) -> Any:
         return self.doc["records"][key]["value"]
@@ -193,6 +196,22 @@ class Recorder:
         _atomic_write(self.path, json.dumps(self.doc, indent=1) + "\n")
         self.partial.unlink(missing_ok=True)
         return self.path
+
+
+def _show(fig: Figure) -> None:
+    """Display ``fig`` in a Jupyter kernel and close it; outside one, leave it to the caller."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 def load_predictions(notebook: str, output_dir: str | os.PathLike | None = None) -> pd.DataFrame | None:
