@@ -168,9 +168,9 @@ def run_on_one_cohort(name: str, base: Path, preset: str, n: int, seed: int, sha
 
 
 # --------------------------------------------------------------------------- running on every core (pytest-xdist)
-# `make test` runs `pytest -n auto --dist loadgroup`. Each worker is its own pytest session. A module's tests go to one
-# worker together, so that its module fixtures run once; the smoke runs above are shared by every worker through a
-# folder and file locks. A worker's torch (and the notebook kernels it starts) use one thread each, so that the
+# `make test` runs `pytest -n auto --dist loadgroup`. Each worker is its own pytest session. The tests of a module with a
+# module fixture go to one worker together, so that the fixture runs once; every other test goes wherever a worker is
+# free; the smoke runs above are shared by every worker through a folder and file locks. A worker's torch (and the notebook kernels it starts) use one thread each, so that the
 # workers share the cores instead of fighting over them.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -182,5 +182,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which writes the groups into the test ids
 def pytest_collection_modifyitems(config, items):
+    shared: dict[Path, bool] = {}  # modules with a module fixture: their tests stay together
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).stem))
+        path = Path(str(item.fspath))
+        if path not in shared:
+            shared[path] = 'scope="module"' in path.read_text(encoding="utf-8")
+        if shared[path]:
+            item.add_marker(pytest.mark.xdist_group(path.stem))

@@ -58,18 +58,23 @@ def test_killed_run_resumes_to_the_same_numbers_and_a_finished_run_trains_nothin
     env = {**os.environ, "BRAINAGE_DATA": str(shared / "data"), "BRAINAGE_CACHE": str(shared / "cache")}
     out = tmp_path / "run"
     stages = out / "checkpoints" / NB / "stages"
-    proc = _run(out, env)
+    def half_done() -> list[Path]:
+        return [p.parent for p in stages.glob("*/last.ckpt") if not (p.parent / "final.ckpt").exists()]
+
     killed_at = None
-    while proc.poll() is None:
-        partial = [p for p in stages.glob("*/last.ckpt") if not (p.parent / "final.ckpt").exists()]
-        if partial:
-            finished = len(list(stages.glob("*/final.ckpt")))
+    for _ in range(3):  # a kill that lands just as the stage writes its final checkpoint leaves none half done: again
+        proc = _run(out, env)
+        while proc.poll() is None and not half_done():
+            time.sleep(0.01)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            killed_at = (partial[0].parent.name, finished)
+        partial = half_done()  # read after the kill: what the re-run will find
+        if partial:
+            killed_at = (partial[0].name, len(list(stages.glob("*/final.ckpt"))))
             break
-        time.sleep(0.01)
-    assert killed_at is not None, f"the run ended before any stage was half done:\n{proc.stdout.read()[-3000:]}"
+        assert not (out / "results" / f"{NB}.json").exists(), "the run ended before any stage was half done"
+    assert killed_at is not None, f"no kill left a stage half done:\n{proc.stdout.read()[-3000:]}"
     assert not (out / "results" / f"{NB}.json").exists()
 
     resume_s = _rerun(out, env)
