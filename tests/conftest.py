@@ -180,12 +180,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# modules whose module fixture takes seconds (two simulated heads; a folder) while each test takes minutes
+SPREAD = {"test_preprocess_rerun", "test_notebook_ddp"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which writes the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     shared: dict[Path, bool] = {}  # modules with a module fixture: their tests stay together
     for item in items:
         path = Path(str(item.fspath))
         if path not in shared:
-            shared[path] = 'scope="module"' in path.read_text(encoding="utf-8")
+            shared[path] = 'scope="module"' in path.read_text(encoding="utf-8") and path.stem not in SPREAD
         if shared[path]:
             item.add_marker(pytest.mark.xdist_group(path.stem))
