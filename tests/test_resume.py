@@ -1,7 +1,7 @@
 """An interrupted notebook resumes to the uninterrupted result, and a finished one trains nothing.
 
-``03_lstm`` (smoke) is started in a subprocess and killed with SIGKILL while a training
-stage is half done: the moment is read from the checkpoint files (a stage's ``last.ckpt``
+``03_lstm`` (smoke) is started in a subprocess and killed with SIGKILL, with its kernel,
+while a training stage is half done: the moment is read from the checkpoint files (a stage's ``last.ckpt``
 exists only between its first epoch and its end). The re-run must record the same numbers
 as an uninterrupted run with the same seed (the shared smoke run); a further re-run loads
 every stage from its final checkpoint.
@@ -40,6 +40,45 @@ def _rerun(out: Path, env: dict) -> float:
     return time.time() - t0
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the notebook's kernel runs in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _kill_all(proc: subprocess.Popen) -> None:
+    """SIGKILL the run and everything it started, as a crash of the machine would, and wait until they are gone."""
+    victims = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in victims) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}") / "status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
 def _numbers(out: Path) -> dict:
     """Every recorded value except timings (and the claims judged on them)."""
     records = json.loads((out / "results" / f"{NB}.json").read_text())["records"]
@@ -67,8 +106,7 @@ def test_killed_run_resumes_to_the_same_numbers_and_a_finished_run_trains_nothin
         while proc.poll() is None and not half_done():
             time.sleep(0.01)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_all(proc)
         partial = half_done()  # read after the kill: what the re-run will find
         if partial:
             killed_at = (partial[0].name, len(list(stages.glob("*/final.ckpt"))))
