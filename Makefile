@@ -13,6 +13,8 @@ OUTPUT_DIR ?=
 ARGS ?=
 DEVICES ?=
 SEEDS ?=
+PARALLEL ?=
+COMPILE ?=
 FORCE ?=
 PORT ?= 8888
 TEST_WORKERS ?= auto  # pytest-xdist workers of make test (auto: one per core; 0: one process)
@@ -22,6 +24,7 @@ NO_BROWSER ?= $(if $(SSH_CONNECTION),1,$(if $(filter Linux,$(shell uname -s)),$(
 NOTEBOOKS := $(patsubst notebooks/%.py,%,$(sort $(wildcard notebooks/[0-9][0-9]_*.py)))
 RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output-dir $(OUTPUT_DIR)) \
   $(if $(DEVICES),-p DEVICES=$(DEVICES)) $(if $(SEEDS),-p SEEDS=$(SEEDS)) \
+  $(if $(COMPILE),-p COMPILE=$(COMPILE)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
   $(if $(filter 1 yes true True,$(FORCE)),-p FORCE=True) $(ARGS)
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
@@ -46,6 +49,8 @@ help:
 	@echo "Variables: PROFILE=smoke|quick|paper|auto  DATA_DIR=/path/to/cohort  OUTPUT_DIR=dir  ARGS='-p KEY=VALUE'"
 	@echo "           DEVICES=4 (GPUs per training stage, DDP)  FORCE=1 (retrain finished stages instead of loading them)"
 	@echo "           SEEDS=1 (model seeds per paper notebook; quick and paper: 3)"
+	@echo "           PARALLEL=auto|3 (paper notebooks at once; auto: as many as fit the GPU by make gpu-check)"
+	@echo "           COMPILE=auto|on|off (torch.compile the generators and regressors; auto: as make gpu-check found)"
 
 venv: $(STAMP)
 

@@ -85,13 +85,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from brainage_lib.report.index_page import build_index
+    from brainage_lib.run.measured import parallel_choice
 
     SUMMARY = registry.REPORT_NOTEBOOK  # noqa: N806
-    names = runner.notebook_names() if args.notebook == "all" else [args.notebook]
-    if args.notebook not in ("all", SUMMARY):
-        names.append(SUMMARY)  # one notebook re-run: the summary follows (seconds)
+    chosen = list(dict.fromkeys(args.notebook))
+    if "all" in chosen and len(chosen) > 1:
+        raise BrainAgeError("Give 'all' alone, or the notebooks to run.")
+    names = runner.notebook_names() if chosen == ["all"] else chosen
+    if chosen != [SUMMARY] and SUMMARY not in names:
+        names.append(SUMMARY)  # notebooks re-run: the summary follows (seconds)
+    names = sorted(names, key=lambda n: n == SUMMARY)
     params = runner.parse_assignments(args.param)
-    if args.notebook == "all":  # each notebook takes the parameters its cell has (SEEDS: the paper notebooks)
+    if len(chosen) > 1 or chosen == ["all"]:  # each notebook takes the parameters its cell has (SEEDS: the paper ones)
         cells = {name: set(runner.parameter_types(name)) | {"DRY_RUN"} for name in names}
         unknown = sorted(set(params) - set().union(*cells.values()))
         if unknown:
@@ -100,12 +105,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         runs = [(name, {k: v for k, v in params.items() if k in cells[name]} if name != SUMMARY else {})
                 for name in names]
     else:
-        runs = [(name, params if name != SUMMARY or args.notebook == SUMMARY else {}) for name in names]
+        runs = [(name, params if name != SUMMARY or chosen == [SUMMARY] else {}) for name in names]
     for name, own in runs:  # every refusal before anything runs: a refused run changes no file
         runner.check_run(name, args.profile, own)
+    papers = {p.notebook for p in registry.papers().values()}
+    together = [r for r in runs if r[0] in papers]  # the paper notebooks may run at once; the others never
+    parallel, why = parallel_choice(args.parallel, [n for n, _ in together])
+    if len(together) > 1:
+        print(why, flush=True)
     started = False
     try:
+        done = set()
         for name, own in runs:
+            if parallel > 1 and name in papers:
+                if not done & papers:
+                    started = True
+                    failed = runner.run_concurrently(together, parallel, args.profile, args.output_dir,
+                                                     announce=lambda line: print(line, flush=True))
+                    if failed:
+                        raise BrainAgeError(f"{', '.join(failed)} failed (their logs are named above); the other "
+                                            "notebooks finished. Earlier results and renderings of the failed ones "
+                                            "are unchanged.")
+                    done |= papers
+                continue
             t0 = time.time()
             started = True
             out = runner.run_notebook(name, profile=args.profile, params=own, output_dir=args.output_dir,
@@ -162,7 +184,8 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     if args.paper_flops:
         paper_flops(args.out)
         return 0
-    run_gpu_check(device=args.device, n_iter=args.steps, out=args.out)
+    run_gpu_check(device=args.device, n_iter=args.steps, out=args.out,
+                  compile={"auto": None, "on": True, "off": False}[args.compile])
     return 0
 
 
@@ -212,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the simulator's presets").set_defaults(func=cmd_presets)
 
     r = sub.add_parser("run", help="execute a notebook headlessly into rendered/")
-    r.add_argument("notebook", help=f"one of {', '.join(runner.notebook_names())}, or 'all' (in that order; "
-                                    f"{registry.REPORT_NOTEBOOK} reads the others' results, so it runs last)")
+    r.add_argument("notebook", nargs="+",
+                   help=f"one or more of {', '.join(runner.notebook_names())}, or 'all' (in that order; "
+                        f"{registry.REPORT_NOTEBOOK} reads the others' results, so it runs last)")
+    r.add_argument("--parallel", default="auto",
+                   help="paper notebooks run at once (each in its own process): a number, or auto (one at a time "
+                        "without a GPU; on a GPU as many as fit in its memory by make gpu-check's bench/gpu.json)")
     r.add_argument("--profile", default="auto", help="smoke | quick | paper | auto (paper with CUDA, else quick)")
     r.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
     r.add_argument("--output-dir", default=None, help="where results/, figures/ and rendered/ go (default: the project root)")
@@ -246,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=None, help="timed steps per stage and precision (default 5 on CUDA)")
     g.add_argument("--out", default=None, help="JSON file for the numbers (default bench/gpu.json, "
                                                "with --paper-flops bench/paper_flops.json)")
+    g.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="also time each real stage with torch.compile, which decides the notebooks' COMPILE=auto "
+                        "(auto: on CUDA only)")
     g.add_argument("--list", action="store_true", help="list every paper's stages, and measure nothing")
     g.add_argument("--paper-flops", action="store_true",
                    help="only count the FLOPs per step at the paper's sizes, on the CPU (minutes)")

@@ -6,9 +6,13 @@ For each stage (``papers/*/bench.py``: ``gpu_stages``), two measurements:
   peak GPU memory, the FLOPs of one step counted by ``FlopCounterMode``, the achieved TFLOP/s
   and its share of the device's dense bf16 peak;
 - the real stage (``engine_run``, ``engine.profile.time_stage``): the notebook's training
-  function, with its batch loader, engine, per-step synchronisations and checkpoints, for a
-  fixed number of steps (bf16 on CUDA, as the notebooks train there): seconds per step, the
-  share of time the GPU was busy (CUDA profiler; None on a CPU), peak memory.
+  function, with its batch loader, engine and checkpoints, for a fixed number of steps (bf16
+  on CUDA, as the notebooks train there): seconds per step, the share of time the GPU was
+  busy (CUDA profiler; None on a CPU), peak memory;
+- on CUDA (or when asked), the real stage again with ``torch.compile`` on its generators and
+  regressors. Per notebook, compiling is *faster* when its stages' paper-profile hours,
+  compilation included, drop by at least ``COMPILE_MARGIN``: that is what ``COMPILE=auto``
+  follows (``run.measured``), as ``PARALLEL=auto`` follows the notebooks' peak memory.
 
 The stage's training time in the paper profile is its optimiser steps x the real stage's time
 per step, plus a checkpoint per epoch (the step alone where the real stage failed). Per
@@ -45,6 +49,9 @@ __all__ = ["BF16_PEAK_TFLOPS", "bf16_peak", "paper_flops", "run_gpu_check", "sta
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets; the first matching row wins
 BF16_PEAK_TFLOPS = (("H200", 989.4), ("GH200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
                     ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0))
+
+
+COMPILE_MARGIN = 0.03  # compiling must save at least this share of a notebook's training hours
 
 
 def bf16_peak(name: str) -> float | None:
@@ -90,10 +97,10 @@ def _guarded(what: str, fn, *args) -> dict:
     return out
 
 
-def _engine_timing(stage: StageBench, dev: torch.device, bf16: bool, steps: int) -> dict:
+def _engine_timing(stage: StageBench, dev: torch.device, bf16: bool, steps: int, compile: bool = False) -> dict:
     if stage.engine_run is None:
         return {"error": "no engine run for this stage"}
-    return time_stage(stage.engine_run, dev, bf16, steps)
+    return time_stage(stage.engine_run, dev, bf16, steps, compile=compile)
 
 
 def stage_hours(stage: StageBench, row: dict) -> float | None:
@@ -106,6 +113,36 @@ def stage_hours(stage: StageBench, row: dict) -> float | None:
         return (stage.total_steps * eng["step_s"] + epochs * eng["checkpoint_s"]) / 3600
     used = row.get("bf16") or row.get("fp32") or {}
     return stage.total_steps * stage.batch / used["samples_per_s"] / 3600 if "samples_per_s" in used else None
+
+
+def compiled_hours(stage: StageBench, row: dict) -> float | None:
+    """``stage_hours`` with the compiled real stage's time per step, plus its compilation (its first step's extra
+    time) once per training of the stage; None where either real stage failed or was not run."""
+    eng, comp = row.get("engine") or {}, row.get("engine_compiled") or {}
+    if "step_s" not in eng or "step_s" not in comp:
+        return None
+    compiling = max(comp["first_step_s"] - comp["step_s"], 0.0) * len(stage.runs)
+    epochs = sum(e for _, _, e in stage.runs)
+    return (stage.total_steps * comp["step_s"] + epochs * eng["checkpoint_s"] + compiling) / 3600
+
+
+def compile_decisions(rows: list[dict]) -> dict[str, dict]:
+    """Per notebook: its stages' hours eager and compiled, and whether compiling is faster (by ``COMPILE_MARGIN``);
+    ``faster`` is None when a stage of it lacks either timing."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        if "engine_compiled" not in row:
+            continue
+        d = out.setdefault(row["notebook"], {"eager_hours": 0.0, "compiled_hours": 0.0, "faster": False})
+        if d["faster"] is None or row.get("hours") is None or row.get("compiled_hours") is None:
+            d["faster"] = None
+            continue
+        d["eager_hours"] += row["hours"]
+        d["compiled_hours"] += row["compiled_hours"]
+    for d in out.values():
+        if d["faster"] is not None:
+            d["faster"] = d["compiled_hours"] < (1 - COMPILE_MARGIN) * d["eager_hours"]
+    return out
 
 
 def _simulation_rate(paper: bool) -> float:
@@ -123,19 +160,20 @@ def _simulation_rate(paper: bool) -> float:
 
 def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Path | None = None,
                   verbose: bool = True, engine_steps: int | None = None, on_update=None,
-                  only: set[str] | None = None) -> dict:
+                  only: set[str] | None = None, compile: bool | None = None) -> dict:
     """Measure every stage, extrapolate the paper profile, write ``bench/gpu.json`` (or ``out``), print a table.
 
     Per stage: the training step alone (``make_step``; fp32, and bf16 on CUDA) and the real stage
     (``engine_run``, ``engine_steps`` steps, bf16 on CUDA as the notebooks train) with the share of
     time the GPU was busy. Any error of one measurement is recorded in its place and the others go
     on; the JSON is rewritten after every stage (``on_update(result)`` is called then too). ``only``: the names
-    of the stages to measure (default every one).
+    of the stages to measure (default every one). ``compile``: time the real stage compiled too (default: on CUDA).
     """
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     n_iter = n_iter or (5 if cuda else 1)
     engine_steps = engine_steps or (4 if cuda else 2)
+    compile = cuda if compile is None else compile
     name = torch.cuda.get_device_name(dev) if cuda else provenance(dev)["device"]
     peak = bf16_peak(name) if cuda else None
     res: dict = {"provenance": provenance(dev), "device": name, "sizes": "paper" if cuda else "tiny (CPU test run)",
@@ -162,6 +200,10 @@ def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Pa
             row[prec] = m
         row["engine"] = _guarded(f"{st.name} engine stage", _engine_timing, st, dev, cuda, engine_steps)
         row["hours"] = stage_hours(st, row)
+        if compile:
+            row["engine_compiled"] = _guarded(f"{st.name} compiled engine stage", _engine_timing, st, dev, cuda,
+                                              engine_steps, True)
+            row["compiled_hours"] = compiled_hours(st, row)
         res["stages"].append(row)
         write()
     res["notebook_hours"] = {}
@@ -177,8 +219,11 @@ def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Pa
     res["reproduce_hours"] = (sum(known) + res["simulation"]["hours"]
                               if len(known) == len(res["notebook_hours"]) and "hours" in res["simulation"] else None)
     res["peak_memory_gib"] = {nb: max((r[k]["peak_memory_gib"] or 0.0 for r in res["stages"] if r["notebook"] == nb
-                                       for k in ("fp32", "bf16", "engine") if (r.get(k) or {}).get("peak_memory_gib")),
+                                       for k in ("fp32", "bf16", "engine", "engine_compiled")
+                                       if (r.get(k) or {}).get("peak_memory_gib")),
                                       default=None) for nb in res["notebook_hours"]}
+    if compile:
+        res["compile"] = compile_decisions(res["stages"])
     write()
     if verbose:
         print(format_report(res))
@@ -205,7 +250,7 @@ def format_report(res: dict) -> str:
              f"{'notebook':9} {'stage':17} {'batch':>5} {'GFLOP/step':>11} {'prec':6} {'samples/s':>10} "
              f"{'TFLOP/s':>8} {'% peak':>7} {'peak GiB':>9} {'steps':>9} {'hours':>8}"]
     for r in res["stages"]:
-        for prec in ("fp32", "bf16", "engine"):
+        for prec in ("fp32", "bf16", "engine", "engine_compiled"):
             m = r.get(prec)
             if m is None:
                 continue
@@ -214,9 +259,11 @@ def format_report(res: dict) -> str:
                 lines.append(f"{head} {'':>11} {prec:6} {m['error'][:100]}")
                 continue
             mem = f"{m['peak_memory_gib']:.1f}" if m.get("peak_memory_gib") is not None else "n/a"
-            if prec == "engine":
-                hours = f"{r['hours']:.2f}" if r["hours"] is not None else ""
-                lines.append(f"{head} {'':>11} {'stage':6} {r['batch'] / m['step_s']:>10.2f} {'GPU busy':>8} "
+            if prec.startswith("engine"):
+                h = r["hours"] if prec == "engine" else r.get("compiled_hours")
+                hours = f"{h:.2f}" if h is not None else ""
+                kind = "stage" if prec == "engine" else "comp."
+                lines.append(f"{head} {'':>11} {kind:6} {r['batch'] / m['step_s']:>10.2f} {'GPU busy':>8} "
                              f"{_pct(m['gpu_busy']):>6}% {mem:>9} {r['total_steps']:>9} {hours:>8}")
                 continue
             frac = f"{100 * m['fraction_of_bf16_peak']:.1f}" if "fraction_of_bf16_peak" in m else "n/a"
@@ -231,10 +278,15 @@ def format_report(res: dict) -> str:
         mem = (res.get("peak_memory_gib") or {}).get(nb)
         lines.append(f"{nb}: {'n/a' if h is None else f'{h:.2f} h'} of training (paper profile)"
                      + (f"; peak {mem:.1f} GiB" if mem else ""))
+    for nb, d in (res.get("compile") or {}).items():
+        verdict = "not decided (a timing failed)" if d["faster"] is None else ("on" if d["faster"] else "off")
+        lines.append(f"{nb}: compiled {d['compiled_hours']:.2f} h vs eager {d['eager_hours']:.2f} h: "
+                     f"COMPILE=auto is {verdict} on this GPU")
     total = res["reproduce_hours"]
     lines.append(f"make reproduce: {'n/a' if total is None else f'{total:.2f} h'} (training + simulation; "
                  "set-up, validation passes and evaluation not included). 'stage' rows: the real training stage "
-                 f"({res.get('engine_steps')} steps: loader, engine, checkpoints), samples/s after its first step.")
+                 f"({res.get('engine_steps')} steps: loader, engine, checkpoints), samples/s after its first step"
+                 + ("; 'comp.' rows: the same with torch.compile." if res.get("compile") is not None else "."))
     if res["sizes"] != "paper":
         lines.append("Tiny sizes on a CPU: these hours test the arithmetic; they forecast nothing.")
     return "\n".join(lines)

@@ -2,9 +2,9 @@
 
 It resolves the parameters (the notebook's cell, its profile file and the run's overrides), seeds
 every generator from ``SEED``, opens the training engine on ``DEVICE`` with ``DEVICES`` processes
-and the notebook's stage checkpoints (``FORCE`` retrains), opens the recorder (with the paper's
-short name, title and table titles from its wing, found through ``brainage_lib.registry``), and
-shows the profile banner, the provenance, the engine's stages and the parameter table.
+and the notebook's stage checkpoints (``FORCE`` retrains; ``COMPILE``: ``torch.compile``), opens the
+recorder (with the paper's short name, title and table titles from its wing, found through
+``brainage_lib.registry``), and shows the profile banner, the provenance, the engine's stages and the parameter table.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from brainage_lib import registry
 from brainage_lib.engine.fabric import Engine
+from brainage_lib.run.measured import compile_choice
 from brainage_lib.run.params import Params, resolve_params
 from brainage_lib.run.provenance import provenance_text
 from brainage_lib.run.results import Recorder
@@ -36,6 +37,9 @@ def start(notebook: str, namespace: dict[str, Any], data: str, train: bool = Tru
     engine = (Engine(namespace["DEVICE"], namespace["DEVICES"], cfg.checkpoint_dir / "stages", namespace["FORCE"])
               if train else None)
     device = engine.device if engine is not None else None
+    compiling = None
+    if engine is not None and "COMPILE" in namespace:
+        engine.compile, compiling = compile_choice(namespace["COMPILE"], engine.device, notebook)
     paper = registry.paper_of_notebook(notebook)
     numbers = paper.load("numbers") if paper is not None and paper.numbers else None
     rec = cfg.recorder(data, device=device, paper=getattr(numbers, "PAPER", None))
@@ -44,6 +48,7 @@ def start(notebook: str, namespace: dict[str, Any], data: str, train: bool = Tru
         from IPython.display import Markdown, display
 
         display(Markdown(cfg.banner()))
-        print(*([provenance_text(device)] + ([engine.banner()] if engine is not None else [])), sep="\n")
+        print(*([provenance_text(device)] + ([engine.banner()] if engine is not None else [])
+                + ([compiling] if compiling else [])), sep="\n")
         display(cfg.table())
     return Start(cfg, engine, rec, t_start)

@@ -60,7 +60,10 @@ class Paper:
     ``(paper: bool) -> [StageBench]``; ``claims`` the function that judges the paper's claims from
     recorded numbers; ``deviations`` its list of deviations from the paper; ``numbers`` the module
     with the paper's reported numbers, whose ``PAPER`` dict (``short``, ``title``, ``tables``) heads the
-    notebook's results (``brainage_lib.notebook.start`` reads it).
+    notebook's results (``brainage_lib.notebook.start`` reads it). ``device_check`` names a pair of
+    functions ``(run, lines)``: ``run(device, paper_sizes: bool) -> dict`` (plain numbers) is the paper's own
+    check on a lent GPU (``device/run.sh``: TGB compares bf16 with fp32 for its gradient penalty), ``lines(result)``
+    the lines it adds to the device table.
     """
 
     name: str  # the wing's folder name; also its recipe name
@@ -76,6 +79,7 @@ class Paper:
     claims: str | None = None
     deviations: str | None = None
     numbers: str | None = None
+    device_check: str | None = None
 
     def load(self, part: str) -> Any:
         """The imported object of one part (``"recipe"``, ``"bench"``, ...); None when the paper has none."""

@@ -42,6 +42,7 @@ SEED: int = 0  # the first model seed: split, networks, batch order and synthesi
 DEVICE: str = "auto"  # auto | cpu | cuda | cuda:1 ...
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
+COMPILE: str = "auto"  # torch.compile the generators and regressors: auto (gpu-check decides; off on a CPU), on, off
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_SUBJECTS: Optional[int] = None  # simulated subjects before sex balancing (0 means the preset's 1150)
 SHAPE: Optional[int] = None  # simulation grid cube (0 means the 2 mm MNI grid, 99x117x95)
@@ -324,7 +325,7 @@ display(Markdown(
     + ", ".join(f"{m} {rec.get(f'validation.{m}.mae'):.2f} y" for m in METHODS)
     + f" (learned: below {0.8 * val_ref:.2f} y). Test images: reconstructions closer to their own input than to the "
     "median other image for " + ", ".join(f"{m} {100 * shares[m]:.0f} %" for m in GANS)
-    + f" (needs 90 %); mean test L1 " + ", ".join(f"{m} {l1[m].mean():.4f}" for m in GANS)
+    + " (needs 90 %); mean test L1 " + ", ".join(f"{m} {l1[m].mean():.4f}" for m in GANS)
     + f", of the mean training image {mean_l1:.4f}; predicting the test subjects' own mean age gives MAE "
     f"{mean_mae:.2f} y."))
 table1_frame(rec.doc["records"])

@@ -48,6 +48,7 @@ SEED: int = 0  # the first model seed: splits, weights, noise and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
+COMPILE: str = "auto"  # torch.compile the generators and regressors: auto (gpu-check decides; off on a CPU), on, off
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_TRAIN: Optional[int] = None  # lifespan_train subjects, unlabelled share included (0: the preset size, 4600)
 N_TEST: Optional[int] = None  # clinical_test subjects (0: 470)

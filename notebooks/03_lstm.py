@@ -45,6 +45,7 @@ SEED: int = 0  # the first model seed: the split, initialisation and batch order
 DEVICE: str = "auto"  # auto | cpu | cuda
 DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the global batch unchanged
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
+COMPILE: str = "auto"  # torch.compile the generators and regressors: auto (gpu-check decides; off on a CPU), on, off
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_DISCOVERY: Optional[int] = None  # nihpd_like subjects (0 means the preset's 1200)
 N_REPLICATION: Optional[int] = None  # mghbch_like subjects (0 means the preset's 430)

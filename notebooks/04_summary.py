@@ -12,16 +12,16 @@
 # ---
 
 # %% [markdown]
-# # 04 · Summary: the three papers, paper vs this run
+# # 04 · Summary: every paper, paper vs this run
 #
 # For reviewers. This notebook trains nothing and types no number: it reads the results
 # each paper notebook recorded (`results/<notebook>.json`) and the per-subject
 # predictions saved beside them (`results/<notebook>.predictions.csv`), and shows
 #
 # 1. what was run: profile, data, device, code version and wall time of each notebook;
-# 2. a verdict per claim of each paper (reproduced / not reproduced / not testable on
-#    this data) with the rule that decided it;
-# 3. every table of the three papers, the paper's value beside this run's, with the
+# 2. a verdict per claim of each paper (reproduced / direction only / not reproduced /
+#    unstable over seeds / not testable on this data) with the rule that decided it;
+# 3. every table of every paper, the paper's value beside this run's, with the
 #    profile and data each came from;
 # 4. bootstrap 95 % confidence intervals for the differences in MAE, Pearson r and R²
 #    between methods, resampling subjects (paired: both methods on the same draw).

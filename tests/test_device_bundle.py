@@ -55,11 +55,14 @@ def test_the_bundle_runs_offline_to_the_end_with_every_section(rehearsal):
     assert report["sanity"]["brainage_lib"].startswith(str(rehearsal["base"] / "site"))  # the bundle's wheel ran
     assert [r["stage"] for r in report["gpu_check"]["stages"]] == ["REG", "3D-ResNet18"]
     assert all(r["engine"]["step_s"] > 0 and r["hours"] > 0 for r in report["gpu_check"]["stages"])
-    gp = report["precision"]["gradient_penalty"]
-    assert gp["fp32"] > 0 and gp["bf16"] > 0 and -1 <= report["precision"]["gan_step"]["critic_update"]["cosine"] <= 1
+    assert list(report["precision"]) == ["tgb"]  # the papers that declare a device check: TGB's bf16 vs fp32
+    tgb = report["precision"]["tgb"]
+    gp = tgb["gradient_penalty"]
+    assert gp["fp32"] > 0 and gp["bf16"] > 0 and -1 <= tgb["gan_step"]["critic_update"]["cosine"] <= 1
     assert report["notebooks"] == {"03_lstm": {"ok": True, "seconds": report["notebooks"]["03_lstm"]["seconds"]}}
     assert json.loads((out / "notebooks" / "results" / "03_lstm.json").read_text())["params"]["DRY_RUN"] is True
     assert "device check" in done.stdout and "notebook 03_lstm" in done.stdout  # the table at the end
+    assert "gradient penalty" in done.stdout  # TGB's lines in it
     print(f"rehearsal: {rehearsal['size']:.1f} MiB bundle, {rehearsal['seconds']:.0f} s install + run")
 
 

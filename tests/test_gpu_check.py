@@ -116,3 +116,41 @@ def test_the_json_is_written_after_every_stage(tmp_path, monkeypatch):
 
 def test_busy_share():
     assert gpu_busy_share(0.5, 2.0) == 0.25 and gpu_busy_share(3.0, 2.0) == 1.0 and gpu_busy_share(1.0, 0.0) is None
+
+
+def test_compiled_stages_decide_compile_per_notebook(tmp_path, monkeypatch):
+    """``--compile``: each real stage is timed again compiled; a notebook compiles where that saves hours."""
+    import numpy as np
+    from torch import nn
+
+    from brainage_lib.data.datasets import CachedArrayDataset
+    from brainage_lib.engine.training import TrainConfig, train_regressor
+    from brainage_lib.run.timing import StageBench
+
+    def engine_run(engine, bf16, steps):
+        x, ages = np.random.default_rng(0).normal(size=(16, 1, 2, 2, 2)).astype(np.float32), np.arange(16.0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(8, 1))
+        train_regressor(net, CachedArrayDataset(x, ages, np.arange(16)), None,
+                        TrainConfig(epochs=4, batch_size=4, max_steps=steps), engine, "tiny", progress=False)
+
+    def make_step(device, bf16, batch):
+        net = nn.Linear(8, 1)
+        return lambda: net(torch.rand(batch, 8)).sum().backward()
+
+    tiny = StageBench("05_x", "tiny", "2^3 linear", 4, make_step, (("x", 400, 10), ("y", 400, 10)),
+                      engine_run=engine_run)
+    monkeypatch.setattr(gpu_check, "stages", lambda paper: [tiny])
+    res = run_gpu_check("cpu", n_iter=1, out=tmp_path / "gpu.json", verbose=False, compile=True, engine_steps=3)
+    row = res["stages"][0]
+    eager, comp = row["engine"], row["engine_compiled"]
+    assert comp["first_step_s"] > comp["step_s"] > 0  # the first compiled step compiles
+    # the compiled hours, by hand: 2 runs x 100 steps x 10 epochs, a checkpoint per epoch, compilation once per run
+    by_hand = (2000 * comp["step_s"] + 20 * eager["checkpoint_s"] + 2 * (comp["first_step_s"] - comp["step_s"])) / 3600
+    assert row["compiled_hours"] == pytest.approx(by_hand)
+    d = res["compile"]["05_x"]
+    assert d["eager_hours"] == pytest.approx(row["hours"]) and d["compiled_hours"] == pytest.approx(by_hand)
+    assert d["faster"] == (by_hand < (1 - gpu_check.COMPILE_MARGIN) * row["hours"])
+    assert "COMPILE=auto is" in format_report(res)
+    # a failed compiled timing leaves the decision open, never "faster"
+    broken = {**row, "engine_compiled": {"error": "RuntimeError (forced)"}, "compiled_hours": None}
+    assert gpu_check.compile_decisions([broken])["05_x"]["faster"] is None

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from brainage_lib import paths
-from brainage_lib.run.params import CORE, PROFILES, resolve_params
+from brainage_lib.run.params import CORE, PROFILES, TRAINING_CORE, resolve_params
 from brainage_lib.run.runner import notebook_names, parameter_types, parameters_namespace
 
 NOTEBOOKS = notebook_names()
@@ -15,11 +15,17 @@ def test_every_notebook_is_checked():
     assert {"00_cohorts", "01_tgb", "02_diff", "03_lstm", "04_summary"} <= set(NOTEBOOKS)
 
 
+@pytest.mark.parametrize("nb", ["01_tgb", "02_diff", "03_lstm"])
+def test_the_notebooks_that_train_take_compile(nb):
+    assert parameter_types(nb)["COMPILE"] == ((str,), False)
+    assert parameters_namespace(nb)["COMPILE"] == "auto"
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS)
 def test_parameters_cell_and_profiles_have_the_same_keys_and_types(nb):
     types = parameter_types(nb)  # from the cell's annotations, read independently of resolve_params
     assert set(CORE) <= set(types), f"{nb}: core parameters missing from the cell"
-    tunables = set(types) - set(CORE)
+    tunables = set(types) - set(CORE) - set(TRAINING_CORE)
     for profile in PROFILES:
         f = paths.params_dir() / f"{nb}.{profile}.yaml"
         values = yaml.safe_load(f.read_text()) or {}
@@ -36,7 +42,7 @@ def test_parameters_cell_and_profiles_have_the_same_keys_and_types(nb):
 @pytest.mark.parametrize("nb", NOTEBOOKS)
 def test_one_convention_none_takes_the_profile_value(nb):
     ns = parameters_namespace(nb, PROFILE="smoke")
-    tunables = [k for k in parameter_types(nb) if k not in CORE]
+    tunables = [k for k in parameter_types(nb) if k not in CORE + TRAINING_CORE]
     assert all(ns[k] is None for k in tunables), f"{nb}: every tunable defaults to None (the profile's value)"
     cfg = resolve_params(nb, ns)
     smoke = yaml.safe_load((paths.params_dir() / f"{nb}.smoke.yaml").read_text()) or {}

@@ -25,6 +25,9 @@ def test_every_paper_names_parts_that_load():
             assert callable(registry.load(builder)) and (config is None or isinstance(registry.load(config), type))
         assert callable(paper.load("bench")) and callable(paper.load("gpu_stages")) and callable(paper.load("claims"))
         assert paper.load("deviations"), f"{name}: its list of deviations from the paper is empty"
+        if paper.device_check:
+            run, lines = paper.load("device_check")
+            assert callable(run) and callable(lines)
         numbers = paper.load("numbers").PAPER
         assert numbers["short"] == paper.short and numbers["title"] == paper.title and numbers["tables"]
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,15 @@ rec.finalize()
 '''
 
 
+INIT2 = '''
+"""A second toy paper, which shares the first one's parts: two paper notebooks to run at once."""
+from brainage_lib.registry import Paper
+
+PAPER = Paper(name="toy2", short="TOY2", title="A second toy paper", notebook="06_toy",
+              claims="brainage_lib.papers.toy.parts:claims", numbers="brainage_lib.papers.toy.parts")
+'''
+
+
 def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
@@ -219,8 +229,13 @@ def test_a_toy_paper_plugs_in_without_editing_a_shared_file(tmp_path):
     (wing / "__init__.py").write_text(textwrap.dedent(INIT).lstrip())
     (wing / "parts.py").write_text(textwrap.dedent(PARTS).lstrip())
     (proj / "notebooks" / "05_toy.py").write_text(textwrap.dedent(NOTEBOOK).lstrip())
-    for profile, epochs in (("smoke", 20), ("paper", 100)):
-        (proj / "notebooks" / "params" / f"05_toy.{profile}.yaml").write_text(f"EPOCHS: {epochs}  # training epochs\n")
+    (wing.parent / "toy2").mkdir()
+    (wing.parent / "toy2" / "__init__.py").write_text(textwrap.dedent(INIT2).lstrip())
+    second = textwrap.dedent(NOTEBOOK).lstrip().replace('NB = "05_toy"', 'NB = "06_toy"')
+    (proj / "notebooks" / "06_toy.py").write_text(second.replace("# # 05 · TOY", "# # 06 · TOY2"))
+    for nb in ("05_toy", "06_toy"):
+        for profile, epochs in (("smoke", 20), ("paper", 100)):
+            (proj / "notebooks" / "params" / f"{nb}.{profile}.yaml").write_text(f"EPOCHS: {epochs}  # training epochs\n")
 
     env = {**os.environ, "PYTHONPATH": str(proj), "BRAINAGE_ROOT": str(proj), "BRAINAGE_DATA": str(tmp_path / "data"),
            "BRAINAGE_CACHE": str(tmp_path / "cache"), "BRAINAGE_OUTPUT_DIR": str(tmp_path / "out")}
@@ -235,14 +250,22 @@ def test_a_toy_paper_plugs_in_without_editing_a_shared_file(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert where.strip().startswith(str(proj)), where  # the copy is what runs, not the installed project
 
-    assert "05_toy" in cli("run", "--help")
+    assert "05_toy" in cli("run", "--help") and "06_toy" in cli("run", "--help")
     assert "TOY (05_toy)" in cli("bench", "--list")
     assert "05_toy  ToyNet" in cli("gpu-check", "--list")
     assert "ToyNet" in cli("predict", "--help")
     assert "toy_like" in cli("presets")
 
-    out = cli("run", "05_toy", "--profile", "smoke", "--quiet")
-    assert out.index("05_toy: rendered") < out.index("04_summary: rendered"), out  # the report notebook runs last
+    # the two toy papers' notebooks at once (each in its own process), then the report notebook
+    out = cli("run", "05_toy", "06_toy", "--profile", "smoke", "--quiet", "--parallel", "2")
+    assert "PARALLEL=2" in out
+    for nb in ("05_toy", "06_toy"):
+        assert out.index(f"{nb}: rendered") < out.index("04_summary: rendered"), out  # the report notebook runs last
+        assert (tmp_path / "out" / "rendered" / f"{nb}.log").is_file()
+    ran = {nb: json.loads((tmp_path / "out" / "rendered" / f"{nb}.run.json").read_text()) for nb in ("05_toy", "06_toy")}
+    spans = [(time.mktime(time.strptime(r["finished"][:19], "%Y-%m-%dT%H:%M:%S")) - r["wall_time_s"],
+              time.mktime(time.strptime(r["finished"][:19], "%Y-%m-%dT%H:%M:%S"))) for r in ran.values()]
+    assert max(a for a, _ in spans) < min(b for _, b in spans) - 1, f"the two notebooks did not overlap: {spans}"
 
     results = tmp_path / "out" / "results"
     verdict = json.loads((results / "05_toy.json").read_text())["records"]["claims.beats_mean"]["value"]

@@ -6,8 +6,8 @@ rewriting ``OUT/device.json`` after every step (and after every stage of ``gpu-c
 1. ``sanity``: the device, its compute capability, torch, CUDA and cuDNN versions;
 2. ``gpu_check``: every paper training stage, the step alone in bf16 and fp32 and the real stage
    (``brainage_lib.gpu_check``; its own JSON is ``OUT/gpu.json``);
-3. ``precision``: bf16 against fp32 for WGAN-GP's gradient penalty and one GAN step
-   (``brainage_lib.device.precision``);
+3. ``precision``: each paper's own device check (its ``Paper.device_check``), by paper: TGB compares
+   bf16 with fp32 for WGAN-GP's gradient penalty and one GAN step (``papers/tgb/precision.py``);
 4. ``notebooks``: each notebook with ``PROFILE=paper DRY_RUN=True`` through papermill, on CUDA
    where there is one (renderings and results under ``OUT/notebooks``).
 
@@ -94,12 +94,17 @@ def _table(report: dict) -> str:
     elif gc:
         lines.append(f"gpu-check: {gc.get('error', 'incomplete')}; stages measured: {len(gc.get('stages', []))}")
     prec = report.get("precision") or {}
-    if "gan_step" in prec:
-        from brainage_lib.device.precision import format_precisions
+    if "error" in prec or not prec:
+        lines.append(f"papers' own checks: {prec.get('error', 'not run')}")
+    for name, res in prec.items():
+        if name == "error":
+            continue
+        if "error" in res:
+            lines.append(f"{name}'s own check: {res['error']}")
+            continue
+        from brainage_lib import registry
 
-        lines += format_precisions(prec)
-    else:
-        lines.append(f"bf16 vs fp32: {prec.get('error', 'not run')}")
+        lines += registry.papers()[name].load("device_check")[1](res)
     for name, r in (report.get("notebooks") or {}).items():
         if name == "error":
             lines.append(f"notebooks: {r}")
@@ -161,17 +166,27 @@ def main(argv: list[str] | None = None) -> int:
 
         return gc.run_gpu_check("auto", n_iter=args.steps, out=out / "gpu.json", verbose=False,
                                 engine_steps=args.engine_steps, on_update=update,
-                                only=set(args.stages.split(",")) if args.stages else None)
+                                only=set(args.stages.split(",")) if args.stages else None,
+                                compile=False)  # compiling every stage would not fit the node's minutes
 
     step("gpu_check", gpu_check)
 
     def precision() -> dict:
         import torch
 
-        from brainage_lib.device.precision import compare_precisions
+        from brainage_lib import registry
 
         cuda = torch.cuda.is_available()
-        return compare_precisions(torch.device("cuda" if cuda else "cpu"), paper=cuda)
+        out = {}
+        for name, paper in registry.papers().items():  # each paper's own check (TGB: bf16 vs fp32), guarded alone
+            if paper.device_check:
+                try:
+                    out[name] = paper.load("device_check")[0](torch.device("cuda" if cuda else "cpu"), cuda)
+                except Exception as exc:  # noqa: BLE001 - recorded; the next paper's check still runs
+                    out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                report["precision"] = out
+                write()
+        return out
 
     step("precision", precision)
 

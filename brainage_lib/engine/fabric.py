@@ -51,7 +51,8 @@ from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
 
 __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
-           "end_epoch", "end_step", "end_training", "epoch_order", "fit", "global_batches", "plain", "sync_batchnorm", "sync_gradients"]
+           "compiled", "end_epoch", "end_step", "end_training", "epoch_order", "fit", "global_batches", "plain",
+           "sync_batchnorm", "sync_gradients"]
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
@@ -75,10 +76,14 @@ class Engine:
         Retrain finished stages instead of loading them.
     save_every_s
         Seconds between checkpoints within an epoch.
+    compile
+        Run the generators' and regressors' training forward passes through ``torch.compile``
+        (:func:`compiled`; never a critic, whose gradient penalty differentiates twice). The
+        notebooks' ``COMPILE`` parameter decides it (:func:`brainage_lib.run.measured.compile_choice`).
     """
 
     def __init__(self, device: str | torch.device = "auto", devices: int = 1, checkpoints: str | Path | None = None,
-                 force: bool = False, save_every_s: float = SAVE_EVERY_S) -> None:
+                 force: bool = False, save_every_s: float = SAVE_EVERY_S, compile: bool = False) -> None:
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.devices = int(devices)
         if self.devices < 1:
@@ -87,7 +92,7 @@ class Engine:
             raise BrainAgeError(f"DEVICES={devices} but only {torch.cuda.device_count()} CUDA device(s) are visible "
                                 "(CUDA_VISIBLE_DEVICES); lower DEVICES.")
         self.checkpoints = Path(checkpoints) if checkpoints else None
-        self.force, self.save_every_s = bool(force), float(save_every_s)
+        self.force, self.save_every_s, self.compile = bool(force), float(save_every_s), bool(compile)
         self.log: list[dict[str, Any]] = []  # one entry per stage run: name, status, epoch, path
         self.step_clock: list[float] | None = None  # a list: every stage appends the time after each step (gpu-check)
         self.last_stage: Stage | None = None
@@ -95,12 +100,14 @@ class Engine:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
     def __repr__(self) -> str:
-        return f"Engine(device={self.device}, devices={self.devices}, checkpoints={self.checkpoints}, force={self.force})"
+        return (f"Engine(device={self.device}, devices={self.devices}, checkpoints={self.checkpoints}, "
+                f"force={self.force}, compile={self.compile})")
 
     def banner(self) -> str:
         """What the checkpoint folder holds before the run: finished stages (loaded) and partial ones (resumed)."""
         head = (f"Training: {self.device}, {self.devices} process(es) per stage"
-                + (", DDP" if self.devices > 1 else "") + ("; bf16 autocast" if self.device.type == "cuda" else "; fp32"))
+                + (", DDP" if self.devices > 1 else "") + ("; bf16 autocast" if self.device.type == "cuda" else "; fp32")
+                + ("; torch.compile (generators, regressors)" if self.compile else ""))
         if self.checkpoints is None:
             return head + "; no checkpoints (nothing resumes)."
         done = sorted(p.parent.name for p in self.checkpoints.glob("*/final.ckpt"))
@@ -131,7 +138,9 @@ class Engine:
 
         cuda = self.device.type == "cuda"
         devices = [self.device.index or 0] if cuda else 1
-        return Fabric(accelerator="cuda" if cuda else "cpu", devices=devices, precision=self.precision(amp))
+        fabric = Fabric(accelerator="cuda" if cuda else "cpu", devices=devices, precision=self.precision(amp))
+        fabric.compile_models = self.compile  # read by compiled()
+        return fabric
 
     def stage(self, name: str, identity: dict[str, Any]) -> Stage:
         """The stage ``name`` with this identity (its configuration, data and code)."""
@@ -165,9 +174,19 @@ class Engine:
                 from brainage_lib.engine.launch import launch_workers
 
                 launch_workers(loop, stage, args, world=world, precision=self.precision(amp),
-                               accelerator="cuda" if self.device.type == "cuda" else "cpu")
+                               accelerator="cuda" if self.device.type == "cuda" else "cpu", compile=self.compile)
                 stage = stage.loaded_after_workers()
         return loop(self.fabric(amp), stage, *args)
+
+
+def compiled(fabric, module: nn.Module) -> nn.Module:
+    """``torch.compile(module)`` when the engine that made ``fabric`` compiles, else ``module``.
+
+    The compiled module shares the parameters of ``module``: optimisers, checkpoints and the
+    saved models keep using ``module`` (whose state-dict keys stay unprefixed); only the
+    training step's forward goes through the compiled one.
+    """
+    return torch.compile(module) if getattr(fabric, "compile_models", False) else module
 
 
 def as_engine(device: Engine | torch.device | str) -> Engine:
@@ -449,7 +468,9 @@ def fit(fabric, stage: Stage | None, state: dict[str, Any], train: Dataset, step
     counters); it is restored from the stage first. Each epoch draws its order from ``order``, cuts it
     into global batches and hands ``step`` each run of ``group`` consecutive ones as ``[(global batch,
     (x, y)), ...]`` (x, y: this process's share, on the device); ``step`` trains and returns the sums
-    to accumulate (summed over processes at the epoch's end). ``end_of_epoch(epoch, sums, steps)``
+    to accumulate (summed over processes at the epoch's end). A step returns its losses as detached
+    float64 tensors, not numbers, so that nothing waits for the device between steps: the sums are
+    read once per epoch (and at a checkpoint). ``end_of_epoch(epoch, sums, steps)``
     returns the history row and the score that selects the kept weights (lower is better; None: not
     scored this epoch); ``snapshot()`` copies them. Returns the history, the seconds trained and the
     epoch whose snapshot, if any, is in ``state["best_state"]``.
@@ -567,6 +588,9 @@ class Stage:
             if not (self.dir / "identity.json").is_file():  # the key names it: written once
                 (self.dir / "identity.json").write_text(json.dumps(plain(self.identity), indent=1))
         fabric.barrier()
+        # the steps' sums stay on the device between checkpoints (no synchronisation per step); saved as numbers
+        if "sums" in state:
+            state["sums"] = {k: v.item() if torch.is_tensor(v) else v for k, v in state["sums"].items()}
         fabric.save(tmp, state)
         if fabric.is_global_zero:
             os.replace(tmp, self.dir / name)

@@ -37,12 +37,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def launch_workers(loop: Any, stage: Any, args: tuple, *, world: int, accelerator: str, precision: str) -> None:
+def launch_workers(loop: Any, stage: Any, args: tuple, *, world: int, accelerator: str, precision: str,
+                   compile: bool = False) -> None:
     """Train ``loop(fabric, stage, *args)`` on ``world`` DDP processes in a separate command; raise if one fails."""
     folder = Path(stage.root)
     folder.mkdir(parents=True, exist_ok=True)
     payload = folder / f".{stage.dir.name}.{os.getpid()}.launch.pt"
-    spec = {"world": world, "accelerator": accelerator, "precision": precision}
+    spec = {"world": world, "accelerator": accelerator, "precision": precision, "compile": compile}
     buf = io.BytesIO()
     torch.save((loop, stage, args, spec), buf, pickle_protocol=4)
     payload.write_bytes(buf.getvalue())
@@ -72,6 +73,7 @@ def _worker(path: str) -> None:
     fabric = Fabric(accelerator=spec["accelerator"], strategy="ddp", devices=spec["world"],
                     precision=spec["precision"])
     fabric.launch()
+    fabric.compile_models = spec.get("compile", False)  # read by engine.fabric.compiled
     loop(fabric, stage, *args)
     fabric.barrier()
 

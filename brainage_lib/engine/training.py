@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit, plain,
-                                        sync_batchnorm, sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, compiled, data_fingerprint,
+                                        fit, plain, sync_batchnorm, sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.run.provenance import provenance
 
@@ -108,17 +108,19 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
     loss_fn = nn.L1Loss() if cfg.loss == "l1" else nn.MSELoss()
     val_ages = np.array([float(val[i][1]) for i in range(len(val))]) if val is not None else np.zeros(0)
 
+    net = compiled(fabric, model)
+
     def step(run):
         (b, (x, y)), = run
         y = ((y - mean) / sd).float()
         with fabric.autocast():
-            pred = model(x).reshape(-1)
+            pred = net(x).reshape(-1)
         loss = loss_fn(pred.float(), y)
         opt.zero_grad(set_to_none=True)
         fabric.backward(loss if world == 1 else loss * (len(y) / len(b)))
         sync_gradients(fabric, [model])
         opt.step()
-        return {"loss": loss.item() * len(y), "n": len(y)}
+        return {"loss": loss.detach().double() * len(y), "n": len(y)}
 
     def end_of_epoch(epoch, sums, steps):
         lr = opt.param_groups[0]["lr"]

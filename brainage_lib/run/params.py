@@ -1,7 +1,8 @@
 """Profile parameters: ``notebooks/params/<notebook>.<profile>.yaml``.
 
 A notebook's ``parameters`` cell is the one list of its tunables: the core parameters
-(PROFILE, DATA_DIR, DATA_SEED, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR) with their defaults, then one annotated
+(PROFILE, DATA_DIR, DATA_SEED, SEED, DEVICE, DEVICES, FORCE, OUTPUT_DIR, and COMPILE in a
+notebook that trains) with their defaults, then one annotated
 entry per tunable whose default ``None`` means "take the profile's value". The YAML
 profiles hold values only, for exactly the cell's tunables. The next cell calls
 ``resolve_params(NB, globals())``, which gathers the cell's names once from the
@@ -29,6 +30,7 @@ from brainage_lib.run.results import Recorder
 
 PROFILES = ("smoke", "quick", "paper")
 CORE = ("PROFILE", "DATA_DIR", "DATA_SEED", "SEED", "DEVICE", "DEVICES", "FORCE", "OUTPUT_DIR")
+TRAINING_CORE = ("COMPILE",)  # core parameters of the notebooks that train (in their cell, never in a profile file)
 DRY_RUN = "DRY_RUN"
 DRY_RUN_STEPS = 2  # optimiser steps per training stage in a dry run
 
@@ -168,7 +170,7 @@ def cell_parameters(namespace: dict[str, Any]) -> list[str]:
 def check_profile_keys(notebook: str, profile: str, cell_names: list[str]) -> dict[str, Any]:
     """The profile's values, refusing a YAML key the parameters cell lacks and a cell tunable the YAML lacks."""
     base = load_profile(notebook, profile)
-    tunables = [k for k in cell_names if k not in CORE]
+    tunables = [k for k in cell_names if k not in CORE + TRAINING_CORE]
     f = profile_file(notebook, resolve_profile(profile))
     extra = [k for k in base if k not in tunables]
     if extra:
@@ -211,7 +213,7 @@ def resolve_params(notebook: str, namespace: dict[str, Any]) -> Params:
             values[k], sources[k] = given, "override"
         else:
             values[k], sources[k] = (overlay[k], "dry run") if k in overlay else (v, f"profile {prof}")
-    core = {k: namespace[k] for k in CORE}
+    core = {k: namespace[k] for k in CORE + TRAINING_CORE if k in names}
     core["PROFILE"] = prof
     if dry and DRY_RUN not in values:
         core[DRY_RUN] = True  # recorded with the results of a notebook whose cell lacks it

@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -192,6 +193,42 @@ def run_notebook(name: str, profile: str = "auto", params: dict[str, Any] | None
     return final
 
 
+def run_concurrently(runs: list[tuple[str, dict[str, Any]]], parallel: int, profile: str = "auto",
+                     output_dir: str | os.PathLike | None = None, announce=print) -> list[str]:
+    """Run ``runs`` (notebook, its parameters), ``parallel`` at a time, each in a command of its own
+    (``python -m brainage_lib.run.runner``) whose output goes to ``rendered/<notebook>.log``.
+
+    Each notebook renders and records exactly as :func:`run_notebook` alone; ``announce`` gets a line when
+    one starts and when one ends. Returns the names of those that failed (the others still finish).
+    """
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    rendered = paths.rendered_dir(output_dir)
+    rendered.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+
+    def one(name: str, params: dict[str, Any]) -> None:
+        log = rendered / f"{name}.log"
+        cmd = [sys.executable, "-m", "brainage_lib.run.runner", name, profile, json.dumps(params),
+               str(output_dir) if output_dir else ""]
+        t0 = time.time()
+        announce(f"{name}: started (output in {log})")
+        with open(log, "w") as out:
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
+        if code == 0:
+            announce(f"{name}: rendered {rendered / (name + '.ipynb')} in {time.time() - t0:.0f} s")
+        else:
+            failed.append(name)
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            announce(f"{name}: FAILED after {time.time() - t0:.0f} s (exit {code}); see {log}\n  " + "\n  ".join(tail))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for f in [pool.submit(one, name, params) for name, params in runs]:
+            f.result()
+    return sorted(failed)
+
+
 @contextmanager
 def _kernel_env(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables while a kernel is started, then restore the previous values."""
@@ -235,3 +272,12 @@ def export_html(ipynb: Path, html_path: Path) -> Path:
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, html_path)
     return html_path
+
+
+if __name__ == "__main__":  # one notebook of run_concurrently: NAME PROFILE PARAMS_JSON OUTPUT_DIR
+    _name, _profile, _params, _out = sys.argv[1:5]
+    try:
+        run_notebook(_name, _profile, json.loads(_params), _out or None, progress=False)
+    except BrainAgeError as _exc:
+        print(f"error: {_exc}", file=sys.stderr)
+        sys.exit(1)

@@ -268,9 +268,9 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
         fabric.backward(loss.total)
         sync_gradients(fabric, [model])
         opt.step()
-        n_lab = int((~torch.isnan(y)).sum())
-        return {"loss": loss.total.item(), "noise_mse": loss.noise_mse.item(), "age_mse": loss.age_mse.item(),
-                "labelled": n_lab, "unlabelled": len(y) - n_lab}
+        n_lab = (~torch.isnan(y)).sum()  # tensors on the device: read once per epoch, not per step
+        return {"loss": loss.total.detach().double(), "noise_mse": loss.noise_mse.detach().double(),
+                "age_mse": loss.age_mse.detach().double(), "labelled": n_lab, "unlabelled": len(y) - n_lab}
 
     def end_of_epoch(epoch, sums, steps):
         validate = (epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1 or state["steps"] == cfg.max_steps

@@ -15,4 +15,5 @@ PAPER = Paper(
     claims=f"{W}.claims:claims",
     deviations=f"{W}.deviations:DEVIATIONS",
     numbers=f"{W}.evaluation",
+    device_check=f"{W}.precision:DEVICE_CHECK",
 )

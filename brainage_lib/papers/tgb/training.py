@@ -51,8 +51,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit,
-                                        sync_gradients)
+from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, compiled, data_fingerprint,
+                                        fit, sync_gradients)
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
 
@@ -136,6 +136,9 @@ class GANTrainer:
             self.opts.append(self.opt_r)
         self.scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=cfg.lr_step, gamma=cfg.lr_gamma) for o in self.opts]
         self.gp_rng = torch.Generator(device=device).manual_seed(cfg.seed)
+        # the training step's forward passes (torch.compile when the engine compiles; never the critic)
+        self.gen_fwd = compiled(fabric, generator)
+        self.reg_fwd = compiled(fabric, regressor) if regressor is not None else None
 
     def _autocast(self):
         return self.fabric.autocast()
@@ -183,7 +186,7 @@ class GANTrainer:
         for (x, _), n, share in zip(batches, sizes, shares):
             x = self._input(x)
             with torch.no_grad(), self._autocast():
-                fake = self.gen(x)
+                fake = self.gen_fwd(x)
             with self._autocast():
                 c = critic_loss(self.critic, x, fake, self.gcfg.lambda_gp, self.gp_rng, self._gp_eps(x, n))
             self.opt_d.zero_grad(set_to_none=True)
@@ -194,7 +197,7 @@ class GANTrainer:
             crit.append(terms if share is None else terms * share)
         x, age = self._input(batches[-1][0]), batches[-1][1].to(self.device).float()
         with self._autocast():
-            g = self._generator_loss(self.gen(x), x, age)
+            g = self._generator_loss(self.gen_fwd(x), x, age)
         self._zero_gen()
         self._backward(g.total, shares[-1])
         self._step_gen()
@@ -204,7 +207,7 @@ class GANTrainer:
         """Critic, generator and branch gradients from one batch and one ``G(x)``, applied together."""
         x, age = self._input(x), age.to(self.device).float()
         with self._autocast():
-            fake = self.gen(x)
+            fake = self.gen_fwd(x)
             c = critic_loss(self.critic, x, fake.detach(), self.gcfg.lambda_gp, self.gp_rng,
                             self._gp_eps(x, global_size))
         self.opt_d.zero_grad(set_to_none=True)
@@ -224,7 +227,7 @@ class GANTrainer:
         for p in self.critic.parameters():
             p.requires_grad_(False)
         try:
-            return generator_loss(self.critic, fake, x, self.gcfg.alpha, self.reg,
+            return generator_loss(self.critic, fake, x, self.gcfg.alpha, self.reg_fwd,
                                   age if self.reg is not None else None, self.gcfg.beta)
         finally:
             for p in self.critic.parameters():
@@ -242,10 +245,11 @@ class GANTrainer:
             self.opt_r.step()
 
     @staticmethod
-    def _losses(critic_terms: torch.Tensor, g, share: float | None = None) -> dict[str, float]:
-        critic_means = dict(zip(("critic", "wasserstein", "gp"), critic_terms.tolist()))
+    def _losses(critic_terms: torch.Tensor, g, share: float | None = None) -> dict[str, torch.Tensor]:
+        """The step's losses as detached float64 tensors on the device (read once per epoch, not per step)."""
+        critic_means = dict(zip(("critic", "wasserstein", "gp"), critic_terms.double().unbind()))
         terms = {"gen": g.total, "adversarial": g.adversarial, "l1": g.l1, "task": g.task}
-        gen = {k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}
+        gen = {k: torch.as_tensor(v, device=critic_terms.device).detach().double() for k, v in terms.items()}
         return {**critic_means, **(gen if share is None else {k: v * share for k, v in gen.items()})}
 
     def end_epoch(self) -> None:

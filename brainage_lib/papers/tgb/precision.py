@@ -24,7 +24,7 @@ from brainage_lib.papers.tgb.bench import CUDA_SETTING, TINY_SETTING
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer
 from brainage_lib.run.params import load_profile
 
-__all__ = ["compare_precisions"]
+__all__ = ["compare_precisions", "format_precisions"]
 
 
 def _vector(tensors) -> torch.Tensor:
@@ -84,7 +84,7 @@ def compare_precisions(device: torch.device, paper: bool) -> dict:
         c_net.load_state_dict(start["critic"])
         trainer = GANTrainer(g_net, c_net, GANTrainConfig(n_critic=n_critic, amp=precision != "32-true"),
                              fabric=_fabric(device, precision))
-        losses = trainer.step([(real, age)] * n_critic)
+        losses = {k: float(v) for k, v in trainer.step([(real, age)] * n_critic).items()}
         delta = {name: _vector(net.state_dict()[k] - start[name][k].to(device) for k in start[name])
                  for name, net in (("generator", g_net), ("critic", c_net))}
         steps[precision] = (losses, delta)
@@ -106,3 +106,6 @@ def format_precisions(res: dict) -> list[str]:
             f"{100 * gp['relative_difference']:.2f} % apart; its critic gradient {apart(gp['critic_gradient'])}",
             f"  one GAN step: generator update {apart(step['generator_update'])}, "
             f"critic update {apart(step['critic_update'])}"]
+
+
+DEVICE_CHECK = (compare_precisions, format_precisions)  # the wing's Paper(device_check=...): run, lines
