@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import nibabel as nib
 import numpy as np
@@ -256,3 +257,41 @@ def test_both_nii_and_nii_gz_warns_which_is_used(tmp_path, cohort_writer):
     both = [w for w in report.warnings if "both .nii.gz and .nii" in w]
     assert len(both) == 1 and "sub-01/anat/sub-01_T1w.nii.gz" in both[0] and "The .nii.gz is used" in both[0]
     assert load_cohort(root).paths[1].name == "sub-01_T1w.nii.gz"
+
+
+PREPROCESSED = "_space-MNI152NLin2009aSym_res-20x20x20_desc-preproc_T1w.nii.gz"
+
+
+def _preprocess_output(root, new_names: bool):
+    """A folder as `brainage preprocess` writes it: sMRIPrep-style names, or the old-style sub-<id>_T1w.nii.gz."""
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "x", "DatasetType": "derivative", "GeneratedBy": [{"Name": "brainage preprocess", "Recipe": "tgb"}]}))
+    if new_names:
+        for img in root.glob("sub-*/anat/*_T1w.nii.gz"):
+            img.rename(img.with_name(img.name.replace("_T1w.nii.gz", PREPROCESSED)))
+    return root
+
+
+def test_preprocessed_names_are_read(tmp_path, cohort_writer, capsys):
+    root = _preprocess_output(cohort_writer(tmp_path / "c", rows(3)), new_names=True)
+    cohort = load_cohort(root)
+    assert [p.name for p in cohort.paths] == [f"sub-{i:02d}{PREPROCESSED}" for i in range(3)]
+    report = validate_cohort(root)
+    assert report.ok and not report.notes and "NOTE" not in capsys.readouterr().out
+    write_nifti(root / "sub-01" / "anat" / "sub-01_space-MNI152NLin2009aSym_res-10x10x10_desc-preproc_T1w.nii.gz",
+                np.ones((10, 10, 10), np.float32))
+    assert "2 preprocessed T1w images" in problems(root)
+
+
+def test_an_old_style_preprocessed_folder_loads_with_a_note_once(tmp_path, cohort_writer, capsys):
+    root = _preprocess_output(cohort_writer(tmp_path / "c", rows(3)), new_names=False)
+    first = load_cohort(root)
+    said = capsys.readouterr().out
+    assert said.count("old-style") == 1 and str(root) in said
+    assert [p.name for p in load_cohort(root).paths] == [p.name for p in first.paths] == [f"sub-{i:02d}_T1w.nii.gz"
+                                                                                         for i in range(3)]
+    assert "old-style" not in capsys.readouterr().out  # once
+    assert main(["validate", str(root), "--quiet"]) == 0
+    assert "NOTE: " in capsys.readouterr().out
+    plain = cohort_writer(tmp_path / "raw", rows(2))  # a raw or simulated cohort is not old-style
+    assert not validate_cohort(plain).notes

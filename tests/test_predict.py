@@ -1,6 +1,7 @@
 """`brainage predict`: a model saved by a notebook, applied to its cohort, gives back the notebook's predictions."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import nibabel as nib
@@ -139,3 +140,40 @@ def test_predict_reproduces_03_lstm_predictions(tmp_path_factory):
             assert frame["brain_pad_corrected"].isna().all()
             if regime == "0-22":
                 assert card.test_mae == pytest.approx(np.abs(recorded[name] - recorded["age"]).mean(), rel=1e-6)
+
+
+class _MeanVoxel(torch.nn.Module):
+    """A stand-in network: the mean of its input."""
+
+    def forward(self, x):
+        return x.flatten(1).mean(1)
+
+
+def test_predict_reads_preprocessed_names_and_old_style_folders(tiny_abide, tmp_path, monkeypatch, capsys):
+    """The same images named sMRIPrep-style and old-style (sub-<id>_T1w.nii.gz) give the same predictions; the
+    old-style folder is said to be one."""
+    from brainage_lib.inference import predict
+    from brainage_lib.inference.cards import ModelCard
+
+    monkeypatch.setenv("BRAINAGE_CACHE", str(tmp_path / "cache"))
+    made = {"Name": "brainage preprocess", "Recipe": "tgb"}
+    folders = {}
+    for style in ("old", "new"):
+        root = shutil.copytree(tiny_abide, tmp_path / style, ignore=shutil.ignore_patterns("ground_truth"))
+        (root / "dataset_description.json").write_text(json.dumps({"Name": style, "GeneratedBy": [made]}))
+        if style == "new":
+            for img in root.glob("sub-*/anat/*_T1w.nii.gz"):
+                img.rename(img.with_name(img.name.replace("_T1w", "_space-MNI152NLin2009aSym_res-24x24x24_desc-preproc_T1w")))
+        folders[style] = root
+    img = nib.load(str(next(folders["old"].glob("sub-*/anat/*_T1w.nii.gz"))))
+    card = ModelCard(paper="TGB", notebook="01_tgb", model="REG", architecture="TGBRegressor", config={},
+                     transform={"name": "tgb", "size": 24}, inputs="volume", profile="smoke", seed=0,
+                     training_data="test", space={"generated_by": [made], "shape": [24, 24, 24],
+                                                  "affine": np.round(img.affine, 3).tolist()}, test_mae=None)
+    monkeypatch.setattr(predict, "load_model", lambda path, device=None: (_MeanVoxel(), card))
+    frames = {}
+    for style in ("new", "old"):
+        frames[style] = predict.predict_cohort("model.pt", folders[style], torch.device("cpu"))
+        assert ("old-style" in capsys.readouterr().out) == (style == "old")
+    assert len(frames["new"]) == 12 and frames["new"]["predicted_age"].notna().all()
+    pd.testing.assert_frame_equal(frames["new"], frames["old"])

@@ -106,7 +106,8 @@ def lstm_run(raw, tmp_path_factory):
 def recovery(raw: Path, out: Path, sid: str, pose_of: str | None = None) -> tuple[float, float]:
     """Dice of the output brain mask with the true one, and the mean displacement (mm) of the estimated transform.
 
-    ``pose_of`` takes the true pose of another subject instead (to show that the checks can fail).
+    ``pose_of`` takes the true pose of another subject instead (to show that the checks can fail). The written
+    inverse transform must bring the estimated scanner points back to the output grid's (mean error under 1 mm).
     """
     import ants
 
@@ -123,7 +124,11 @@ def recovery(raw: Path, out: Path, sid: str, pose_of: str | None = None) -> tupl
     dice = 2 * (mask.reshape(-1) & truth).sum() / (mask.sum() + truth.sum())
     transforms = [str(anat / t) for t in json.loads((anat / f"{sid}_qc.json").read_text())["transforms"]]
     lps = pd.DataFrame({"x": -ras[truth, 0], "y": -ras[truth, 1], "z": ras[truth, 2]})  # ANTs points are LPS
-    est = ants.apply_transforms_to_points(3, lps, transforms).to_numpy() * [-1, -1, 1]
+    est = ants.apply_transforms_to_points(3, lps, transforms)
+    inverse = [str(anat / t) for t in json.loads((anat / f"{sid}_qc.json").read_text())["inverse_transforms"]]
+    back = ants.apply_transforms_to_points(3, est, inverse).to_numpy()
+    assert np.linalg.norm(back - lps.to_numpy(), axis=1).mean() < 1.0
+    est = est.to_numpy() * [-1, -1, 1]
     return float(dice), float(np.linalg.norm(est - scanner[truth], axis=1).mean())
 
 
@@ -152,7 +157,7 @@ def test_quality_measures_of_a_simulated_head(raw, lstm_run):
     assert set(record["step_seconds"]) == {"n4", "bet", "register"} and record["cpu_seconds"] > 0
 
 
-def test_output_is_a_clean_mni_cohort_with_qc(lstm_run):
+def test_output_is_a_clean_mni_cohort_with_qc(raw, lstm_run):
     summary, _, _ = lstm_run
     report = validate_cohort(summary.out)
     assert report.ok and not report.warnings, report.summary()
@@ -169,9 +174,32 @@ def test_output_is_a_clean_mni_cohort_with_qc(lstm_run):
     assert page.count("data:image/png;base64,") == 1 and "<script" not in page
 
 
+def test_outputs_are_named_as_smriprep_names_them_with_sidecars(raw, lstm_run):
+    summary, _, _ = lstm_run
+    sid, tpl = HEADS[0], "MNI152NLin2009aSym"
+    anat, stem = summary.out / sid / "anat", f"{sid}_space-{tpl}_res-128x160x112"
+    assert sorted(p.name for p in anat.iterdir()) == sorted([
+        f"{stem}_desc-preproc_T1w.nii.gz", f"{stem}_desc-preproc_T1w.json", f"{stem}_desc-brain_mask.nii.gz",
+        f"{stem}_desc-brain_mask.json", f"{sid}_from-T1w_to-{tpl}_mode-image_xfm.h5",
+        f"{sid}_from-{tpl}_to-T1w_mode-image_xfm.h5", f"{sid}_qc.json"])
+    desc = json.loads((summary.out / "dataset_description.json").read_text())
+    assert "file:" not in json.dumps(desc) and not Path(desc["SourceDatasets"][0]["URL"]).is_absolute()
+    assert (summary.out / desc["SourceDatasets"][0]["URL"]).resolve() == raw.resolve()
+    links = {"raw": (summary.out / desc["DatasetLinks"]["raw"]).resolve(), "": summary.out}
+    t1w, mask = (json.loads((anat / f"{stem}_desc-{kind}.json").read_text()) for kind in ("preproc_T1w", "brain_mask"))
+    assert t1w["SkullStripped"] is True and mask["Type"] == "Brain"
+    for meta in (t1w, mask):
+        assert {"Sources", "Resolution", "SpatialReference"} <= set(meta)
+        assert "128x160x112" in meta["Resolution"] and meta["SpatialReference"]["Template"] == tpl
+        assert "SRI24" in meta["SpatialReference"]["StandsInFor"]  # the lstm recipe's template is a stand-in
+        for uri in meta["Sources"]:  # BIDS URIs, each naming a file that is there
+            _, dataset, path = uri.split(":", 2)
+            assert (links[dataset] / path).is_file(), uri
+
+
 def test_rerun_skips_finished_scans_and_exits_nonzero_on_failures(raw, lstm_run, capsys):
     summary, _, _ = lstm_run
-    t1w = summary.out / HEADS[0] / "anat" / f"{HEADS[0]}_T1w.nii.gz"
+    t1w = next((summary.out / HEADS[0] / "anat").glob("*_desc-preproc_T1w.nii.gz"))
     stamp = t1w.stat().st_mtime_ns
     code = cli.main(["preprocess", str(raw), str(summary.out), "--recipe", "lstm", "--quiet"])
     assert code == 1
@@ -189,6 +217,8 @@ def test_other_recipes_recover_brain_and_pose(sim, tmp_path, recipe):
     assert disp <= 2.0, disp
     assert validate_cohort(summary.out).warnings == []
     record = json.loads(next(summary.out.rglob("*_qc.json")).read_text())
+    assert record["transforms"] == [f"{HEADS[1]}_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5"]
+    assert "StandsInFor" not in json.loads(next(summary.out.rglob("*_desc-preproc_T1w.json")).read_text())["SpatialReference"]
     assert ("log_jacobian_range" in record) == (recipe == "tgb")  # only SyN has a warp
     assert 0 < record.get("log_jacobian_range", 1) < 2
 

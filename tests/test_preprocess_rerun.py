@@ -66,8 +66,9 @@ def fake_process(monkeypatch):
     recipe = get_recipe("tgb")
     brain = np.zeros(recipe.shape, np.float32)
     brain[40:60, 50:70, 40:60] = 1.0
-    qc = {"similarity": 0.95, "correlation": 0.9, "brain_volume_ml": 1200.0, "edge_voxels": 0, "transforms": ["_xfm.mat"]}
-    monkeypatch.setattr(pipeline, "process", lambda path, rec: (brain, brain > 0, dict(qc), {"_xfm.mat": b"affine"}))
+    qc = {"similarity": 0.95, "correlation": 0.9, "brain_volume_ml": 1200.0, "edge_voxels": 0}
+    files = {"xfm": b"forward", "inv_xfm": b"inverse"}
+    monkeypatch.setattr(pipeline, "process", lambda path, rec: (brain, brain > 0, dict(qc), files))
     monkeypatch.setattr(pipeline, "subject_figure", lambda *a: b"png")
     return recipe
 
@@ -79,21 +80,22 @@ def test_the_record_is_written_last(fake_process, monkeypatch, tmp_path):
         monkeypatch.setattr(pipeline, name, lambda path, *a, _real=real: (written.append(Path(path).name), _real(path, *a)))
     qc = pipeline.run_subject(tmp_path / "scan.nii.gz", tmp_path / "sub-01" / "anat", "sub-01", fake_process,
                               {"source": {"path": "x"}, "packages": {"antspyx": "1"}})
-    assert written[-1] == "sub-01_qc.json" and "sub-01_T1w.nii.gz" in written[:-1], written
-    assert len(written) == 5  # mask, transform, figure, T1w, record
+    t1w = f"sub-01_space-MNI152NLin2009aSym_res-{fake_process.res}_desc-preproc_T1w"
+    assert written[-1] == "sub-01_qc.json" and f"{t1w}.nii.gz" in written[:-1] and f"{t1w}.json" in written, written
+    assert len(written) == 8  # mask, two transforms, figure, T1w, two sidecars, record
     record = json.loads((tmp_path / "sub-01" / "anat" / "sub-01_qc.json").read_text())
     assert record["packages"] == {"antspyx": "1"} and record["recipe"] == "tgb" and record == json.loads(json.dumps(qc))
 
 
 def test_a_scan_that_fails_while_writing_keeps_no_file(fake_process, monkeypatch, tmp_path):
     out = tmp_path / "sub-01" / "anat"
-    where = output_paths(out, "sub-01")
+    where = output_paths(out, "sub-01", fake_process.res)
     pipeline.run_subject(tmp_path / "scan.nii.gz", out, "sub-01", fake_process, {})  # an earlier, finished run
     assert where["qc"].is_file() and where["t1w"].is_file()
     real = pipeline.save_nifti
 
     def crash_on_t1w(path, *a):
-        if Path(path).name.endswith("_T1w.nii.gz"):
+        if Path(path).name.endswith("_desc-preproc_T1w.nii.gz"):
             raise OSError("disk full")
         real(path, *a)
 

@@ -129,7 +129,7 @@ except KeyboardInterrupt as stop:
 
 def _finish(task: run.Task, raw: Path, recipe_name: str, **changes) -> None:
     """Files of a scan finished by an earlier run, with its record's provenance changed by ``changes``."""
-    where = output_paths(task.out_anat, task.stem)
+    where = output_paths(task.out_anat, task.stem, get_recipe(recipe_name).res)
     where["t1w"].parent.mkdir(parents=True, exist_ok=True)
     where["t1w"].write_bytes(b"an image")
     record = {"recipe": recipe_name, **run._provenance(task, raw, get_recipe(recipe_name)), **changes}
@@ -150,5 +150,5 @@ def test_resume_redoes_a_scan_made_by_other_versions_or_another_recipe(cohort):
     _finish(t, raw, "lstm", source={**t.source(raw), "size": 1})
     assert run._finished(t, raw, recipe) is None
     _finish(t, raw, "lstm")
-    output_paths(t.out_anat, t.stem)["t1w"].unlink()
+    output_paths(t.out_anat, t.stem, recipe.res)["t1w"].unlink()
     assert run._finished(t, raw, recipe) is None

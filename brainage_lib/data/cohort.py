@@ -10,6 +10,8 @@ Layout::
     DIR/participants.tsv                       participant_id, age, sex, site [, session, group, survival_months, split]
     DIR/sub-<id>/anat/sub-<id>_T1w.nii[.gz]
     DIR/sub-<id>/ses-<s>/anat/sub-<id>_ses-<s>_T1w.nii[.gz]
+    DIR/sub-<id>/anat/sub-<id>_space-<tpl>_res-<grid>_desc-preproc_T1w.nii.gz   from ``brainage preprocess`` (read first;
+                                               a folder it wrote before these names, sub-<id>_T1w.nii.gz, is still read)
     DIR/ground_truth/                          simulated cohorts only; never read by a model
     DIR/qc.tsv                                 from ``brainage preprocess``: rows with exclude = yes are skipped
 """
@@ -81,6 +83,9 @@ class Cohort:
         return h.hexdigest()[:16]
 
 
+_NOTED: set[str] = set()  # notes already printed, once per process
+
+
 EXCLUDE_YES, EXCLUDE_NO = ("yes", "y", "true", "1", "x"), ("no", "n", "false", "0", "")
 
 
@@ -123,6 +128,10 @@ def load_cohort(root: str | os.PathLike, allow_unlabelled: bool = False, check_d
     if not report.ok:
         listing = "\n  - ".join(report.problems)
         raise BrainAgeError(f"Cohort {report.root} has {len(report.problems)} problem(s):\n  - {listing}")
+    for note in report.notes:
+        if note not in _NOTED:
+            _NOTED.add(note)
+            print(f"Note: {note}")
     table = report.table.reset_index(drop=True)
     out = _scan_keys(table).isin(excluded_scans(report.root))
     names = tuple(_scan_keys(table)[out])

@@ -5,6 +5,7 @@ names and values are ignored. See ``cohort`` for the layout.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class ValidationReport:
     root: Path
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # nothing to fix (e.g. an old-style preprocessed folder)
     table: pd.DataFrame | None = None
     image_info: pd.DataFrame | None = None
 
@@ -66,6 +68,8 @@ class ValidationReport:
         if info is not None and len(info):
             lines.append("  image shapes: " + ", ".join(f"{k} x{v}" for k, v in info["shape"].value_counts().items()))
             lines.append("  voxel sizes (mm): " + ", ".join(f"{k} x{v}" for k, v in info["voxel_mm"].value_counts().items()))
+        for n in self.notes:
+            lines.append(f"NOTE: {n}")
         for w in self.warnings:
             lines.append(f"WARNING: {w}")
         for p in self.problems:
@@ -82,9 +86,21 @@ def _image_stem(root: Path, pid: str, session: str | None) -> Path:
     return root / pid / "anat" / f"{pid}_T1w"
 
 
+PREPROCESSED = "_desc-preproc_T1w"  # sMRIPrep-style name of a preprocessed T1w (``brainage preprocess``)
+GENERATOR = "brainage preprocess"
+
+
 def _image_paths(root: Path, pid: str, session: str | None) -> tuple[list[Path], list[Path]]:
-    """Existing T1w files of a participant (or session), preferred first; without them, any session images seen."""
+    """Existing T1w files of a participant (or session), preferred first; without them, any session images seen.
+
+    A preprocessed image, ``<stem>_space-<tpl>[_res-<grid>]_desc-preproc_T1w.nii[.gz]``, comes before a plain
+    ``<stem>_T1w.nii[.gz]`` (raw cohorts, the simulator, and folders preprocessed before these names).
+    """
     stem = _image_stem(root, pid, session)
+    base = stem.name[: -len("_T1w")]
+    derived = [p for ext in (".nii.gz", ".nii") for p in sorted(stem.parent.glob(f"{base}_space-*{PREPROCESSED}{ext}"))]
+    if derived:
+        return derived, []
     found = [stem.with_name(stem.name + ext) for ext in (".nii.gz", ".nii") if stem.with_name(stem.name + ext).is_file()]
     others = sorted((root / pid).glob("ses-*/anat/*_T1w.nii*")) if not found and not session else []
     return found, others
@@ -230,6 +246,14 @@ def _summarise_image_warnings(seen: dict[str, list[str]], n_images: int, report:
             report.warnings.append(f"{what} in {len(files)} of {n_images} image(s), e.g. {'; '.join(files[:EXAMPLES])}{more}. {advice}")
 
 
+def _generator(root: Path) -> str | None:
+    """``GeneratedBy[0].Name`` of the folder's dataset_description.json, if any."""
+    try:
+        return json.loads((root / "dataset_description.json").read_text())["GeneratedBy"][0]["Name"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def validate_cohort(root: str | os.PathLike, allow_unlabelled: bool = False, check_data: bool = True,
                     progress: bool = False) -> ValidationReport:
     """Check a cohort folder and report every problem at once (read-only).
@@ -263,13 +287,23 @@ def validate_cohort(root: str | os.PathLike, allow_unlabelled: bool = False, che
             report.problems.append(f"{tsv} line {i + 2} ({row['participant_id']}): no T1w image at {expected}.nii[.gz].{hint}")
             paths.append(None)
             continue
-        if len(found) > 1:
+        grids = sorted({f.name.removesuffix(".gz").removesuffix(".nii") for f in found})
+        if len(grids) > 1:
+            report.problems.append(f"{found[0].parent}: {len(grids)} preprocessed T1w images ({', '.join(grids)}) for "
+                                   f"{row['participant_id']}; a cohort folder holds one grid. Keep one.")
+        elif len(found) > 1:
             seen["both"].append(str(found[0].relative_to(root)))
         paths.append(str(found[0]))
         info = _check_image(found[0], report, check_data, seen)
         if info:
             infos.append(info)
     _summarise_image_warnings(seen, sum(p is not None for p in paths), report)
+    old = [p for p in paths if p is not None and PREPROCESSED not in Path(p).name]
+    if old and _generator(root) == GENERATOR:
+        report.notes.append(f"{root} is an old-style `brainage preprocess` folder ({len(old)} image(s) named "
+                            "sub-<id>_T1w.nii.gz, in MNI space): still read as before. A rerun of `brainage preprocess` "
+                            "on it renames its outputs sMRIPrep-style (sub-<id>_space-<tpl>_res-<grid>_desc-preproc_T1w"
+                            ".nii.gz, composite .h5 transforms, JSON sidecars).")
     table["path"] = paths
     for sub in _image_folders(root, set(table["participant_id"])):
         report.problems.append(f"{sub}: has a T1w image but no row in participants.tsv. Add a row or move the folder out.")

@@ -1,7 +1,9 @@
 """One scan through a recipe: read and check it, run the steps, measure its quality, write it atomically.
 
 Every image is handled as an ANTsPy image; deepbet sees it through nibabel. Nothing is written
-next to the raw scan: ANTs's transform files go to a temporary folder and are copied out.
+next to the raw scan: ANTs's transform files go to a temporary folder, are joined into one composite
+``.h5`` per direction (affine, then for SyN the warp) and copied out. Beside each image goes a JSON
+sidecar (``SkullStripped``, ``Sources``, ``Resolution``, ``SpatialReference``; ``Type`` for the mask).
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from scipy import ndimage
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess import measures
-from brainage_lib.preprocess.outputs import atomic_write, output_paths, remove_outputs, save_nifti
+from brainage_lib.preprocess.outputs import (atomic_write, output_paths, remove_outputs, save_nifti,
+                                             without_hdf5_times)
 from brainage_lib.preprocess.qc import similarity, subject_figure
-from brainage_lib.preprocess.recipes import Recipe, template
+from brainage_lib.preprocess.recipes import SPACE, Recipe, template
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
@@ -38,6 +41,7 @@ class State:
     mask: ants.ANTsImage | None = None
     coverage: ants.ANTsImage | None = None  # where the scanner's field of view lies, once registered
     transforms: list[str] = field(default_factory=list)  # forward transforms, in ANTs's apply order
+    inverse: list[str] = field(default_factory=list)  # inverse transforms, in ANTs's apply order (affine inverted)
     measures: dict = field(default_factory=dict)  # image-quality measures taken on the way (``measures``)
 
 
@@ -130,7 +134,7 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     near = to_ants(dilated, affine) if recipe.transform == "Affine" else None
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
     reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/")
-    state.transforms = list(reg["fwdtransforms"])
+    state.transforms, state.inverse = list(reg["fwdtransforms"]), list(reg["invtransforms"])
     warps = [t for t in state.transforms if t.endswith(".nii.gz")]
     if warps:
         log_jac = ants.create_jacobian_determinant_image(fixed, warps[0], do_log=True).numpy()
@@ -161,12 +165,26 @@ def quality(brain: np.ndarray, mask: np.ndarray, coverage: np.ndarray, recipe: R
             "edge_voxels": int((mask & ~inside).sum())}
 
 
-def _suffix(transform: str) -> str:
-    return "_xfm.mat" if transform.endswith(".mat") else "_desc-warp_xfm.nii.gz"
+def composite(transforms: list[str], dest: Path, inverse: bool = False) -> bytes:
+    """ANTs's transforms (``.mat`` affine, ``.nii.gz`` warp; in apply order) as one composite ``.h5`` transform.
+
+    ``inverse``: ``transforms`` are ANTs's ``invtransforms``, whose affine is stored forward and inverted here.
+    The file's HDF5 times are zeroed, so that the same transform gives the same bytes.
+    """
+    parts = []
+    for t in transforms:
+        if t.endswith(".mat"):
+            tx = ants.read_transform(t)
+            parts.append(tx.invert() if inverse else tx)
+        else:
+            parts.append(ants.transform_from_displacement_field(ants.image_read(t)))
+    ants.write_transform(ants.compose_ants_transforms(parts), str(dest))
+    return without_hdf5_times(dest.read_bytes())
 
 
 def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, dict[str, bytes]]:
-    """Run ``recipe`` on one scan: (brain image, brain mask, QC numbers, transform files by suffix)."""
+    """Run ``recipe`` on one scan: (brain image, brain mask, QC numbers, the composite transforms' bytes by kind:
+    ``xfm`` from the scan to the template, ``inv_xfm`` back)."""
     scan = read_scan(path)
     try:
         with tempfile.TemporaryDirectory(prefix="brainage-prep-") as tmp:
@@ -179,8 +197,8 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
             mask = state.mask.numpy() > 0.5
             brain = np.clip(state.image.numpy(), 0, None) * mask
             qc = quality(brain, mask, state.coverage.numpy(), recipe, _affine_determinant(state.transforms))
-            files = {_suffix(t): Path(t).read_bytes() for t in state.transforms}
-        qc["transforms"] = [_suffix(t) for t in state.transforms]
+            files = {"xfm": composite(state.transforms, Path(tmp, "forward.h5")),
+                     "inv_xfm": composite(state.inverse, Path(tmp, "inverse.h5"), inverse=True)}
         qc.update(state.measures)
         qc["step_seconds"], qc["step_cpu_seconds"] = wall, cpu
         _check_volume(qc["brain_volume_ml"])
@@ -193,6 +211,32 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
     return brain.astype(np.float32), mask, qc, files
 
 
+def spatial_reference(recipe: Recipe) -> dict:
+    """The template and grid of a recipe's outputs, for the sidecars."""
+    grid = recipe.grid
+    ref = {"Template": SPACE, "TemplateFlow": f"yes: {SPACE} is a TemplateFlow template (the res- label is not)",
+           "Source": "mni_icbm152_t1_tal_nlin_sym_09a (ICBM 2009a symmetric, brain only) from the nilearn wheel, "
+                     "resampled to this grid",
+           "Shape": list(grid.shape), "VoxelSizeMM": [round(v, 4) for v in grid.voxel_size],
+           "Affine": grid.affine.round(6).tolist()}
+    if recipe.stands_in_for:
+        ref["StandsInFor"] = (f"{recipe.stands_in_for}, the paper's template, which is not a TemplateFlow template and "
+                              f"cannot be had offline: the {SPACE} template on the paper's {recipe.res} grid stands in "
+                              f"for it. These images are in {SPACE} space, not in {recipe.stands_in_for}'s.")
+    return ref
+
+
+def sidecars(where: dict[str, Path], stem: str, recipe: Recipe, provenance: dict) -> dict[str, dict]:
+    """The JSON sidecars of the preprocessed T1w and the brain mask. ``Sources`` are BIDS URIs: ``bids:raw:`` in the
+    raw dataset (``DatasetLinks`` of dataset_description.json), ``bids::`` in this one."""
+    folder = "/".join(stem.split("_")) + "/anat"  # sub-<id>[/ses-<s>]/anat, relative to the output folder
+    raw = (provenance.get("source") or {}).get("path")
+    sources = ([f"bids:raw:{raw}"] if raw else []) + [f"bids::{folder}/{where['xfm'].name}"]
+    common = {"Resolution": recipe.resolution(), "SpatialReference": spatial_reference(recipe)}
+    return {"t1w_json": {"SkullStripped": True, "Sources": sources, **common},
+            "mask_json": {"Type": "Brain", "Sources": sources + [f"bids::{folder}/{where['t1w'].name}"], **common}}
+
+
 def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, provenance: dict) -> dict:
     """Process one scan and write its outputs, its record (``_qc.json``, with ``provenance``) last.
 
@@ -200,18 +244,20 @@ def run_subject(path: Path, out_anat: Path, stem: str, recipe: Recipe, provenanc
     is removed if it fails or is stopped: a scan is finished exactly when its record exists.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    where = output_paths(out_anat, stem)
+    where = output_paths(out_anat, stem, recipe.res)
     remove_outputs(where)
     try:
         brain, mask, qc, files = process(path, recipe)
         affine = recipe.grid.affine
         save_nifti(where["mask"], mask.astype(np.uint8), affine)
-        for suffix, blob in files.items():
-            atomic_write(Path(f"{where['xfm']}{suffix}"), lambda p, b=blob: p.write_bytes(b))
+        for kind, blob in files.items():
+            atomic_write(where[kind], lambda p, b=blob: p.write_bytes(b))
         png = subject_figure(nib.Nifti1Image(brain, affine), recipe.shape, f"{stem}  similarity {qc['similarity']:.3f}")
         atomic_write(where["figure"], lambda p: p.write_bytes(png))
         save_nifti(where["t1w"], brain, affine)
-        qc["transforms"] = [f"{where['xfm'].name}{s}" for s in qc["transforms"]]
+        for kind, meta in sidecars(where, stem, recipe, provenance).items():
+            atomic_write(where[kind], lambda p, m=meta: p.write_text(json.dumps(m, indent=2) + "\n"))
+        qc["transforms"], qc["inverse_transforms"] = [where["xfm"].name], [where["inv_xfm"].name]
         qc.update(seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1),
                   recipe=recipe.name, **provenance)
         atomic_write(where["qc"], lambda p: p.write_text(json.dumps(qc, indent=1) + "\n"))

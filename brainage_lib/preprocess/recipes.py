@@ -38,10 +38,23 @@ class Recipe:
     transform: str  # ANTsPy ``type_of_transform``
     shape: tuple[int, int, int]  # output grid over the MNI152 field of view
     notes: tuple[str, ...] = ()  # where this recipe departs from the paper, and why
+    stands_in_for: str = ""  # the paper's template, where the MNI152 grid of this recipe stands in for it
 
     @property
     def grid(self) -> Grid:
         return Grid(self.shape)
+
+    @property
+    def res(self) -> str:
+        """The ``res-`` label of the output names: the grid's shape (a label of this project, not a TemplateFlow
+        resolution index), e.g. ``99x117x95``."""
+        return "x".join(map(str, self.shape))
+
+    def resolution(self) -> str:
+        """The grid in words, for the sidecars' ``Resolution``."""
+        mm = "x".join(f"{v:.3g}" for v in self.grid.voxel_size)
+        return (f"res-{self.res}: {self.res} voxels of {mm} mm spanning the {SPACE} field of view (a grid of this "
+                "project, named by its shape; not a TemplateFlow resolution index)")
 
     @property
     def definition(self) -> dict:

@@ -10,4 +10,5 @@ RECIPE = Recipe(
     (("SRI24 cannot be had offline: the MNI152 2009 template's field of view sampled on the same 128x160x112 "
       "grid stands in for it (voxels 1.54x1.46x1.69 mm)."),
      ("The paper names no bias correction or brain extraction; N4 and deepbet are added so that the output "
-      "matches the skull-stripped cohorts the notebook is built on.")))
+      "matches the skull-stripped cohorts the notebook is built on.")),
+    stands_in_for="SRI24")
