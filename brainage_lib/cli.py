@@ -55,21 +55,39 @@ def _optional(module: str):
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    preprocess_cohort = _optional("brainage_lib.preprocess.run").preprocess_cohort
+    prep = _optional("brainage_lib.preprocess.run")
 
     t0 = time.time()
+    if args.report_only:
+        if args.raw or args.out or args.participant_label or args.shard:
+            raise BrainAgeError("--report-only OUT takes only the output folder (RAW and the recipe are read from its "
+                                "dataset_description.json): brainage preprocess --report-only OUT")
+        s = prep.gather_report(args.report_only)
+        print(f"{s.out}: report of {s.selected - len(s.missing)} of {s.selected} scan(s). QC: {s.qc_html} and {s.qc_tsv}")
+        if s.missing:
+            print(f"{len(s.missing)} scan(s) of RAW have no record yet (a part not run, still running or stopped): "
+                  f"{', '.join(s.missing[:10])}{', ...' if len(s.missing) > 10 else ''}", file=sys.stderr)
+        print(f"Check it with: brainage validate {s.out}; then set a notebook's DATA_DIR to it.")
+        return 1 if s.missing else 0
+    if not (args.raw and args.out and args.recipe):
+        raise BrainAgeError("give RAW, OUT and --recipe: brainage preprocess RAW OUT --recipe R (or --report-only OUT)")
     try:
-        s = preprocess_cohort(args.raw, args.out, args.recipe, jobs=args.jobs, deterministic=args.deterministic,
-                              progress=not args.quiet)
+        s = prep.preprocess_cohort(args.raw, args.out, args.recipe, jobs=args.jobs, deterministic=args.deterministic,
+                                   progress=not args.quiet, participant_label=args.participant_label, shard=args.shard)
     except KeyboardInterrupt as stop:
         what = f": {stop}" if str(stop) else ""
         print(f"\nInterrupted{what}. Finished scans are kept; rerun the same command to do the rest.", file=sys.stderr)
         return 130
-    print(f"{s.out}: {s.processed} scan(s) processed, {s.skipped} already done, {len(s.failed)} failed "
-          f"({time.time() - t0:.0f} s). QC: {s.qc_html} and {s.qc_tsv}")
+    done = f"{s.processed} scan(s) processed, {s.skipped} already done, {len(s.failed)} failed ({time.time() - t0:.0f} s)"
+    if s.qc_tsv is None:
+        print(f"{s.out}: part of the cohort ({s.selected} scan(s)): {done}. Once every part has finished: "
+              f"brainage preprocess --report-only {s.out}")
+    else:
+        print(f"{s.out}: {done}. QC: {s.qc_html} and {s.qc_tsv}")
     for reason in s.failed:
         print(f"FAILED: {reason}", file=sys.stderr)
-    print(f"Check it with: brainage validate {s.out}; then set a notebook's DATA_DIR to it.")
+    if s.qc_tsv is not None:
+        print(f"Check it with: brainage validate {s.out}; then set a notebook's DATA_DIR to it.")
     return 1 if s.failed else 0
 
 
@@ -222,9 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("preprocess", help="raw T1w scans to a folder the notebooks read (N4, deepbet, ANTs registration)")
-    p.add_argument("raw", help="raw cohort folder: participants.tsv + sub-<id>/anat/sub-<id>_T1w.nii.gz (only read)")
-    p.add_argument("out", help="output folder, outside RAW; rerun on the same folder to resume")
-    p.add_argument("--recipe", required=True, choices=registry.recipe_names(), help="the paper whose preprocessing to follow")
+    p.add_argument("raw", nargs="?", help="raw cohort folder: participants.tsv + sub-<id>/anat/sub-<id>_T1w.nii.gz "
+                                          "(only read)")
+    p.add_argument("out", nargs="?", help="output folder, outside RAW; rerun on the same folder to resume")
+    p.add_argument("--recipe", choices=registry.recipe_names(), help="the paper whose preprocessing to follow")
+    p.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                   help="only these participants (01 or sub-01); a part: see --report-only")
+    p.add_argument("--shard", metavar="K/N", help="only part K of N (1 <= K <= N) of the sorted participants, for "
+                   "job arrays writing one OUT (--array=1-20: --shard $SLURM_ARRAY_TASK_ID/20); a part "
+                   "writes its scans, and --report-only OUT writes qc.tsv, qc.html and participants.tsv after")
+    p.add_argument("--report-only", metavar="OUT", help="only gather qc.tsv, qc.html and participants.tsv of OUT from "
+                   "its scans' records, once every part has finished")
     p.add_argument("--jobs", type=int, default=1, help="scans processed at once (default 1)")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                    help="one thread per scan, so a rerun writes byte-identical images and transforms (default: on "
