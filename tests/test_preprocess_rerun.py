@@ -113,3 +113,19 @@ def test_the_head_template_is_checked_against_its_checksum(monkeypatch):
     monkeypatch.setitem(native.SHA256, native.HEAD_TEMPLATE, "0" * 64)
     with pytest.raises(BrainAgeError, match="nimare==0.22.1"):
         native._template_file(native.HEAD_TEMPLATE)
+
+
+def test_a_scan_redone_in_an_old_style_folder_loses_its_old_names(fake_process, tmp_path):
+    """A folder written before the sMRIPrep-style names: redoing a scan removes its old image, mask and transforms."""
+    out = tmp_path / "sub-01" / "anat"
+    old = [out / "sub-01_T1w.nii.gz", out / "sub-01_space-MNI152NLin2009aSym_desc-brain_mask.nii.gz",
+           out / "sub-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.mat",
+           out / "sub-01_from-T1w_to-MNI152NLin2009aSym_mode-image_desc-warp_xfm.nii.gz", out / "sub-01_qc.json"]
+    out.mkdir(parents=True)
+    for p in old:
+        p.write_bytes(b"old")
+    (out / "sub-02_T1w.nii.gz").write_bytes(b"another scan")  # never touched
+    pipeline.run_subject(tmp_path / "scan.nii.gz", out, "sub-01", fake_process, {})
+    assert not any(p.exists() for p in old[:-1]) and (out / "sub-02_T1w.nii.gz").read_bytes() == b"another scan"
+    assert set(scan_files(output_paths(out, "sub-01", fake_process.res))) == set(out.glob("sub-01_*")) | set(
+        (tmp_path / "sub-01" / "figures").glob("*"))
