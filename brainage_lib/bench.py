@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from brainage_lib import paths, registry
@@ -20,7 +21,6 @@ from brainage_lib.data.datasets import CachedArrayDataset
 from brainage_lib.data.transforms import get_transform, load_volume
 from brainage_lib.engine.fabric import Engine
 from brainage_lib.engine.training import TrainConfig, train_regressor
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
 from brainage_lib.preprocess.bench import bench_preprocess
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import resolve_device
@@ -32,7 +32,7 @@ def _rate(n: int, seconds: float) -> float:
 
 
 def _bench_loops(arr, ages, stages: Path, epochs: int = 2) -> dict[str, float]:
-    """Training samples/s of a small TGB regressor on the cached cohort: a plain DataLoader loop and the engine.
+    """Training samples/s of a small 3D CNN on the cached cohort: a plain DataLoader loop and the engine.
 
     The engine's loop (``train_regressor`` on an ``Engine`` with a checkpoint folder: a stage
     identity over the data, a checkpoint per epoch) against the loop it replaced, same model,
@@ -42,7 +42,11 @@ def _bench_loops(arr, ages, stages: Path, epochs: int = 2) -> dict[str, float]:
     device = resolve_device("auto")
     ds = CachedArrayDataset(arr, ages)
     cfg = TrainConfig(epochs=epochs, batch_size=4, lr=1e-4, seed=0)
-    model = lambda: TGBRegressor(RegressorConfig(input_shape=tuple(arr.shape[1:]), width=0.125, fc_units=(16,)))  # noqa: E731
+    def model() -> nn.Module:  # two strided convolutions, pooled: a regressor of any paper's volume size
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv3d(1, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv3d(8, 16, 3, stride=2, padding=1),
+                             nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(16, 1))
+
     mean, sd = float(ds.ages.mean()), float(ds.ages.std())
     net = model().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -58,7 +62,7 @@ def _bench_loops(arr, ages, stages: Path, epochs: int = 2) -> dict[str, float]:
     t0 = time.perf_counter()
     train_regressor(model(), ds, None, cfg, Engine(device, checkpoints=stages), "bench", progress=False)
     engine = _rate(epochs * len(ds), time.perf_counter() - t0)
-    return {"train_loop_plain_tgb_reg_small_samples_per_s": plain, "train_loop_engine_tgb_reg_small_samples_per_s": engine}
+    return {"train_loop_plain_small_cnn_samples_per_s": plain, "train_loop_engine_small_cnn_samples_per_s": engine}
 
 
 def main_transforms() -> list[str]:
@@ -68,7 +72,7 @@ def main_transforms() -> list[str]:
 
 def listing() -> list[str]:
     """What ``brainage bench`` measures, one line per part, without running anything."""
-    lines = ["simulator: abide_like at 2 mm", "engine overhead: a small TGB regressor, plain loop vs the engine"]
+    lines = ["simulator: abide_like at 2 mm", "engine overhead: a small 3D CNN, plain loop vs the engine"]
     lines += [f"cache build, cached and NIfTI loading: transform '{t}'" for t in main_transforms()]
     lines += [f"{p.short} ({p.notebook}): {p.bench}" for p in registry.papers().values() if p.bench]
     return lines + ["preprocessing: seconds per scan of each recipe (with make preprocess-deps)"]
@@ -99,7 +103,7 @@ def run_benchmarks(n: int = 40, out: str | None = None) -> dict:
             for p in cohort.paths[: min(n, 10)]:
                 tr(load_volume(p))
             res["results"][f"load_nifti_{name}_samples_per_s"] = _rate(min(n, 10), time.perf_counter() - t0)
-            if tr.inputs == "volume" and "train_loop_engine_tgb_reg_small_samples_per_s" not in res["results"]:
+            if tr.inputs == "volume" and "train_loop_engine_small_cnn_samples_per_s" not in res["results"]:
                 res["results"].update(_bench_loops(arr, cohort.ages, tmp / "stages"))  # the first volume input
     device = resolve_device("auto")
     for paper in registry.papers().values():

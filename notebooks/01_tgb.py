@@ -93,8 +93,8 @@ from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, 
 from brainage_lib.metrics.scores import mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import GATE_TEXT, mean_prediction_mae, reconstruction_share
-from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.tgb import figures as tgb_plots
 from brainage_lib.papers.tgb import magnitudes as mag

@@ -95,8 +95,8 @@ from brainage_lib.data.space import check_input_space
 from brainage_lib.papers.diff.transforms import DIFFSlice
 from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
 from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
-from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.models.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
+from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
+from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.diff import figures as diff_plots, roles
 from brainage_lib.papers.diff.claims import record_claims, record_gates
@@ -179,7 +179,7 @@ print(f"training split: {len(train_lab)} labelled + {rec.get('data.split.train_u
 
 # %% [markdown]
 # ## 2 Models
-# **Diffusion autoencoder** (`brainage_lib.models.diffae`): MONAI's `DiffusionModelUNet`
+# **Diffusion autoencoder** (`brainage_lib.papers.diff.diffae`): MONAI's `DiffusionModelUNet`
 # as the noise predictor (levels `CHANNELS`, `NUM_RES_BLOCKS` residual blocks per level,
 # GroupNorm + SiLU, skips between levels of equal width, a middle block of
 # `MID_ATTENTION_BLOCKS` self-attention blocks); the semantic encoder is a second copy of

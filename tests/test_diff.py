@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.engine.fabric import Engine, Stage, epoch_order, global_batches, local_share
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
+from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
 from brainage_lib.papers.diff import training as diff
 from brainage_lib.papers.diff.claims import claims
 from brainage_lib.papers.diff.evaluation import evaluate, numbers, record_evaluation, reference_numbers, wide_table

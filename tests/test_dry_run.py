@@ -10,8 +10,8 @@ from brainage_lib import paths
 from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.diffae import DiffAEConfig
-from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.papers.diff.diffae import DiffAEConfig
+from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.papers.diff.training import DiffTrainConfig, train_diffae
 from brainage_lib.papers.tgb.training import GANTrainConfig, train_gan
 from brainage_lib.run.params import DRY_RUN_STEPS, load_dry_run, resolve_params

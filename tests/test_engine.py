@@ -13,7 +13,7 @@ from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.engine.fabric import Engine, Stage, batch_loader, epoch_order
 from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
 
 CPU = torch.device("cpu")
 

@@ -9,7 +9,7 @@ from torch.utils.data import ConcatDataset
 from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.engine import fabric as fabric_mod
 from brainage_lib.engine.fabric import Stage, batch_loader
-from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+from brainage_lib.papers.lstm.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
 
 CPU = torch.device("cpu")
 

@@ -16,7 +16,7 @@ LAYERS = {
     "errors": 0, "paths": 0,
     "registry": 0.5,  # the paper plug-in contract: shared code finds the wings through it, never by name
     "metrics": 1, "run": 1.5,  # the results and seeds of a run speak the verdict vocabulary of metrics
-    "simulation": 2, "models": 2,
+    "simulation": 2,
     "data": 3, "engine": 3,
     "report": 4, "inference": 4, "preprocess": 4,
     "papers": 5,

@@ -14,8 +14,8 @@ from torch import nn
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics import stats
-from brainage_lib.models.baselines2d import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.models.diffae import (DiffAE, DiffAEConfig, _slerp, _ZResnetBlock, ddim_decode, ddim_encode,
+from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
+from brainage_lib.papers.diff.diffae import (DiffAE, DiffAEConfig, _slerp, _ZResnetBlock, ddim_decode, ddim_encode,
                                         diffae_loss, interpolate, make_scheduler, predict_age)
 
 torch.set_num_threads(1)

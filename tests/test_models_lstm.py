@@ -11,8 +11,8 @@ from torch import nn
 
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
-from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
-from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig, pool_adjacent_slices
+from brainage_lib.papers.lstm.resnet3d import ResNet3D, ResNet3DConfig
+from brainage_lib.papers.lstm.resnet_lstm import ResNetLSTM, ResNetLSTMConfig, pool_adjacent_slices
 from brainage_lib.papers.lstm.evaluation import DISCOVERY_EDGES, DISCOVERY_LABELS, REPLICATION_EDGES, REPLICATION_LABELS
 from brainage_lib.papers.lstm import evaluation as L
 

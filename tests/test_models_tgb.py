@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_gan import (GANConfig, TGBCritic, TGBGenerator, critic_loss, generator_loss,
+from brainage_lib.papers.tgb.gan import (GANConfig, TGBCritic, TGBGenerator, critic_loss, generator_loss,
                                          gradient_penalty, interpolate_latents, plan_synthesis)
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor, he_init
+from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor, he_init
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import torch
 
 from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb import synthesis as tgb_synthesis
 from brainage_lib.papers.tgb import training as tgb
 from brainage_lib.papers.tgb.transforms import TGBVolume

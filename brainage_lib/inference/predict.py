@@ -21,7 +21,6 @@ from brainage_lib.data.datasets import CachedArrayDataset
 from brainage_lib.data.transforms import get_transform
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.inference.cards import ModelCard, cohort_space, load_model
-from brainage_lib.models.diffae import predict_age
 
 __all__ = ["check_compatible", "predict_cohort"]
 
@@ -48,7 +47,7 @@ def _predict(model: torch.nn.Module, card: ModelCard, array: np.ndarray, device:
     out = []
     for x, _ in DataLoader(ds, batch_size=8, shuffle=False):
         x = x.to(device)
-        y = predict_age(model, x) if card.architecture == "DiffAE" else model(x)
+        y = model.predict_age(x) if hasattr(model, "predict_age") else model(x)  # e.g. DIFF's DiffAE: its age head
         out.append(y.float().reshape(-1).cpu().numpy())
     return np.concatenate(out) * card.target_sd + card.target_mean
 

@@ -8,9 +8,9 @@ PAPER = Paper(
     transforms={"diff": f"{W}.transforms:DIFFSlice"},
     recipe=f"{W}.recipe:RECIPE",
     architectures={
-        "DeepBrainNet2D": ("brainage_lib.models.baselines2d:DeepBrainNet2D", "brainage_lib.models.baselines2d:SliceCNNConfig"),
-        "DenseNet121-2D": ("brainage_lib.models.baselines2d:densenet121_2d", None),
-        "DiffAE": ("brainage_lib.models.diffae:DiffAE", "brainage_lib.models.diffae:DiffAEConfig"),
+        "DeepBrainNet2D": ("brainage_lib.papers.diff.baselines:DeepBrainNet2D", "brainage_lib.papers.diff.baselines:SliceCNNConfig"),
+        "DenseNet121-2D": ("brainage_lib.papers.diff.baselines:densenet121_2d", None),
+        "DiffAE": ("brainage_lib.papers.diff.diffae:DiffAE", "brainage_lib.papers.diff.diffae:DiffAEConfig"),
     },
     presets=f"{W}.presets:PRESETS",
     bench=f"{W}.bench:bench_diff",

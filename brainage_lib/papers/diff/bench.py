@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.engine.training import TrainConfig, train_regressor
-from brainage_lib.models.baselines2d import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.models.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
+from brainage_lib.papers.diff.baselines import DeepBrainNet2D, SliceCNNConfig, densenet121_2d
+from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, diffae_loss, make_scheduler
 from brainage_lib.papers.diff.training import DiffTrainConfig, parse_widths, train_diffae
 from brainage_lib.run.params import load_profile
 from brainage_lib.run.timing import StageBench, samples_per_second

@@ -29,8 +29,8 @@ from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code
                                         local_share, sync_batchnorm, sync_gradients)
 from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models import diffae as diffae_module
-from brainage_lib.models.diffae import (AGE_LOSSES, DiffAE, DiffAEConfig, DiffAELoss, diffae_loss, make_scheduler,
+from brainage_lib.papers.diff import diffae as diffae_module
+from brainage_lib.papers.diff.diffae import (AGE_LOSSES, DiffAE, DiffAEConfig, DiffAELoss, diffae_loss, make_scheduler,
                                         predict_age)
 from brainage_lib.papers.diff.roles import split_single_cohort
 

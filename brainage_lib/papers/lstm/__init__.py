@@ -8,8 +8,8 @@ PAPER = Paper(
     transforms={"lstm": f"{W}.transforms:LSTMSlices", "atlas": f"{W}.transforms:AtlasVolume"},
     recipe=f"{W}.recipe:RECIPE",
     architectures={
-        "ResNet3D": ("brainage_lib.models.resnet3d:ResNet3D", "brainage_lib.models.resnet3d:ResNet3DConfig"),
-        "ResNetLSTM": ("brainage_lib.models.resnet_lstm:ResNetLSTM", "brainage_lib.models.resnet_lstm:ResNetLSTMConfig"),
+        "ResNet3D": ("brainage_lib.papers.lstm.resnet3d:ResNet3D", "brainage_lib.papers.lstm.resnet3d:ResNet3DConfig"),
+        "ResNetLSTM": ("brainage_lib.papers.lstm.resnet_lstm:ResNetLSTM", "brainage_lib.papers.lstm.resnet_lstm:ResNetLSTMConfig"),
     },
     presets=f"{W}.presets:PRESETS",
     bench=f"{W}.bench:bench_lstm",

@@ -24,8 +24,8 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import is_finite
-from brainage_lib.models.resnet3d import ResNet3D, ResNet3DConfig
-from brainage_lib.models.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
+from brainage_lib.papers.lstm.resnet3d import ResNet3D, ResNet3DConfig
+from brainage_lib.papers.lstm.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
 from brainage_lib.run.results import Recorder
 
 # What the summary and the index page show of this paper: its name and the titles of its record tables.

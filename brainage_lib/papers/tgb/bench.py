@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.engine.training import TrainConfig, train_regressor
-from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator
-from brainage_lib.models.tgb_regressor import RegressorConfig, TGBRegressor
+from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
+from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb.evaluation import split_counts
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format, train_gan
 from brainage_lib.run.params import load_profile

@@ -19,7 +19,7 @@ import copy
 
 import torch
 
-from brainage_lib.models.tgb_gan import GANConfig, TGBCritic, TGBGenerator, gradient_penalty
+from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator, gradient_penalty
 from brainage_lib.papers.tgb.bench import CUDA_SETTING, TINY_SETTING
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer
 from brainage_lib.run.params import load_profile

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_gan import TGBGenerator, interpolate_latents, plan_synthesis
+from brainage_lib.papers.tgb.gan import TGBGenerator, interpolate_latents, plan_synthesis
 from brainage_lib.run.progress import tqdm
 
 __all__ = ["SyntheticSet", "bin_fill", "load_synthetic", "synthesis_key", "synthesise", "synthesise_at_age"]

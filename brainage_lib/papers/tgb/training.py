@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, compiled, data_fingerprint,
                                         fit, sync_gradients)
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
+from brainage_lib.papers.tgb.gan import TGBCritic, TGBGenerator, critic_loss, generator_loss
 
 __all__ = ["GANResult", "GANTrainConfig", "GANTrainer", "reconstruct", "reconstruction_l1", "to_memory_format",
            "train_gan"]

@@ -288,6 +288,11 @@ class DiffAE(nn.Module):
         """Ages in years ``(B,)`` from ``z_sem`` (uses the head's current train/eval mode)."""
         return self.age_head(z_sem).squeeze(1) * self.config.age_scale + self.config.age_offset
 
+    def predict_age(self, x: torch.Tensor) -> torch.Tensor:
+        """The age head's output for images ``x`` (eval mode, no grad): what ``brainage predict`` calls on a
+        network that has this method, instead of its ``forward`` (here the denoiser)."""
+        return predict_age(self, x)
+
 
 def make_scheduler(config: DiffAEConfig | None = None) -> DDPMScheduler:
     """MONAI DDPM scheduler with the config's linear beta schedule."""

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.tgb_regressor import autocast_off, he_init
+from brainage_lib.papers.tgb.regressor import autocast_off, he_init
 
 __all__ = ["OUTPUT_HEADS", "CriticLoss", "GANConfig", "GeneratorLoss", "SynthesisPair", "TGBCritic",
            "TGBGenerator", "critic_loss", "generator_loss", "gradient_penalty",

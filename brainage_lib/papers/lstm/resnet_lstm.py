@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.models.resnet3d import RESNET_INPLANES, check_backbone_fields, instance_norm_resnet
+from brainage_lib.papers.lstm.resnet3d import RESNET_INPLANES, check_backbone_fields, instance_norm_resnet
 
 
 def pool_adjacent_slices(features: torch.Tensor, k: int) -> torch.Tensor:
