@@ -524,16 +524,7 @@ rec.gates()
 # are marked passed/failed.
 
 # %%
-verdicts = claims(rec.doc["records"])
-lines = []
-for _, c in verdicts.iterrows():
-    word = rec.claim(c["key"], c["claim"], c["reproduced"], c["this run"], c["rule"], paper=c["paper"],
-                     kind=c["kind"], untestable_because=c["reason"], judged_on=f"{c['judged_on']} of {rec.doc['data']}",
-                     magnitudes=c["magnitudes"])
-    why = f"; {c['reason']}" if isinstance(c["reason"], str) and c["reason"] else ""
-    check = " (simulator check)" if c["kind"] == "check" else ""
-    sizes = "".join(f"; {m.text()}" for m in c["magnitudes"])
-    lines.append(f"- **{word}**{check}: {c['claim']} (paper: {c['paper']}; this run: {c['this run']}{why}{sizes}).")
+lines = rec.record_claims(claims(rec.doc["records"], rec.doc["data"]))
 display(Markdown(f"Profile **{cfg.profile}** on **{rec.doc['data']}**, model seed {SEED}:\n\n" + "\n".join(lines)))
 test_ids = data.table["participant_id"].iloc[test_idx].to_numpy()
 rec.save_predictions(pd.DataFrame({"evaluation": "test", "participant_id": test_ids, "age": test_age,

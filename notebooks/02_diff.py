@@ -99,7 +99,7 @@ from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, Slic
 from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.diff import figures as diff_plots, roles
-from brainage_lib.papers.diff.claims import record_claims, record_gates
+from brainage_lib.papers.diff.claims import claims, record_gates
 from brainage_lib.papers.diff.deviations import DEVIATIONS
 from brainage_lib.papers.diff.evaluation import (MODELS, als_pads, evaluate, format_table, magnitude_numbers,
                                                  magnitude_table, record_evaluation, record_magnitudes,
@@ -548,7 +548,7 @@ print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's 
 # simulator's signs. These are this model seed's verdicts; the verdicts over all seeds follow.
 
 # %%
-lines = record_claims(rec, simulated, data_on)
+lines = rec.record_claims(claims(rec.values(), simulated, data_on))
 lines.insert(0, f"*Gate of every claim about a model:* {GATE}\n")
 if cfg.profile != "paper":
     lines.insert(0, f"*{cfg.profile} profile: a reduced run; a claim can be right in direction here, not in the "

@@ -326,7 +326,7 @@ display(Markdown(C.rules_text()))
 magnitudes = C.claim_magnitudes(evals)  # paired bootstrap intervals of the paper's numbers, recorded with each claim
 rows = C.claims(evals, wall_s, young, f"{device}{', bf16 autocast' if amp_used else ''}", missing, gates=gate_nums,
                 magnitudes=magnitudes)
-lines = C.record_claims(rec, rows)
+lines = rec.record_claims(rows)
 if cfg.profile != "paper":
     lines.append(f"\nThis was a **{cfg.profile}** run on {DATA_DIR or 'simulated cohorts'}: reduced sizes and epochs, "
                  "so a claim with a paper number is at best \"direction only\" and verdicts describe this "

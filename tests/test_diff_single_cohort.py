@@ -6,7 +6,7 @@ import pytest
 
 from brainage_lib.data.cohort import load_cohort
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.papers.diff.claims import claims, record_claims
+from brainage_lib.papers.diff.claims import claims
 from brainage_lib.papers.diff.evaluation import evaluate, numbers, reference_numbers
 from brainage_lib.papers.diff.roles import JudgedOn, judged_on, single_cohort_note, split_single_cohort
 from brainage_lib.papers.diff.rules import NO_ALS, NOT_CLINICAL
@@ -94,7 +94,7 @@ def test_claims_on_a_split_without_als(tmp_path) -> None:
     rec = Recorder("unit_diff_single", "smoke", "one cohort", output_dir=tmp_path)
     for k, v in n.items():
         rec.record(k, v)
-    record_claims(rec, simulated=False, data=on)
+    rec.record_claims(claims(rec.values(), simulated=False, data=on))
     frame = claims_frame(rec.doc).set_index("key")
     assert frame.loc["ours_joint_highest_r", "judged on"] == "held-out 20 % of mine"
     assert frame.loc["ours_lowest_mae", "verdict"] == "not testable"

@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from brainage_lib.metrics.verdicts import (DIRECTION_ONLY, LEARNED_FRACTION, NOT_REPRODUCED, NOT_TESTABLE,
                                            REPRODUCED, decide, pitman_morgan, steiger_z)
-from brainage_lib.papers.diff.claims import claims, gates, record_claims, record_gates
+from brainage_lib.papers.diff.claims import claims, gates, record_gates
 from brainage_lib.papers.diff.evaluation import (MODELS, PAPER_TABLE1, PAPER_TABLE2, evaluate, magnitude_numbers,
                                                  numbers, paper_magnitude, reference_numbers)
 from brainage_lib.papers.diff.roles import JudgedOn
@@ -154,8 +154,8 @@ def paper() -> dict:
 
 def verdicts(n: dict[str, float], simulated: bool = False) -> dict[str, str]:
     """Every claim's verdict word as the paper profile decides it."""
-    return {v.key: decide(v.outcome, v.reason, v.magnitudes, paper_profile=True,
-                          kind="check" if v.key.startswith("sim_") else "claim") for v in claims(n, simulated)}
+    return {v.key: decide(v.outcome, v.reason, v.magnitudes, paper_profile=True, kind=v.kind)
+            for v in claims(n, simulated)}
 
 
 def test_the_paper_world_has_the_papers_numbers(paper) -> None:
@@ -330,7 +330,7 @@ def shrunk(s: Subjects, rng: np.random.Generator) -> np.ndarray:
 
 def judge(preds: dict[str, Predictor], simulated: bool, fig: dict | None = None,
           **world) -> tuple[dict[str, object], dict[str, float]]:
-    """Verdicts ``{key: Verdict}`` and the numbers they were judged on."""
+    """Judged claims ``{key: Claim}`` and the numbers they were judged on."""
     c, rng = cohorts(simulated, **world), np.random.default_rng(1)
     p = {m: {k: f(s, rng) for k, s in c.items()} for m, f in preds.items()}
     ev = evaluate(c["test"].age, {m: v["test"] for m, v in p.items()}, c["als"].age,
@@ -445,7 +445,7 @@ def test_nan_figure_numbers_are_not_testable_and_rules_quote_constants(tmp_path)
     for k, v in judge(models(constant, constant), True)[1].items():
         rec.record(k, v)
     recorded = record_gates(rec, JudgedOn("clinical_test (simulated)", "als_like (simulated)"))
-    lines = record_claims(rec, simulated=True)
+    lines = rec.record_claims(claims(rec.values(), simulated=True))
     frame = rec.claims().set_index("key")
     assert set(frame["verdict"]) == {"not testable"} and len(lines) == len(frame)
     assert frame.loc["sim_survival_sign", "kind"] == "check"

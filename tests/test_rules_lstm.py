@@ -112,7 +112,7 @@ def judge(tmp_path, s: Scenario, times: Mapping = FAST, profile: str = "paper", 
     numbers = G.gate_numbers(held, evals, missing)
     G.record_gates(rec, numbers)
     rows = C.claims(evals, times, "0-6", "cpu", missing, gates=numbers, magnitudes=C.claim_magnitudes(evals))
-    C.record_claims(rec, rows)
+    rec.record_claims(rows)
     assert [r.key for r in rows] == list(KEYS)
     for r in rows:  # the recorded word is decide() of the row, in the paper profile when profile == "paper"
         assert rec.get(f"claims.{r.key}") == decide(r.outcome, r.reason, r.magnitudes, profile == "paper")

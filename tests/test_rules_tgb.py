@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from brainage_lib.metrics.scores import mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
-from brainage_lib.metrics.verdicts import (DIRECTION_ONLY, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, decide,
+from brainage_lib.metrics.verdicts import (DIRECTION_ONLY, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Claim, decide,
                                            mean_prediction_mae, reconstruction_share)
 from brainage_lib.papers.tgb import magnitudes as mag
 from brainage_lib.papers.tgb import regions
@@ -247,21 +247,15 @@ def world(kind: str, seed: int = 0) -> dict[str, dict]:
                             a["train_age"], a["train_images"], a["train_recon"], seed=seed)
 
 
+def by_key(records: dict[str, dict]) -> dict[str, Claim]:
+    """The claims judged from ``records``, by key."""
+    return {c.key: c for c in claims(records)}
+
+
 def verdict_words(records: dict[str, dict], paper_profile: bool = True) -> pd.Series:
     """Each claim's verdict word as ``Recorder.claim`` decides it."""
-    c = claims(records).set_index("key")
-    return pd.Series({k: decide(outcome(r), reason(r), r["magnitudes"], paper_profile, r["kind"])
-                      for k, r in c.iterrows()})
-
-
-def outcome(row: pd.Series) -> bool | None:
-    """The rule's direction as ``Recorder.claim`` reads it (None: not testable)."""
-    v = row["reproduced"]
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else bool(v)
-
-
-def reason(row: pd.Series) -> str | None:
-    return row["reason"] if isinstance(row["reason"], str) and row["reason"] else None
+    return pd.Series({k: decide(c.outcome, c.reason, c.magnitudes, paper_profile, c.kind)
+                      for k, c in by_key(records).items()})
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +280,7 @@ KINDS = ("paper", "constant", "noise", "swapped")
 
 
 def test_the_table_covers_every_claim(scenarios):
-    keys = set(claims(scenarios["paper"]).query("kind == 'claim'")["key"])
+    keys = {c.key for c in claims(scenarios["paper"]) if c.kind == "claim"}
     assert keys == set(CLAIMS) == set(EXPECTED)
 
 
@@ -295,8 +289,8 @@ def test_verdicts(scenarios, kind):
     words = verdict_words(scenarios[kind])
     expected = {k: v[KINDS.index(kind)] for k, v in EXPECTED.items()}
     got = {k: words[k] for k in expected}
-    c = claims(scenarios[kind]).set_index("key")
-    assert got == expected, c.loc[list(expected), ["reproduced", "this run", "reason"]].to_string()
+    c = by_key(scenarios[kind])
+    assert got == expected, [(k, c[k].outcome, c[k].evidence, c[k].reason) for k in expected]
     if kind == "paper":
         assert all(words[k] == REPRODUCED for k in CLAIMS if k not in NOT_TESTABLE_BY_DESIGN)
         assert verdict_words(scenarios[kind], paper_profile=False)[list(CLAIMS)].isin({DIRECTION_ONLY, R}).all()
@@ -304,21 +298,21 @@ def test_verdicts(scenarios, kind):
         assert REPRODUCED not in {words[k] for k in CLAIMS}  # nothing reproduced by a model that learned nothing
     if kind == "noise":
         assert all(words[k] == NOT_TESTABLE for k in COMPARISONS)
-        assert all(len(c.loc[k, "reason"]) > 20 for k in COMPARISONS)
+        assert all(len(c[k].reason) > 20 for k in COMPARISONS)
     if kind == "swapped":
         assert all(words[k] == NOT_REPRODUCED for k in COMPARISONS)
-    assert c.loc["oracle_finds_region", "kind"] == "check"
+    assert c["oracle_finds_region"].kind == "check"
 
 
 def test_paper_numbers_lie_inside_their_intervals(scenarios):
     """Every claim with a paper number carries its magnitudes, and with the paper's numbers they are inside."""
-    c = claims(scenarios["paper"]).set_index("key")
+    c = by_key(scenarios["paper"])
     with_numbers = [k for k in CLAIMS if k != "tgb_finds_region"]  # the region claim is shown by eye
     for k in with_numbers:
-        mags = c.loc[k, "magnitudes"]
+        mags = c[k].magnitudes
         assert mags and all(m.inside for m in mags), (k, [m.text() for m in mags])
-    assert not c.loc["tgb_finds_region", "magnitudes"]
-    quantities = {m.quantity for k in with_numbers for m in c.loc[k, "magnitudes"]}
+    assert not c["tgb_finds_region"].magnitudes
+    quantities = {m.quantity for k in with_numbers for m in c[k].magnitudes}
     assert any("ratio" in q or "strength" in q for q in quantities) and any("L1" in q for q in quantities)
 
 
@@ -350,42 +344,42 @@ def test_oldest_group_rule_is_not_passed_by_regression_to_the_mean(scenarios):
         recs |= {f"group_mae.REG-GAN-TGB.{grp}": {"value": v} for grp, v in raw.items()}
         recs |= {f"group_mae_detrended.REG-GAN-TGB.{grp}": {"value": v}
                  for grp, v in mag.detrended_group_mae(age, pred).items()}
-        row = claims(recs).set_index("key").loc["tgb_oldest_group_worst"]
-        assert outcome(row) is False, (k, row["this run"])
+        row = by_key(recs)["tgb_oldest_group_worst"]
+        assert row.outcome is False, (k, row.evidence)
 
 
 def test_stronger_diffmap_needs_the_papers_ratio_not_twice(scenarios):
     recs = dict(scenarios["paper"])
     for ratio, expected in ((2.5, False), (3.0, False), (5.0, True), (9.8, True)):
         recs |= {"diffmap.REG-GAN-TGB.p99": {"value": 0.05 * ratio}, "diffmap.REG-GAN.p99": {"value": 0.05}}
-        assert outcome(claims(recs).set_index("key").loc["tgb_stronger_diffmap"]) is expected, ratio
+        assert by_key(recs)["tgb_stronger_diffmap"].outcome is expected, ratio
 
 
 def test_learned_gate_is_decided_on_the_validation_split(scenarios):
     recs = dict(scenarios["paper"])
     ref = recs["baseline.validation_mean_prediction.mae"]["value"]
     recs["validation.REG-GAN.mae"] = {"value": 0.9 * ref}  # no better than the validation set's mean age
-    c = claims(recs).set_index("key")
-    assert outcome(c.loc["reg_gan_worse"]) is None and "REG-GAN did not learn" in c.loc["reg_gan_worse", "reason"]
-    assert "validation split" in c.loc["reg_gan_worse", "reason"]
-    assert outcome(c.loc["tgb_beats_reg"]) is True  # the claims not naming REG-GAN are still judged
+    c = by_key(recs)
+    assert c["reg_gan_worse"].outcome is None and "REG-GAN did not learn" in c["reg_gan_worse"].reason
+    assert "validation split" in c["reg_gan_worse"].reason
+    assert c["tgb_beats_reg"].outcome is True  # the claims not naming REG-GAN are still judged
     recs["table1.REG.mae_mean"] = {"value": 5.0}  # a test-set offset alone does not gate a model
-    row = claims(recs).set_index("key").loc["tgb_beats_reg"]
-    assert reason(row) is None and outcome(row) is True  # judged, not gated
+    row = by_key(recs)["tgb_beats_reg"]
+    assert row.reason is None and row.outcome is True  # judged, not gated
 
 
 def test_reconstruction_gate_is_the_share_not_the_mean_image_l1(scenarios):
     recs = dict(scenarios["paper"])
     assert recs["table1.REG-GAN-TGB.l1_mean"]["value"] > 0.02  # the paper's generators' L1, passed on the share
     recs["reconstruction.REG-GAN-TGB.share"] = {"value": 0.85}
-    c = claims(recs).set_index("key")
+    c = by_key(recs)
     for k in ("tgb_higher_l1", "tgb_stronger_diffmap", "tgb_finds_region", "tgb_beats_reg", "tgb_beats_reg_gan"):
-        assert outcome(c.loc[k]) is None and "did not learn to reconstruct" in c.loc[k, "reason"], k
-    assert outcome(c.loc["reg_gan_worse"]) is True  # REG-GAN's generator passed: judged
+        assert c[k].outcome is None and "did not learn to reconstruct" in c[k].reason, k
+    assert c["reg_gan_worse"].outcome is True  # REG-GAN's generator passed: judged
 
 
 def test_region_claim_needs_the_data_to_show_the_region(scenarios):
     recs = dict(scenarios["paper"])
     recs["recovery.real.effect.p_dice"] = {"value": 0.4}  # the real images do not show the region beyond chance
-    row = claims(recs).set_index("key").loc["tgb_finds_region"]
-    assert outcome(row) is None and "real-image map does not find" in row["reason"]
+    row = by_key(recs)["tgb_finds_region"]
+    assert row.outcome is None and "real-image map does not find" in row.reason

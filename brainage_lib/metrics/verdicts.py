@@ -276,6 +276,32 @@ def pitman_morgan(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
 
 # --- verdicts --------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Claim:
+    """One of a paper's claims (or, ``kind="check"``, a check against the simulator's truth) judged on one run.
+
+    Every wing's ``claims(...)`` returns a list of these; ``Recorder.record_claims`` records them as
+    ``claims.<key>``. ``outcome`` is the rule's direction on this run's numbers (True/False), None with
+    ``reason`` (why the data cannot decide it) when not testable; ``evidence`` states this run's numbers and
+    ``judged_on`` the data they come from; ``magnitudes`` put the paper's numbers beside this run's intervals.
+    """
+
+    key: str
+    claim: str  # what the paper claims (or what the check asks)
+    paper: str | None  # what the paper reports for it
+    outcome: bool | None
+    evidence: str  # this run's numbers
+    rule: str  # how ``outcome`` follows from them
+    reason: str | None = None  # why not testable
+    kind: str = "claim"  # "claim" or "check"
+    judged_on: str | None = None
+    magnitudes: tuple[Magnitude, ...] = ()
+
+    def verdict(self, paper_profile: bool = True) -> str:
+        """The verdict word :func:`decide` gives this claim (as ``Recorder.claim`` records it)."""
+        return decide(self.outcome, self.reason, self.magnitudes, paper_profile, self.kind)
+
+
 def decide(outcome: bool | None, reason: str | None = None, magnitudes: Sequence[Magnitude] = (),
            paper_profile: bool = True, kind: str = "claim") -> str:
     """The verdict word of one claim (or ``kind="check"``) on one seed.

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from brainage_lib import paths
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.metrics.verdicts import Gate, Magnitude, decide
+from brainage_lib.metrics.verdicts import Claim, Gate, Magnitude, decide
 from brainage_lib.run.figures import save_figure
 from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.run.provenance import provenance
@@ -141,6 +141,21 @@ class Recorder:
                     magnitudes=[{**m.as_dict(), "text": m.text()} for m in magnitudes] or None)
         return verdict
 
+    def record_claims(self, claims: Sequence[Claim]) -> list[str]:
+        """Record each of a paper's ``claims`` with :meth:`claim` (``claims.<key>``); one Markdown line per claim,
+        with its verdict word, the paper's number, this run's evidence, the reason where not testable and the
+        magnitudes."""
+        lines = []
+        for c in claims:
+            word = self.claim(c.key, c.claim, c.outcome, c.evidence, c.rule, paper=c.paper, kind=c.kind,
+                              untestable_because=c.reason, judged_on=c.judged_on, magnitudes=c.magnitudes)
+            check = " (simulator check)" if c.kind == "check" else ""
+            paper = f"paper: {c.paper}; " if c.paper else ""
+            why = f"; {c.reason}" if c.reason else ""
+            sizes = "".join(f"; {m.text()}" for m in c.magnitudes)
+            lines.append(f"- **{word}**{check}: {c.claim} ({paper}this run: {c.evidence}{why}{sizes}).")
+        return lines
+
     def gate(self, g: Gate) -> bool:
         """Record one model's gate (``gates.<key>``) with the numbers that passed or failed it; returns passed."""
         self.record(f"gates.{g.key}", bool(g.passed), model=g.model, rule=g.rule, evidence=g.evidence,
@@ -177,6 +192,10 @@ class Recorder:
 
     def get(self, key: str) -> Any:
         return self.doc["records"][key]["value"]
+
+    def values(self) -> dict[str, Any]:
+        """Every record's value by key (what a paper's ``claims`` and ``gates`` judge)."""
+        return {k: e["value"] for k, e in self.doc["records"].items()}
 
     def table(self, prefix: str) -> pd.DataFrame:
         """Records under ``prefix.`` as a table: paper value, this run's value, profile and data."""

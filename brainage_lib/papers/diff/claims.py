@@ -27,11 +27,11 @@ Each verdict names the data it was judged on (``JudgedOn``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, TRACK_ALPHA, Gate, Magnitude, is_finite, learned_mae,
-                                           nan_reason, not_learned_reason, not_tracking_reason, tracks_age)
+from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, TRACK_ALPHA, Claim, Gate, Magnitude, is_finite,
+                                           learned_mae, nan_reason, not_learned_reason, not_tracking_reason,
+                                           tracks_age)
 from brainage_lib.papers.diff.evaluation import MAGNITUDES, MODELS, OURS, paper_magnitude
 from brainage_lib.papers.diff.roles import JudgedOn
 from brainage_lib.papers.diff.rules import (ALPHA, CLAIMS, HELDOUT, JOINT_R_MARGIN, MONOTONE_RHO, NO_ALS,
@@ -39,19 +39,7 @@ from brainage_lib.papers.diff.rules import (ALPHA, CLAIMS, HELDOUT, JOINT_R_MARG
                                             SIMULATED_CHOICE, SIMULATED_SURVIVAL_SIGN, ZSEM_AGE_SHARE)
 from brainage_lib.run.results import Recorder
 
-__all__ = ["Verdict", "claims", "gates", "record_claims", "record_gates"]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One claim's outcome: True/False by its rule, or None with the reason it is not testable."""
-
-    key: str
-    outcome: bool | None
-    evidence: str
-    reason: str | None = None
-    judged_on: str | None = None  # the data the claim was judged on; None where this data has none
-    magnitudes: tuple[Magnitude, ...] = ()  # the paper's numbers beside this run's bootstrap intervals
+__all__ = ["claims", "gates", "record_gates"]
 
 
 def _f(v: Any, spec: str = ".2f") -> str:
@@ -60,11 +48,14 @@ def _f(v: Any, spec: str = ".2f") -> str:
 
 
 def _judge(key: str, on: str | None, evidence: str, rule: Callable[[], bool], *reasons: str | None,
-           magnitudes: list[Magnitude] | tuple[Magnitude, ...] = ()) -> Verdict:
-    """``rule()`` on the data ``on`` unless one of ``reasons`` says why the claim cannot be judged (the first is
-    kept)."""
+           magnitudes: list[Magnitude] | tuple[Magnitude, ...] = ()) -> Claim:
+    """``rule()`` on the data ``on`` (None where this data has none) unless one of ``reasons`` says why the claim
+    cannot be judged (the first is kept); its text, paper and rule from ``rules.CLAIMS``, a ``sim_*`` key a check
+    of the simulator's truth."""
     reason = next((r for r in reasons if r), None)
-    return Verdict(key, None if reason else bool(rule()), evidence, reason, on, tuple(magnitudes))
+    text, paper, rule_text = CLAIMS[key]
+    return Claim(key, text, paper, None if reason else bool(rule()), evidence, rule_text, reason,
+                 "check" if key.startswith("sim_") else "claim", on, tuple(magnitudes))
 
 
 class _Numbers:
@@ -140,7 +131,7 @@ def gates(n: Mapping[str, Any], data: JudgedOn | None = None) -> list[Gate]:
     return out
 
 
-def _ranking(x: _Numbers) -> list[Verdict]:
+def _ranking(x: _Numbers) -> list[Claim]:
     """Table 1: ours has the (joint) highest r, the lowest MAE and the highest R² (the last two on a clinical-grade
     test set only: ``NOT_CLINICAL``)."""
     every, base, on = [OURS, *x.base], x.base, x.data.test
@@ -160,7 +151,7 @@ def _ranking(x: _Numbers) -> list[Verdict]:
     ]
 
 
-def _survival(x: _Numbers, simulated: bool) -> list[Verdict]:
+def _survival(x: _Numbers, simulated: bool) -> list[Claim]:
     """Table 1's survival row: ours positive and significant, and more strongly associated with survival than every
     baseline (Steiger's test of the dependent correlations); on simulated data the same two in the simulator's
     sign, as checks."""
@@ -199,7 +190,7 @@ def _survival(x: _Numbers, simulated: bool) -> list[Verdict]:
     return out
 
 
-def _distribution(x: _Numbers, simulated: bool) -> list[Verdict]:
+def _distribution(x: _Numbers, simulated: bool) -> list[Claim]:
     """Table 2: ours has the widest ALS PAD spread, significantly wider than each baseline's on the same patients
     (Pitman-Morgan), and a negative mean."""
     every, base, on = [OURS, *x.base], x.base, x.data.als
@@ -225,7 +216,7 @@ def _distribution(x: _Numbers, simulated: bool) -> list[Verdict]:
     ]
 
 
-def _truth_checks(x: _Numbers) -> list[Verdict]:
+def _truth_checks(x: _Numbers) -> list[Claim]:
     """Checks against the simulator's hidden gaps behind the spread, KS, mean-PAD and biomarker claims."""
     every, base, on = [OURS, *x.base], x.base, x.data.als
     gate = x.gate_all()
@@ -253,7 +244,7 @@ def _truth_checks(x: _Numbers) -> list[Verdict]:
     ]
 
 
-def _figures(x: _Numbers) -> list[Verdict]:
+def _figures(x: _Numbers) -> list[Claim]:
     """Figs. 3-4: the semantic latent carries age (decoding along z_sem with x_T held fixed moves the predicted age
     monotonically towards the other end), faithful reconstructions (where recorded)."""
     out, on = [], f"held-out healthy set and {x.data.test}"
@@ -290,7 +281,7 @@ def _figures(x: _Numbers) -> list[Verdict]:
     return out
 
 
-def claims(n: Mapping[str, Any], simulated: bool, data: JudgedOn | None = None) -> list[Verdict]:
+def claims(n: Mapping[str, Any], simulated: bool, data: JudgedOn | None = None) -> list[Claim]:
     """The paper's claims and, on simulated data, the checks against the simulator's truth (keys ``sim_*``).
 
     ``n`` maps recorded keys to values (``evaluation.numbers`` or a results file's records);
@@ -306,22 +297,8 @@ def claims(n: Mapping[str, Any], simulated: bool, data: JudgedOn | None = None) 
 
 def record_gates(rec: Recorder, data: JudgedOn | None = None) -> list[Gate]:
     """Record every model's gates (``gates``) from the numbers recorded so far as ``gates.<gate>.<model>``."""
-    found = gates({k: e["value"] for k, e in rec.doc["records"].items()}, data)
+    found = gates(rec.values(), data)
     for g in found:
         rec.gate(g)
     return found
 
-
-def record_claims(rec: Recorder, simulated: bool, data: JudgedOn | None = None) -> list[str]:
-    """Judge every claim on the numbers recorded so far and record it, with the data it was judged on and its
-    magnitudes, through ``Recorder.claim``; Markdown lines."""
-    lines = []
-    for v in claims({k: e["value"] for k, e in rec.doc["records"].items()}, simulated, data):
-        text, paper, rule = CLAIMS[v.key]
-        kind = "check" if v.key.startswith("sim_") else "claim"
-        word = rec.claim(v.key, text, v.outcome, v.evidence, rule, paper=paper, kind=kind,
-                         untestable_because=v.reason, judged_on=v.judged_on, magnitudes=v.magnitudes)
-        why = f" *Not testable: {v.reason}.*" if v.reason else ""
-        mags = "".join(f"\n    - {m.text()}" for m in v.magnitudes)
-        lines.append(f"- **{word.upper()}** {text}. {v.evidence}{why}{mags}")
-    return lines

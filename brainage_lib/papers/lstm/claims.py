@@ -4,8 +4,8 @@
 predictions), the gates' numbers (``gates.gate_numbers``), the magnitudes
 (``claim_magnitudes``, paired bootstrap intervals computed and recorded by the notebook) and
 the measured training times, without a ``Recorder``, so its rules can be tested on made-up
-predictions and on the paper's own numbers; ``record_claims`` records the rows with
-``Recorder.claim``, which decides the verdict word (``metrics.verdicts.decide``). Every rule
+predictions and on the paper's own numbers; it returns ``metrics.verdicts.Claim`` rows, which
+``Recorder.record_claims`` records and gives their verdict words (``metrics.verdicts.decide``). Every rule
 text is written from the constants the code compares with.
 
 Every claim compares the two models, so it is judged only where both passed their gates
@@ -29,7 +29,7 @@ import pandas as pd
 
 from brainage_lib.metrics.scores import cs_area, cumulative_score
 from brainage_lib.metrics.stats import wilcoxon_p
-from brainage_lib.metrics.verdicts import (CI_LEVEL, LEARNED_FRACTION, TRACK_ALPHA, Magnitude, is_finite,
+from brainage_lib.metrics.verdicts import (CI_LEVEL, LEARNED_FRACTION, TRACK_ALPHA, Claim, Magnitude, is_finite,
                                            mae_difference, magnitude, mean_prediction_mae, nan_reason)
 from brainage_lib.papers.lstm import gates as G
 from brainage_lib.papers.lstm.evaluation import (CNN3D_NAME, CS_ALPHA_MAX, CS_LEVELS, DISC, DISCOVERY_LABELS,
@@ -39,21 +39,7 @@ from brainage_lib.papers.lstm.evaluation import (CNN3D_NAME, CS_ALPHA_MAX, CS_LE
                                                  paper_table, table_bins)
 from brainage_lib.run.results import Recorder
 
-__all__ = ["ClaimRow", "claim_magnitudes", "claims", "record_claims", "record_reference", "rules_text"]
-
-
-class ClaimRow(NamedTuple):
-    """One claim judged: ``outcome`` None or a ``reason`` means not testable."""
-
-    key: str
-    claim: str
-    paper: str
-    outcome: bool | None
-    evidence: str
-    rule: str
-    reason: str | None
-    judged_on: str | None = None  # the evaluation the claim was judged on
-    magnitudes: tuple[Magnitude, ...] = ()
+__all__ = ["claim_magnitudes", "claims", "record_reference", "rules_text"]
 
 
 GATE = (f"judged only when both models learned age (MAE on their held-out discovery subjects below "
@@ -315,7 +301,7 @@ def claim_magnitudes(evals: Mapping[str, Evaluation]) -> dict[str, tuple[Magnitu
 
 def claims(evals: Mapping[str, Evaluation], train_time_s: Mapping[tuple[str, str], float], young: str,
            hardware: str, missing: Mapping[str, str] | None = None, *, gates: G.GateNumbers,
-           magnitudes: Mapping[str, Sequence[Magnitude]] | None = None) -> list[ClaimRow]:
+           magnitudes: Mapping[str, Sequence[Magnitude]] | None = None) -> list[Claim]:
     """Every claim of the paper judged from the evaluations ``DISC``, ``REP``, ``REP_YOUNG`` and the gates.
 
     A claim whose evaluation is not in ``evals`` is not testable, with the reason given in ``missing``.
@@ -353,24 +339,13 @@ def claims(evals: Mapping[str, Evaluation], train_time_s: Mapping[tuple[str, str
         title = (f"the trainings on {young} y" if where == "young" else evaluation_title(where, young))
         if key not in judged:
             reason = missing.get(where, f"no {where} evaluation")
-            rows.append(ClaimRow(key, claim, paper, None, f"not evaluated ({title})", rule, reason))
+            rows.append(Claim(key, claim, paper, None, f"not evaluated ({title})", rule, reason))
             continue
         j = judged[key]
         reason = j.reason or G.reason(gates, where) or nan_reason(j.values)
         if reason is None and j.outcome is None:
             reason = "an age bin the rule needs has no subject"
-        rows.append(ClaimRow(key, claim, paper, None if reason else j.outcome, j.evidence, rule, reason, title,
-                             tuple(magnitudes.get(key, ()))))
+        rows.append(Claim(key, claim, paper, None if reason else j.outcome, j.evidence, rule, reason,
+                          judged_on=title, magnitudes=tuple(magnitudes.get(key, ()))))
     return rows
 
-
-def record_claims(rec: Recorder, rows: list[ClaimRow]) -> list[str]:
-    """Record every claim with ``Recorder.claim`` (with its magnitudes); returns one Markdown line per claim."""
-    lines = []
-    for r in rows:
-        word = rec.claim(r.key, r.claim, r.outcome, r.evidence, r.rule, paper=r.paper, untestable_because=r.reason,
-                         judged_on=r.judged_on, magnitudes=r.magnitudes)
-        mags = "".join(f" {m.text()}." for m in r.magnitudes) if r.outcome is not None and not r.reason else ""
-        lines.append(f"- **{word}**: {r.claim} (paper {r.paper}) — this run: {r.evidence}"
-                     + (f"; {r.reason}." if r.reason else ".") + mags)
-    return lines

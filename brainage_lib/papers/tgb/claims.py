@@ -23,10 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import pandas as pd
-
-from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, RECONSTRUCTION_SHARE, Gate, is_finite, learned_mae,
-                                           not_learned_reason, not_reconstructing_reason, reconstructs)
+from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, RECONSTRUCTION_SHARE, Claim, Gate, is_finite,
+                                           learned_mae, not_learned_reason, not_reconstructing_reason, reconstructs)
 from brainage_lib.papers.tgb.evaluation import PAPER_GROUP_MAE, PAPER_TABLE1
 from brainage_lib.papers.tgb.magnitudes import PAPER_DIFF_RATIO, magnitudes_from_records
 from brainage_lib.papers.tgb.regions import STRENGTH_PERCENTILE
@@ -82,12 +80,11 @@ def gates(records: dict[str, dict]) -> list[Gate]:
     return out
 
 
-def claims(records: dict[str, dict]) -> pd.DataFrame:
-    """The paper's claims and the ground-truth checks, judged from ``records`` (a Recorder's ``doc["records"]``).
+def claims(records: dict[str, dict], data: str | None = None) -> list[Claim]:
+    """The paper's claims and the ground-truth checks (``kind="check"``), judged from ``records`` (a Recorder's
+    ``doc["records"]``), each with the paper's numbers beside this run's intervals (``magnitudes``).
 
-    Columns: key, kind ("claim" or "check"), claim, paper, this run, rule, reproduced
-    (True/False, None when not testable), reason (why not testable), judged_on (which data) and
-    magnitudes (``Magnitude`` list: the paper's numbers beside this run's intervals).
+    ``data`` (e.g. ``"simulated"``) names the data in each claim's ``judged_on`` ("the test split of simulated").
     """
     v = _values(records)
     ref = v.get("baseline.validation_mean_prediction.mae")
@@ -99,7 +96,7 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
     def reconstruct_reason(models: tuple[str, ...]) -> str | None:
         return not_reconstructing_reason({m: v.get(f"reconstruction.{m}.share") for m in models})  # type: ignore[misc]
 
-    rows = []
+    rows: list[Claim] = []
 
     def add(key: str, claim: str, paper: str, keys: tuple[str, ...], test: Callable[..., bool],
             show: Callable[..., str], rule: str, regressors: tuple[str, ...] = (), generators: tuple[str, ...] = (),
@@ -113,10 +110,9 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
             reasons = [r for r in ((learned_reason(regressors) if regressors else None),
                                    (reconstruct_reason(generators) if generators else None)) if r]
             reason = "; ".join(reasons) or gate()
-        rows.append({"key": key, "kind": kind, "claim": claim, "paper": paper,
-                     "this run": show(*vals) if not missing else "not measured", "rule": rule,
-                     "reproduced": None if reason else bool(test(*vals)), "reason": reason, "judged_on": on,
-                     "magnitudes": magnitudes_from_records(records, key)})
+        rows.append(Claim(key, claim, paper, None if reason else bool(test(*vals)),
+                          show(*vals) if not missing else "not measured", rule, reason or None, kind,
+                          f"{on} of {data}" if data else on, tuple(magnitudes_from_records(records, key))))
 
     m = "table1.{}.{}_mean".format
     add("reg_learns", "REG learns age: its test MAE is well below that of predicting the mean age",
@@ -194,4 +190,4 @@ def claims(records: dict[str, dict]) -> pd.DataFrame:
         "mean age (a constant prediction's pattern, scaled) errs most at the oldest, farthest ages and is such a "
         "line, so it alone does not pass; REG-GAN-TGB having learned age on the validation split",
         regressors=("REG-GAN-TGB",))
-    return pd.DataFrame(rows)
+    return rows
