@@ -58,8 +58,9 @@ class Paper:
     ``builder(**config)`` without a class. ``presets`` names a sequence of simulator presets;
     ``bench`` a function ``(device) -> {measure: value}``; ``gpu_stages`` a function
     ``(paper: bool) -> [StageBench]``; ``claims`` the function that judges the paper's claims from
-    recorded numbers; ``deviations`` its list of deviations from the paper; ``numbers`` the module
-    with the paper's reported numbers, whose ``PAPER`` dict (``short``, ``title``, ``tables``) heads the
+    recorded numbers (a list of ``metrics.verdicts.Claim``, which ``Recorder.record_claims`` records);
+    ``deviations`` its list of deviations from the paper; ``numbers`` the module with the paper's
+    reported numbers (the wing's ``paper.py``), whose ``PAPER`` dict (``short``, ``title``, ``tables``) heads the
     notebook's results (``brainage_lib.notebook.start`` reads it). ``device_check`` names a pair of
     functions ``(run, lines)``: ``run(device, paper_sizes: bool) -> dict`` (plain numbers) is the paper's own
     check on a lent GPU (``device/run.sh``: TGB compares bf16 with fp32 for its gradient penalty), ``lines(result)``

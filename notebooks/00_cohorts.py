@@ -103,13 +103,16 @@ rec.figure(fig, "age_histograms", "Age histograms per cohort, stacked by site (l
 
 # %%
 from brainage_lib.data.cohort import balance_by_sex
+from brainage_lib.papers.tgb import paper as tgb_paper  # the TGB paper's ABIDE numbers
 
 if "abide_like" in cohorts:
     balanced = balance_by_sex(cohorts["abide_like"].table, seed=DATA_SEED)
-    rec.record("cohort.abide_like.sex_balanced_N", len(balanced), paper=862)
-    rec.record("cohort.abide_like.sex_balanced_fraction", len(balanced) / len(cohorts["abide_like"]), paper=862 / 1150)
+    rec.record("cohort.abide_like.sex_balanced_N", len(balanced), paper=tgb_paper.N_BALANCED)
+    rec.record("cohort.abide_like.sex_balanced_fraction", len(balanced) / len(cohorts["abide_like"]),
+               paper=tgb_paper.N_BALANCED / tgb_paper.N_SUBJECTS)
     print(f"abide_like: {len(balanced)} of {len(cohorts['abide_like'])} kept after balancing sex per 1-year bin "
-          f"({len(balanced) / len(cohorts['abide_like']):.1%}; paper: 862 of 1150 = 75.0%)")
+          f"({len(balanced) / len(cohorts['abide_like']):.1%}; paper: {tgb_paper.N_BALANCED} of {tgb_paper.N_SUBJECTS} "
+          f"= {tgb_paper.N_BALANCED / tgb_paper.N_SUBJECTS:.1%})")
 
 # %% [markdown]
 # ## 3 Example images across the age range

@@ -101,8 +101,8 @@ from brainage_lib.papers.tgb import magnitudes as mag
 from brainage_lib.papers.tgb import regions
 from brainage_lib.papers.tgb.claims import claims, gates
 from brainage_lib.papers.tgb.deviations import DEVIATIONS
-from brainage_lib.papers.tgb.evaluation import (GROUP_EDGES, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1,
-                                                error_summary, split_counts, table1_frame)
+from brainage_lib.papers.tgb import paper as P  # the paper's numbers
+from brainage_lib.papers.tgb.evaluation import GROUP_EDGES, error_summary, split_counts, table1_frame
 from brainage_lib.papers.tgb.synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
 from brainage_lib.papers.tgb.training import GANTrainConfig, reconstruct, to_memory_format, train_gan
 from brainage_lib.notebook import start
@@ -159,18 +159,18 @@ sizes = split_counts(len(data))
 train_idx, val_idx, test_idx = stratified_split(ages, sizes, seed=SEED)
 volumes = cached_array(data, TGBVolume(size=cfg.SIZE))  # (N, S, S, S) float16 memmap, rows = data.table rows
 train_ds, val_ds, test_ds = (VolumeDataset(volumes, ages, idx) for idx in (train_idx, val_idx, test_idx))
-rec.record("data.N", len(cohort), paper=1150)
-rec.record("data.N_balanced", len(data), paper=862)
+rec.record("data.N", len(cohort), paper=P.N_SUBJECTS)
+rec.record("data.N_balanced", len(data), paper=P.N_BALANCED)
 for sex, name in (("M", "male"), ("F", "female")):
-    rec.record(f"data.{name}", int((data.table["sex"] == sex).sum()), paper=431)
-for part, idx, paper in zip(("train", "val", "test"), (train_idx, val_idx, test_idx), (640, 62, 160)):
+    rec.record(f"data.{name}", int((data.table["sex"] == sex).sum()), paper=P.N_PER_SEX)
+for part, idx, paper in zip(("train", "val", "test"), (train_idx, val_idx, test_idx), P.SPLIT):
     rec.record(f"split.{part}", len(idx), paper=paper)
 year = np.floor(ages).astype(int)
 counts = pd.DataFrame({part: pd.Series(year[idx]).value_counts() for part, idx in
                        (("train", train_idx), ("val", val_idx), ("test", test_idx))}).fillna(0).astype(int).sort_index()
 counts.index = [f"{y}-{y + 1}" for y in counts.index]
-print(f"{len(cohort)} subjects -> {len(data)} after balancing sex per 1-year bin -> split {sizes} "
-      f"(paper: 1150 -> 862 -> 640/62/160); input {volumes.shape[1:]} ({volumes.dtype}).")
+print(f"{len(cohort)} subjects -> {len(data)} after balancing sex per 1-year bin -> split {sizes} (paper: "
+      f"{P.N_SUBJECTS} -> {P.N_BALANCED} -> {'/'.join(map(str, P.SPLIT))}); input {volumes.shape[1:]} ({volumes.dtype}).")
 counts.T
 
 # %% [markdown]
@@ -266,9 +266,9 @@ for k, method in enumerate(GANS):
     checkpoint(method, results[method].model, {"best_epoch": results[method].best_epoch, "synthetic_set": str(saved.root),
                                                 "target_mean": results[method].target_mean,
                                                 "target_sd": results[method].target_sd})
-    rec.record(f"synthesis.{method}.n_synthetic", len(synth[method]), paper=300)
-    rec.record(f"synthesis.{method}.n_training_total", len(train_idx) + len(synth[method]), paper=940)
-    rec.record(f"synthesis.{method}.bins_below_min", int((~fills[method]["filled"]).sum()), paper=0)
+    rec.record(f"synthesis.{method}.n_synthetic", len(synth[method]), paper=P.N_SYNTHETIC)
+    rec.record(f"synthesis.{method}.n_training_total", len(train_idx) + len(synth[method]), paper=P.N_TRAINING_TOTAL)
+    rec.record(f"synthesis.{method}.bins_below_min", int((~fills[method]["filled"]).sum()), paper=P.BINS_BELOW_MIN)
     rec.record(f"training.{method}.gan_best_epoch", g.best_epoch)
     rec.record(f"training.{method}.gan_wall_time_s", g.wall_time_s, unit="s")
 for m in METHODS:
@@ -302,15 +302,15 @@ for m in METHODS:
     summary = error_summary(preds[m], test_age)
     for metric in ("mse", "mae"):
         for i, stat in enumerate(("mean", "sd")):
-            rec.record(f"table1.{m}.{metric}_{stat}", summary[f"{metric}_{stat}"], paper=PAPER_TABLE1[m][metric][i],
+            rec.record(f"table1.{m}.{metric}_{stat}", summary[f"{metric}_{stat}"], paper=P.PAPER_TABLE1[m][metric][i],
                        unit="years²" if metric == "mse" else "years")
 l1, shares = {}, {}
 for m in GANS:
     test_recon = reconstruct(gans[m].generator, test_images, device)  # (N_test, S, S, S) float32
     l1[m] = np.abs(test_recon - test_images.astype(np.float32)).reshape(len(test_images), -1).mean(1)
     shares[m] = reconstruction_share(test_images, test_recon)
-    rec.record(f"table1.{m}.l1_mean", l1[m].mean(), paper=PAPER_TABLE1[m]["l1"][0])
-    rec.record(f"table1.{m}.l1_sd", l1[m].std(ddof=1), paper=PAPER_TABLE1[m]["l1"][1])
+    rec.record(f"table1.{m}.l1_mean", l1[m].mean(), paper=P.PAPER_TABLE1[m]["l1"][0])
+    rec.record(f"table1.{m}.l1_sd", l1[m].std(ddof=1), paper=P.PAPER_TABLE1[m]["l1"][1])
     rec.record(f"reconstruction.{m}.share", shares[m], note="share of test images whose reconstruction is closer (L1) "
                "to its own input than to the median other test image")
 del test_recon
@@ -320,8 +320,8 @@ val_ref = rec.record("baseline.validation_mean_prediction.mae", mean_prediction_
 for m in METHODS:
     rec.record(f"validation.{m}.mae", np.abs(val_preds[m] - val_age).mean(), unit="years")
 display(Markdown(
-    f"Profile **{cfg.profile}**, data **{rec.doc['data']}**, {len(test_idx)} test subjects (paper: 160). Validation "
-    f"({len(val_idx)} subjects): predicting their own mean age gives MAE {val_ref:.2f} y; "
+    f"Profile **{cfg.profile}**, data **{rec.doc['data']}**, {len(test_idx)} test subjects (paper: {P.SPLIT[2]}). "
+    f"Validation ({len(val_idx)} subjects): predicting their own mean age gives MAE {val_ref:.2f} y; "
     + ", ".join(f"{m} {rec.get(f'validation.{m}.mae'):.2f} y" for m in METHODS)
     + f" (learned: below {0.8 * val_ref:.2f} y). Test images: reconstructions closer to their own input than to the "
     "median other image for " + ", ".join(f"{m} {100 * shares[m]:.0f} %" for m in GANS)
@@ -357,7 +357,7 @@ for m in METHODS:
 rows = []
 for a, b in (("REG", "REG-GAN"), ("REG", "REG-GAN-TGB"), ("REG-GAN", "REG-GAN-TGB")):
     p_abs, p_sq = wilcoxon_p(abs_err[a], abs_err[b]), wilcoxon_p(abs_err[a] ** 2, abs_err[b] ** 2)
-    paper = "< 0.01" if b == "REG-GAN-TGB" else None
+    paper = P.WILCOXON_P if b == "REG-GAN-TGB" else None
     rec.record(f"wilcoxon.{a}_vs_{b}.p", p_abs, paper=paper)
     rec.record(f"wilcoxon.{a}_vs_{b}.p_squared_error", p_sq, paper=paper)
     rec.record(f"wilcoxon.{a}_vs_{b}.median_abs_error_difference", float(np.median(abs_err[b] - abs_err[a])), unit="years")
@@ -377,16 +377,16 @@ pd.DataFrame(rows).set_index("pair")
 # %%
 group_rows = {}
 for m in METHODS:
-    g = mae_by_group(test_age, abs_err[m], GROUP_EDGES, labels=tuple(PAPER_GROUP_MAE), include_all=False)
+    g = mae_by_group(test_age, abs_err[m], GROUP_EDGES, labels=tuple(P.PAPER_GROUP_MAE), include_all=False)
     for _, row in g.iterrows():
-        rec.record(f"group_mae.{m}.{row['group']}", row["mae"], paper=PAPER_GROUP_MAE[row["group"]] if m == "REG-GAN-TGB" else None,
+        rec.record(f"group_mae.{m}.{row['group']}", row["mae"], paper=P.PAPER_GROUP_MAE[row["group"]] if m == "REG-GAN-TGB" else None,
                    unit="years")
     group_rows[m] = g.set_index("group")["mae"]
 group_table = pd.DataFrame(group_rows).T
-constant = mae_by_group(test_age, np.abs(ages[train_idx].mean() - test_age), GROUP_EDGES, labels=tuple(PAPER_GROUP_MAE),
+constant = mae_by_group(test_age, np.abs(ages[train_idx].mean() - test_age), GROUP_EDGES, labels=tuple(P.PAPER_GROUP_MAE),
                         include_all=False)
 group_table.loc["training mean age (constant)"] = constant.set_index("group")["mae"]
-group_table.loc["REG-GAN-TGB (paper)"] = pd.Series(PAPER_GROUP_MAE)
+group_table.loc["REG-GAN-TGB (paper)"] = pd.Series(P.PAPER_GROUP_MAE)
 detrended = {}
 for m in METHODS:
     detrended[m] = mag.detrended_group_mae(test_age, preds[m])
@@ -415,15 +415,15 @@ pd.DataFrame(detrended).T.rename(columns=names).round(2).rename_axis("errors' li
 train_age = ages[train_idx]
 young = regions.nearest_age_indices(train_age, regions.YOUNG_AGE, cfg.N_DIFF)
 old = regions.nearest_age_indices(train_age, regions.OLD_AGE, cfg.N_DIFF)
-rec.record("diffmap.age8_group_mean_age", train_age[young].mean(), paper=8.0, unit="years")
-rec.record("diffmap.age20_group_mean_age", train_age[old].mean(), paper=20.0, unit="years")
+rec.record("diffmap.age8_group_mean_age", train_age[young].mean(), paper=P.DIFFMAP_AGES["age8"], unit="years")
+rec.record("diffmap.age20_group_mean_age", train_age[old].mean(), paper=P.DIFFMAP_AGES["age20"], unit="years")
 image_sets = {"real": train_images.astype(np.float32)}  # (N_train, S, S, S): real images and their reconstructions
 image_sets.update({m: reconstruct(gans[m].generator, train_images, device).astype(np.float16) for m in GANS})
 diff = {src: regions.mean_difference_map(imgs[young], imgs[old]) for src, imgs in image_sets.items()}
 refs = regions.reference_maps(data.ground_truth_dir, TGBVolume(size=cfg.SIZE))
 brain = refs["mask"] if refs is not None else image_sets["real"].mean(0) > 0.1
 for src, d in diff.items():
-    rec.record(f"diffmap.{src}.max", float(d.max()), paper=PAPER_DIFF_MAX.get(src))
+    rec.record(f"diffmap.{src}.max", float(d.max()), paper=P.PAPER_DIFF_MAX.get(src))
     rec.record(f"diffmap.{src}.p{regions.STRENGTH_PERCENTILE:g}", regions.robust_strength(d, brain))
 if refs is None:
     print("No ground_truth/ folder in this cohort (real data): region recovery cannot be scored and is skipped.")

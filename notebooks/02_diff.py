@@ -99,6 +99,7 @@ from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, Slic
 from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.diff import figures as diff_plots, roles
+from brainage_lib.papers.diff import paper as P  # the paper's numbers
 from brainage_lib.papers.diff.claims import claims, record_gates
 from brainage_lib.papers.diff.deviations import DEVIATIONS
 from brainage_lib.papers.diff.evaluation import (MODELS, als_pads, evaluate, format_table, magnitude_numbers,
@@ -158,14 +159,13 @@ if has_als:
 # %%
 if data_on.split:
     display(Markdown(roles.single_cohort_note(cohorts, DATA_SEED)))
-paper_n = {"train": (4631, 56.0, 20.9), "test": (473, 68.0, 10.0), "als": (72, 61.0, 10.9)}
 rows = []
 for role, c in cohorts.items():
     a = c.ages[~np.isnan(c.ages)]
     row = {"role": role, "cohort": c.name, "N": len(c), "labelled": a.size, "age mean": a.mean(),
            "age sd": a.std(ddof=1)}
     rows.append(row)
-    for k, p in zip(("N", "age_mean", "age_sd"), paper_n[role]):
+    for k, p in zip(("N", "age_mean", "age_sd"), P.DATA[role]):
         rec.record(f"data.{role}.{k}", row[k.replace("_", " ")], paper=p, unit=None if k == "N" else "years")
     rec.record(f"data.{role}.labelled", a.size)
 for part in ("train", "val", "heldout"):
@@ -206,9 +206,9 @@ sizes = {"DiffAE: semantic encoder": n_par(probe.encoder), "DiffAE: noise U-Net"
          f"  of which {len(z_proj)} z_sem projections": sum(n_par(m) for m in z_proj),
          "DiffAE: age head": n_par(probe.age_head), "DiffAE: total": n_par(probe),
          "DenseNet121": n_par(densenet121_2d()), "DeepBrainNet-style CNN": n_par(DeepBrainNet2D(dbn_config))}
-rec.record("model.diffae.params_M", sizes["DiffAE: total"], paper=10.12, unit="M")
+rec.record("model.diffae.params_M", sizes["DiffAE: total"], paper=P.DIFFAE_PARAMS_M, unit="M")
 print(f"DiffAE in this profile: {rec.get('model.diffae.params_M'):.2f} M parameters "
-      f"(paper: {rec.doc['records']['model.diffae.params_M']['paper']} M at its widths)")
+      f"(paper: {P.DIFFAE_PARAMS_M} M at its widths)")
 del probe
 pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 

@@ -82,6 +82,7 @@ from brainage_lib.papers.lstm.deviations import DEVIATIONS
 from brainage_lib.data.space import check_input_space
 from brainage_lib.papers.lstm.transforms import AtlasVolume, LSTMSlices
 from brainage_lib.papers.lstm import evaluation as L
+from brainage_lib.papers.lstm import paper as P  # the paper's numbers
 from brainage_lib.papers.lstm import figures as F
 from brainage_lib.papers.lstm.data import load_data
 from brainage_lib.papers.lstm.training import evaluations, predict_all, train_models
@@ -124,8 +125,8 @@ display(Markdown(data.used("data", young)))
 sizes = data.sizes(young)
 for k, v in sizes.items():
     rec.record(f"data.n.{k}", v)
-rec.record("data.paper_n_discovery", len(data.disc), paper=1212)
-rec.record("data.paper_n_replication", len(data.repl) if data.repl is not None else None, paper=428,
+rec.record("data.paper_n_discovery", len(data.disc), paper=P.N_DISCOVERY)
+rec.record("data.paper_n_replication", len(data.repl) if data.repl is not None else None, paper=P.N_REPLICATION,
            note=data.no_replication)
 pd.Series(sizes, name="subjects").to_frame()
 

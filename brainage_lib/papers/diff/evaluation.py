@@ -8,7 +8,7 @@ values and ``wide_table`` reads them back as model-by-metric tables. ``magnitude
 puts each number a claim compares with the paper (a difference between ours and a baseline,
 or ours alone) beside this run's 95 % paired bootstrap interval over subjects
 (``mag.<quantity>.<model>`` with ``.low`` and ``.high``), and ``record_magnitudes`` records
-them. The verdicts are decided from these numbers in ``claims``.
+them. The verdicts are decided from these numbers in ``claims``; the paper's own numbers are in ``paper``.
 """
 from __future__ import annotations
 
@@ -21,19 +21,11 @@ from scipy import stats as sps
 from brainage_lib.metrics import stats
 from brainage_lib.metrics.verdicts import (N_BOOT, is_finite, mean_prediction_mae, paired_bootstrap, pearson_stat,
                                            pitman_morgan, steiger_z)
+from brainage_lib.papers.diff.paper import PAPER, PAPER_TABLE1, PAPER_TABLE2
 from brainage_lib.run.results import Recorder
 from brainage_lib.run.seeds import mean_sd
 
-# What the summary and the index page show of this paper: its name, the titles of its record tables, and the
-# evaluation (rows of the predictions file) on which the models are compared by bootstrap.
-PAPER = {"short": "DIFF", "title": "Semi-supervised diffusion model for brain age; ALS survival",
-         "tables": {"table1": "Table 1: test r, MAE, R² and brain-PAD vs ALS survival",
-                    "table2": "Table 2: ALS brain-PAD mean, sd and KS tests against ours", "data": "Data",
-                    "model": "Model size",
-                    "mag": "Magnitudes: the paper's number beside this run's (ours minus each baseline, or ours)"},
-         "bootstrap_evaluations": ["test"]}
-
-__all__ = ["MAGNITUDES", "MODELS", "OURS", "PAPER_TABLE1", "PAPER_TABLE2", "als_pads", "evaluate", "format_table",
+__all__ = ["MAGNITUDES", "MODELS", "OURS", "PAPER", "PAPER_TABLE1", "PAPER_TABLE2", "als_pads", "evaluate", "format_table",
            "magnitude_numbers", "magnitude_table", "numbers", "paper_magnitude", "record_evaluation",
            "record_magnitudes", "reference_numbers", "wide_table"]
 
@@ -44,21 +36,6 @@ UNITS = {"test_mae": "years", "pad_mean": "years", "pad_sd": "years", "pad_mean_
          "pad_sd_corrected": "years", "bias_intercept": "years", "truth_als_gap_spread": "years",
          "truth_als_mae_gap": "years", "gate.test_mean_prediction_mae": "years", "simulator.als_gap_mean": "years",
          "simulator.als_gap_sd": "years", "heldout_mae": "years", "gate.heldout_mean_prediction_mae": "years"}
-
-# Paper table 1 (test set of 473 clinical-grade scans; ALS survival: 72 patients). Every test r has p < 0.001.
-PAPER_TABLE1 = {
-    "diffae": {"test_r": 0.83, "test_r_p": "<0.001", "test_mae": 5.0, "test_r2": 0.65, "survival_r": 0.24, "survival_p": "<0.05"},
-    "densenet121": {"test_r": 0.83, "test_r_p": "<0.001", "test_mae": 8.63, "test_r2": 0.12, "survival_r": -0.05, "survival_p": 0.61},
-    "brainager": {"test_r": 0.46, "test_r_p": "<0.001", "test_mae": 11.7, "test_r2": -1.14, "survival_r": 0.17, "survival_p": 0.14},
-    "deepbrainnet": {"test_r": 0.81, "test_r_p": "<0.001", "test_mae": 5.55, "test_r2": 0.56, "survival_r": -0.12, "survival_p": 0.28},
-}
-# Paper table 2 (ALS brain-PADs; two-sample KS of ours vs each baseline).
-PAPER_TABLE2 = {
-    "diffae": {"pad_mean": -6.19, "pad_sd": 27.29},
-    "densenet121": {"pad_mean": -1.60, "pad_sd": 7.74, "ks": 0.32, "ks_p": "<0.05"},
-    "brainager": {"pad_mean": -19.17, "pad_sd": 10.97, "ks": 0.47, "ks_p": "<0.001"},
-    "deepbrainnet": {"pad_mean": -1.13, "pad_sd": 8.06, "ks": 0.31, "ks_p": "<0.05"},
-}
 
 
 def _constant(x: np.ndarray) -> bool:

@@ -16,5 +16,5 @@ PAPER = Paper(
     gpu_stages=f"{W}.bench:gpu_stages",
     claims=f"{W}.claims:claims",
     deviations=f"{W}.deviations:DEVIATIONS",
-    numbers=f"{W}.evaluation",
+    numbers=f"{W}.paper",
 )

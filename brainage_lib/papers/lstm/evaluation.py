@@ -9,6 +9,8 @@ evaluates lies inside the paper's range (Table 1: 0-22 y, Tables 2-3: 0-6 y); a 
 ages outside it (e.g. adults) gets its own bins of one width over its own age range
 (``own_bins``: 1, 2, 5, 10, ... years, at most ``MAX_OWN_BINS``), with no paper value beside
 them. The "Average" of every table is over all the subjects evaluated.
+
+The paper's numbers (its tables, age groups and training times) are in ``paper`` and importable from here.
 """
 from __future__ import annotations
 
@@ -24,37 +26,18 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import is_finite
+from brainage_lib.papers.lstm.paper import (CNN3D_NAME, DISCOVERY_EDGES, DISCOVERY_LABELS, LSTM_NAME, PAPER,
+                                            PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TRAIN_HOURS_K80,
+                                            REPLICATION_EDGES, REPLICATION_LABELS)  # the paper's numbers, here too
 from brainage_lib.papers.lstm.resnet3d import ResNet3D, ResNet3DConfig
 from brainage_lib.papers.lstm.resnet_lstm import ResNetLSTM, ResNetLSTMConfig
 from brainage_lib.run.results import Recorder
 
-# What the summary and the index page show of this paper: its name and the titles of its record tables.
-PAPER = {"short": "LSTM", "title": "2D-ResNet18+LSTM vs 3D-ResNet18 on children's MRI",
-         "tables": {"table1": "Table 1: discovery MAE per age group (trained 0-22 y)",
-                    "table2": "Table 2: replication MAE per year (trained 0-22 y)",
-                    "table3": "Table 3: replication MAE per year (trained 0-6 y)",
-                    "train_hours_paper": "Training time", "train_time_ratio_3d_over_lstm": "Training time",
-                    "data": "Data"}}
-
-LSTM_NAME, CNN3D_NAME = "2D-ResNet18+LSTM", "3D-ResNet18"
 MODELS = (CNN3D_NAME, LSTM_NAME)
 REGIMES = ("0-22", "young")  # training on the whole discovery split, or on its young part (0-YOUNG_MAX_AGE y)
 # The three evaluations of tables 1-3, by Evaluation.key.
 DISC, REP, REP_YOUNG = "discovery_test.trained_0-22", "replication.trained_0-22", "replication.trained_young"
 EVALUATIONS = {DISC: ("0-22", "discovery"), REP: ("0-22", "replication"), REP_YOUNG: ("young", "replication")}
-
-# Table 1 (discovery, NIH-PD 0-22 y): "0-5", "6-10", "11-15", "16-22".
-DISCOVERY_EDGES: tuple[float, ...] = (0, 6, 11, 16, 23)
-DISCOVERY_LABELS: tuple[str, ...] = ("0-5", "6-10", "11-15", "16-22")
-# Tables 2-3 (replication, MGHBCH 0-6 y): one group per year.
-REPLICATION_EDGES: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6)
-REPLICATION_LABELS: tuple[str, ...] = ("0-1", "1-2", "2-3", "3-4", "4-5", "5-6")
-# Paper tables: MAE (years) per group, last entry the average over all test subjects.
-PAPER_TABLE1 = {CNN3D_NAME: [0.30, 1.12, 1.19, 1.85, 1.07], LSTM_NAME: [0.32, 0.92, 1.02, 1.79, 0.96]}
-PAPER_TABLE2 = {CNN3D_NAME: [2.57, 2.43, 2.80, 2.64, 2.85, 2.75, 2.64], LSTM_NAME: [0.83, 1.65, 1.40, 1.36, 1.21, 0.83, 1.14]}
-PAPER_TABLE3 = {CNN3D_NAME: [0.66, 0.48, 0.43, 0.75, 1.26, 2.10, 0.79], LSTM_NAME: [0.24, 1.34, 1.43, 1.25, 0.69, 0.92, 0.78]}
-# "3 hours versus 7 hours on an NVIDIA K80 GPU", said of the trainings on 0-6 y (Sec. 3.2, Table 3).
-PAPER_TRAIN_HOURS_K80 = {LSTM_NAME: 3.0, CNN3D_NAME: 7.0}
 
 # Thresholds of notebook 03's verdict rules: this project's choices, the paper states none. The rules
 # (``claims``) write their texts from these values; whether a model learned age is decided by the shared
@@ -342,8 +325,9 @@ def record_training_times(rec: Recorder, wall_s: Mapping[tuple[str, str], float]
         rec.record(f"train_time_s.{regime}.{name}", s, unit="s")
     t = {(r, m): wall_s.get((r, m), float("nan")) for r in REGIMES for m in MODELS}
     ratio = {r: t[(r, CNN3D_NAME)] / t[(r, LSTM_NAME)] for r in REGIMES}
+    paper_ratio = PAPER_TRAIN_HOURS_K80[CNN3D_NAME] / PAPER_TRAIN_HOURS_K80[LSTM_NAME]  # 7 h / 3 h
     for regime in REGIMES:
-        rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=7 / 3 if regime == "young" else None,
+        rec.record(f"train_time_ratio_3d_over_lstm.{regime}", ratio[regime], paper=paper_ratio if regime == "young" else None,
                    note=missing.get(regime))
     for name in MODELS:
         rec.record(f"train_hours_paper.{young}.{name}", t[("young", name)] / 3600,

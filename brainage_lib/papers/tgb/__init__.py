@@ -14,6 +14,6 @@ PAPER = Paper(
     gpu_stages=f"{W}.bench:gpu_stages",
     claims=f"{W}.claims:claims",
     deviations=f"{W}.deviations:DEVIATIONS",
-    numbers=f"{W}.evaluation",
+    numbers=f"{W}.paper",
     device_check=f"{W}.precision:DEVICE_CHECK",
 )

@@ -30,6 +30,7 @@ from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
 from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
 from brainage_lib.papers.tgb.evaluation import split_counts
+from brainage_lib.papers.tgb.paper import N_BALANCED, N_TRAINING_TOTAL
 from brainage_lib.papers.tgb.training import GANTrainConfig, GANTrainer, to_memory_format, train_gan
 from brainage_lib.run.params import load_profile
 from brainage_lib.run.timing import StageBench, samples_per_second
@@ -39,7 +40,6 @@ __all__ = ["bench_tgb", "gpu_stages"]
 CUDA_SETTING = {"size": 96, "batch": 20, "reg_width": 1.0, "gan_width": 1.0}
 CPU_SETTING = {"size": 32, "batch": 4, "reg_width": 0.25, "gan_width": 0.125}
 TINY_SETTING = {"size": 32, "batch": 2, "reg_width": 0.125, "gan_width": 0.0625}
-PAPER_BALANCED, PAPER_AUGMENTED = 862, 940  # subjects after sex balancing; training images after synthesis (paper)
 
 
 def _reg_step(device: torch.device, s: dict, x: torch.Tensor, age: torch.Tensor, amp: bool,
@@ -87,7 +87,7 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
     s = {**(CUDA_SETTING if paper else TINY_SETTING)}
     p = load_profile("01_tgb", "paper")
     n_critic = int(p["N_CRITIC"])
-    n_train = split_counts(PAPER_BALANCED)[0]
+    n_train = split_counts(N_BALANCED)[0]
     setting = f"{s['size']}^3, REG width {s['reg_width']}, GAN width {s['gan_width']}, n_critic {n_critic}"
 
     def reg(dev: torch.device, bf16: bool, batch: int):
@@ -112,8 +112,8 @@ def gpu_stages(paper: bool = True) -> list[StageBench]:
                              engine, regressor=reg, desc="GAN", progress=False)
         return run
 
-    regs = (("REG", n_train, p["REG_EPOCHS"]), ("REG on REG-GAN's set", PAPER_AUGMENTED, p["REG_EPOCHS"]),
-            ("REG on REG-GAN-TGB's set", PAPER_AUGMENTED, p["REG_EPOCHS"]))
+    regs = (("REG", n_train, p["REG_EPOCHS"]), ("REG on REG-GAN's set", N_TRAINING_TOTAL, p["REG_EPOCHS"]),
+            ("REG on REG-GAN-TGB's set", N_TRAINING_TOTAL, p["REG_EPOCHS"]))
     return [StageBench("01_tgb", "REG", setting, s["batch"], reg, regs, engine_run=engine_reg),
             StageBench("01_tgb", "GAN", setting, s["batch"], gan(False), (("REG-GAN's GAN", n_train, p["GAN_EPOCHS"]),),
                        engine_run=engine_gan(False)),

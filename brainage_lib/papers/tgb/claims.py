@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from brainage_lib.metrics.verdicts import (LEARNED_FRACTION, RECONSTRUCTION_SHARE, Claim, Gate, is_finite,
                                            learned_mae, not_learned_reason, not_reconstructing_reason, reconstructs)
-from brainage_lib.papers.tgb.evaluation import PAPER_GROUP_MAE, PAPER_TABLE1
+from brainage_lib.papers.tgb.paper import PAPER_GROUP_MAE, PAPER_TABLE1
 from brainage_lib.papers.tgb.magnitudes import PAPER_DIFF_RATIO, magnitudes_from_records
 from brainage_lib.papers.tgb.regions import STRENGTH_PERCENTILE
 

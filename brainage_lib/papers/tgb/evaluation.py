@@ -1,6 +1,7 @@
-"""Tables of the TGB notebook: the split, Table 1, per-year errors, and the paper's numbers.
+"""Tables of the TGB notebook: the split, Table 1 and per-year errors.
 
-Difference maps and region recovery are in ``regions``, the claims in ``claims``.
+The paper's numbers are in ``paper`` (imported here too), difference maps and region recovery in
+``regions``, the claims in ``claims``.
 """
 from __future__ import annotations
 
@@ -8,26 +9,15 @@ import numpy as np
 import pandas as pd
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.papers.tgb.paper import PAPER, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1, SPLIT
 
-# What the summary and the index page show of this paper: its name and the titles of its record tables.
-PAPER = {"short": "TGB", "title": "GAN with a task-guided branch for brain-age estimation (ABIDE, 3D)",
-         "tables": {"table1": "Table 1: L1, MSE and MAE (mean and sd over test subjects)",
-                    "wilcoxon": "Wilcoxon signed-rank tests between methods",
-                    "group_mae": "MAE per age group (discussion)", "diffmap": "Fig. 3 difference maps",
-                    "synthesis": "Synthesised training set (sec. 2.3)", "data": "Data", "split": "Split"}}
+__all__ = ["GROUP_EDGES", "PAPER", "PAPER_DIFF_MAX", "PAPER_GROUP_MAE", "PAPER_TABLE1", "error_summary",
+           "split_counts", "squared_error_by_year", "table1_frame"]
 
-__all__ = ["GROUP_EDGES", "PAPER_DIFF_MAX", "PAPER_GROUP_MAE", "PAPER_TABLE1", "error_summary", "split_counts",
-           "squared_error_by_year", "table1_frame"]
-
-# Table 1 of the paper: mean and sd over the 160 test subjects.
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float] | None]] = {
-    "REG": {"l1": None, "mse": (5.1922, 9.0424), "mae": (1.7060, 1.5153)},
-    "REG-GAN": {"l1": (0.0168, 0.0044), "mse": (6.7092, 11.6758), "mae": (1.9356, 1.7266)},
-    "REG-GAN-TGB": {"l1": (0.0264, 0.0066), "mse": (4.0699, 6.2613), "mae": (1.5415, 1.3055)},
-}
+GROUP_EDGES = (6, 11, 16, 23)  # the paper's groups: "6-10" = [6, 11), "11-15" = [11, 16), "16-22" = [16, 23)
 
 
-def split_counts(n: int, paper: tuple[int, int, int] = (640, 62, 160)) -> tuple[int, int, int]:
+def split_counts(n: int, paper: tuple[int, int, int] = SPLIT) -> tuple[int, int, int]:
     """Train/validation/test sizes for ``n`` subjects in the paper's proportions (exactly 640/62/160 for 862)."""
     total = sum(paper)
     n_val, n_test = round(n * paper[1] / total), round(n * paper[2] / total)
@@ -77,9 +67,3 @@ def squared_error_by_year(age: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     g = df.groupby("year")["se"]
     return pd.DataFrame({"n": g.size(), "mse": g.mean(), "sd": g.std(ddof=1)})
 
-
-# Sec. 4: MAE of REG-GAN-TGB per age group.
-PAPER_GROUP_MAE = {"6-10": 1.32, "11-15": 1.37, "16-22": 2.11}
-GROUP_EDGES = (6, 11, 16, 23)  # "6-10" = [6, 11), "11-15" = [11, 16), "16-22" = [16, 23)
-# Sec. 3.3: maximum of the |age 20 - age 8| map (intensities in [0, 1]).
-PAPER_DIFF_MAX = {"REG-GAN": 0.05, "REG-GAN-TGB": 0.49}

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from brainage_lib.metrics.verdicts import N_BOOT, CI_LEVEL, Magnitude, is_finite, magnitude, mae_difference, mae_stat
-from brainage_lib.papers.tgb.evaluation import GROUP_EDGES, PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1
+from brainage_lib.papers.tgb.evaluation import GROUP_EDGES
+from brainage_lib.papers.tgb.paper import PAPER_DIFF_MAX, PAPER_GROUP_MAE, PAPER_TABLE1
 from brainage_lib.papers.tgb.regions import STRENGTH_PERCENTILE
 
 __all__ = ["PREFIX", "PAPER_DIFF_RATIO", "detrended_group_mae", "diffmap_ratio", "diffmap_ratio_magnitude",
