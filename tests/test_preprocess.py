@@ -171,7 +171,12 @@ def test_output_is_a_clean_mni_cohort_with_qc(raw, lstm_run):
     assert list(qc["status"][: len(BAD)]) == ["failed"] * len(BAD)  # worst first
     assert list(qc.loc[qc["status"] != "failed", "participant_id"]) == HEADS[:1]
     page = summary.qc_html.read_text()
-    assert page.count("data:image/png;base64,") == 1 and "<script" not in page
+    assert page.count("data:image/png;base64,") == 2 and "<script" not in page  # the scan's two thumbnails
+    figures = summary.out / HEADS[0] / "figures"
+    assert sorted(p.name for p in figures.iterdir()) == [f"{HEADS[0]}_desc-brainmask.png", f"{HEADS[0]}_desc-qc.png"]
+    for name in (f"{HEADS[0]}_desc-brainmask.png", f"{HEADS[0]}_desc-qc.png"):
+        assert f'href="{HEADS[0]}/figures/{name}"' in page
+    assert all(page.count(f"<th>{sid}</th>") == 1 for sid in [*BAD, HEADS[0]])  # one row per scan
 
 
 def test_outputs_are_named_as_smriprep_names_them_with_sidecars(raw, lstm_run):

@@ -54,6 +54,7 @@ def test_deterministic_rerun_is_byte_identical(heads, tmp_path, recipe):
     assert runs[0].processed == runs[1].processed >= 1 and runs[0].failed == runs[1].failed
     first, second = (_hashes(s.out) for s in runs)
     assert sum(name.endswith(".nii.gz") for name in first) >= 2 * runs[0].processed  # a T1w and a mask per scan
+    assert sum(name.endswith(("_desc-qc.png", "_desc-brainmask.png")) for name in first) == 2 * runs[0].processed
     assert first == second
     assert _records(runs[0].out) == _records(runs[1].out)
     made = json.loads((runs[0].out / "dataset_description.json").read_text())["GeneratedBy"][0]
@@ -67,7 +68,7 @@ def fake_process(monkeypatch):
     brain = np.zeros(recipe.shape, np.float32)
     brain[40:60, 50:70, 40:60] = 1.0
     qc = {"similarity": 0.95, "correlation": 0.9, "brain_volume_ml": 1200.0, "edge_voxels": 0}
-    files = {"xfm": b"forward", "inv_xfm": b"inverse"}
+    files = {"xfm": b"forward", "inv_xfm": b"inverse", "mask_figure": b"mask png"}
     monkeypatch.setattr(pipeline, "process", lambda path, rec: (brain, brain > 0, dict(qc), files))
     monkeypatch.setattr(pipeline, "subject_figure", lambda *a: b"png")
     return recipe
@@ -82,7 +83,8 @@ def test_the_record_is_written_last(fake_process, monkeypatch, tmp_path):
                               {"source": {"path": "x"}, "packages": {"antspyx": "1"}})
     t1w = f"sub-01_space-MNI152NLin2009aSym_res-{fake_process.res}_desc-preproc_T1w"
     assert written[-1] == "sub-01_qc.json" and f"{t1w}.nii.gz" in written[:-1] and f"{t1w}.json" in written, written
-    assert len(written) == 8  # mask, two transforms, figure, T1w, two sidecars, record
+    assert len(written) == 9  # mask, two transforms, brain-mask figure, figure, T1w, two sidecars, record
+    assert "sub-01_desc-brainmask.png" in written and "sub-01_desc-qc.png" in written
     record = json.loads((tmp_path / "sub-01" / "anat" / "sub-01_qc.json").read_text())
     assert record["packages"] == {"antspyx": "1"} and record["recipe"] == "tgb" and record == json.loads(json.dumps(qc))
 
@@ -102,7 +104,7 @@ def test_a_scan_that_fails_while_writing_keeps_no_file(fake_process, monkeypatch
     monkeypatch.setattr(pipeline, "save_nifti", crash_on_t1w)
     with pytest.raises(OSError, match="disk full"):
         pipeline.run_subject(tmp_path / "scan.nii.gz", out, "sub-01", fake_process, {})
-    assert scan_files(where) == [] and not any(out.iterdir())
+    assert scan_files(where) == [] and not any(out.iterdir()) and not any((tmp_path / "sub-01" / "figures").iterdir())
 
 
 def test_the_head_template_is_checked_against_its_checksum(monkeypatch):

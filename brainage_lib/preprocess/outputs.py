@@ -3,7 +3,9 @@
 Names follow sMRIPrep's derivatives: per scan (``sub-<id>[_ses-<s>]``) in its ``anat`` folder,
 ``<stem>_space-<tpl>_res-<grid>_desc-preproc_T1w.nii.gz`` and ``..._desc-brain_mask.nii.gz`` (each with a JSON
 sidecar), the composite transforms ``<stem>_from-T1w_to-<tpl>_mode-image_xfm.h5`` and its inverse
-``<stem>_from-<tpl>_to-T1w_mode-image_xfm.h5``, and the scan's record ``<stem>_qc.json``. A scan's record is
+``<stem>_from-<tpl>_to-T1w_mode-image_xfm.h5``, and the scan's record ``<stem>_qc.json``; beside ``anat``, in
+``figures``, ``<stem>_desc-qc.png`` (the registered brain under the template's edges) and ``<stem>_desc-brainmask.png``
+(the brain mask's outline on the image it was extracted from). A scan's record is
 written last and removed first, so a scan counts as finished only once all its files are in place;
 ``remove_outputs`` clears a scan that failed or was stopped (old-style names of the scan included). A scan that
 failed leaves only ``logs/<stem>_failed.json``, its reason.
@@ -82,7 +84,8 @@ def output_paths(out_anat: Path, stem: str, res: str = "", space: str = SPACE) -
     return {"t1w": t1w, "mask": mask, "t1w_json": sidecar(t1w), "mask_json": sidecar(mask),
             "xfm": out_anat / f"{stem}_from-T1w_to-{space}_mode-image_xfm.h5",
             "inv_xfm": out_anat / f"{stem}_from-{space}_to-T1w_mode-image_xfm.h5",
-            "qc": out_anat / f"{stem}_qc.json", "figure": out_anat.parent / "figures" / f"{stem}_desc-qc.png"}
+            "qc": out_anat / f"{stem}_qc.json", "figure": out_anat.parent / "figures" / f"{stem}_desc-qc.png",
+            "mask_figure": out_anat.parent / "figures" / f"{stem}_desc-brainmask.png"}
 
 
 def sidecar(image: Path) -> Path:
@@ -101,7 +104,8 @@ def scan_files(where: dict[str, Path]) -> list[Path]:
     ``.mat`` and warp transforms)."""
     anat = where["qc"].parent
     stem = where["qc"].name[: -len("_qc.json")]
-    found = [where["qc"], *(where[k] for k in ("t1w", "mask", "t1w_json", "mask_json", "xfm", "inv_xfm", "figure"))]
+    found = [where["qc"], *(where[k] for k in ("t1w", "mask", "t1w_json", "mask_json", "xfm", "inv_xfm", "figure",
+                                                   "mask_figure"))]
     found += sorted(anat.glob(f"{stem}_space-*_desc-*")) + sorted(anat.glob(f"{stem}_from-*_to-*_mode-image*"))
     found.append(anat / f"{stem}_T1w.nii.gz")
     for folder in {anat, where["figure"].parent}:

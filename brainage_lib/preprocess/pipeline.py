@@ -24,7 +24,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess import measures
 from brainage_lib.preprocess.outputs import (atomic_write, output_paths, remove_outputs, save_nifti,
                                              without_hdf5_times)
-from brainage_lib.preprocess.qc import similarity, subject_figure
+from brainage_lib.preprocess.qc import brainmask_figure, similarity, subject_figure
 from brainage_lib.preprocess.recipes import SPACE, Recipe, template
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
@@ -43,6 +43,8 @@ class State:
     transforms: list[str] = field(default_factory=list)  # forward transforms, in ANTs's apply order
     inverse: list[str] = field(default_factory=list)  # inverse transforms, in ANTs's apply order (affine inverted)
     measures: dict = field(default_factory=dict)  # image-quality measures taken on the way (``measures``)
+    extracted: tuple[ants.ANTsImage, ants.ANTsImage] | None = None  # the image brain extraction saw, and its mask
+    extracted_where: str = ""  # the space they are in, in words (for the brain-mask figure)
 
 
 def read_scan(path: Path) -> nib.Nifti1Image:
@@ -112,6 +114,8 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
     """deepbet's brain mask; the image keeps only the brain."""
     _, mask, _ = _extractor().run(ants.to_nibabel_nifti(state.image))
     state.mask = state.image.new_image_like(np.asarray(mask.dataobj, dtype=np.float32))
+    state.extracted = (state.image, state.mask)
+    state.extracted_where = "scanner space" if not state.transforms else "registered"
     if not state.transforms:  # still in the scanner's space: the volume is known now, so fail early
         ml = float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0)
         _check_volume(ml)
@@ -182,9 +186,19 @@ def composite(transforms: list[str], dest: Path, inverse: bool = False) -> bytes
     return without_hdf5_times(dest.read_bytes())
 
 
+def extraction_figure(state: State, name: str) -> bytes:
+    """The brain-mask figure: the image deepbet saw (bias-corrected where N4 ran first; in the scanner's space where
+    extraction runs before registration) with its mask's outline."""
+    image, mask = state.extracted
+    ml = float((mask.numpy() > 0.5).sum() * np.prod(mask.spacing) / 1000.0)
+    return brainmask_figure(ants.to_nibabel_nifti(image), mask.numpy() > 0.5,
+                            f"{name}  deepbet brain mask ({state.extracted_where}, {ml:.0f} mL)")
+
+
 def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, dict[str, bytes]]:
-    """Run ``recipe`` on one scan: (brain image, brain mask, QC numbers, the composite transforms' bytes by kind:
-    ``xfm`` from the scan to the template, ``inv_xfm`` back)."""
+    """Run ``recipe`` on one scan: (brain image, brain mask, QC numbers, files' bytes by kind: the composite
+    transforms, ``xfm`` from the scan to the template and ``inv_xfm`` back, and ``mask_figure``, the brain mask
+    drawn on the image it was extracted from)."""
     scan = read_scan(path)
     try:
         with tempfile.TemporaryDirectory(prefix="brainage-prep-") as tmp:
@@ -198,7 +212,8 @@ def process(path: Path, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict, d
             brain = np.clip(state.image.numpy(), 0, None) * mask
             qc = quality(brain, mask, state.coverage.numpy(), recipe, _affine_determinant(state.transforms))
             files = {"xfm": composite(state.transforms, Path(tmp, "forward.h5")),
-                     "inv_xfm": composite(state.inverse, Path(tmp, "inverse.h5"), inverse=True)}
+                     "inv_xfm": composite(state.inverse, Path(tmp, "inverse.h5"), inverse=True),
+                     "mask_figure": extraction_figure(state, path.name.split("_T1w")[0])}
         qc.update(state.measures)
         qc["step_seconds"], qc["step_cpu_seconds"] = wall, cpu
         _check_volume(qc["brain_volume_ml"])

@@ -33,7 +33,7 @@ from brainage_lib.data.validation import MISSING, validate_cohort
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.preprocess.outputs import (LOCK_NAME, atomic_write, failure_path, folder_lock, output_paths,
                                              remove_outputs)
-from brainage_lib.preprocess.qc import MEASURES, flag_outliers, set_exclusions, write_qc
+from brainage_lib.preprocess.qc import FIGURES, MEASURES, flag_outliers, set_exclusions, write_qc
 from brainage_lib.preprocess.recipes import SPACE, Recipe, get_recipe
 from brainage_lib.preprocess.workers import Cancelled, cpu_count, run_tasks, threads_per_worker
 from brainage_lib.run.provenance import package_versions as installed_versions
@@ -245,7 +245,10 @@ def _description(raw: Path, out: Path, recipe: Recipe, deterministic: bool) -> d
                 "ants.apply_transforms(fixed=<output grid>, moving=<raw scan>, transformlist=[it]) maps the raw scan "
                 "onto the output; as a point transform it maps output mm to scanner mm (LPS)",
             f"sub-<id>_from-{SPACE}_to-T1w_mode-image_xfm.h5": "its inverse: the output grid back onto the raw scan",
-            "sub-<id>_qc.json, qc.tsv, qc.html": "quality control; qc.html is self-contained, worst scans first",
+            "sub-<id>_qc.json, qc.tsv, qc.html": "quality control; qc.html: one row per scan, worst first, with "
+                "thumbnails linking to the scan's figures",
+            "sub-<id>/figures/sub-<id>_desc-qc.png, sub-<id>_desc-brainmask.png": "the registered brain under the "
+                "template's edges; the brain mask's outline on the image it was extracted from",
             "logs/sub-<id>_failed.json": "why a scan failed (until it succeeds)",
         },
     }
@@ -304,7 +307,8 @@ def _gather(raw: Path, out: Path, recipe: Recipe, table: pd.DataFrame, tasks: li
         if t.row not in records:
             continue
         r = records[t.row]
-        figures[t.key] = output_paths(t.out_anat, t.stem, recipe.res)["figure"]
+        where = output_paths(t.out_anat, t.stem, recipe.res)
+        figures[t.key] = {kind: where[kind] for kind in FIGURES}
         rows.append({"participant_id": t.participant_id, "session": t.session, "status": r["status"],
                      "source": (r.get("source") or {}).get("path", str(t.path.relative_to(raw)) if t.path else ""),
                      **{k: r.get(k) for k in ("similarity", "correlation", "brain_volume_ml", "edge_voxels", *MEASURES,
