@@ -115,7 +115,7 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
     _, mask, _ = _extractor().run(ants.to_nibabel_nifti(state.image))
     state.mask = state.image.new_image_like(np.asarray(mask.dataobj, dtype=np.float32))
     state.extracted = (state.image, state.mask)
-    state.extracted_where = "scanner space" if not state.transforms else "registered"
+    state.extracted_where = "scanner space" if not state.transforms else "after registration, in template space"
     if not state.transforms:  # still in the scanner's space: the volume is known now, so fail early
         ml = float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0)
         _check_volume(ml)
