@@ -21,7 +21,7 @@ from brainage_lib.preprocess.recipes import template
 from brainage_lib.simulation.anatomy import Grid
 
 N_SCANS = 500
-MAX_MB = 5.0  # the page at 500 scans (about 3.5 MB: two 2-3 kB thumbnails per scan, base64)
+MAX_MB = 5.0  # the page at 500 scans (2.8 MB: two 2-3 kB thumbnails per scan, base64)
 FAILED_EVERY = 50  # every 50th scan failed (no figures)
 GRID = (99, 117, 95)
 

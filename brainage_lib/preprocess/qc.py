@@ -151,7 +151,7 @@ def set_exclusions(table: pd.DataFrame, previous: Path, redone: set[str]) -> pd.
     return table
 
 
-THUMB_WIDTH = 160  # px: the figures' thumbnails in qc.html (about 3 kB each; the page is about 8 kB per scan)
+THUMB_WIDTH = 160  # px: the figures' thumbnails in qc.html (2-3 kB each; the page is about 6 kB per scan)
 THUMB_COLOURS = 16  # a palette this small keeps the template's and the mask's red lines
 FIGURES = {"figure": "registered", "mask_figure": "brain mask"}  # the figures of a scan shown in qc.html, by kind
 SHOWN = [("similarity", "similarity", ".3f"), ("volume", "brain mL", ".0f"), ("edge_voxels", "edge voxels", ""),
