@@ -29,12 +29,13 @@ RUN_OPTS = $(if $(DATA_DIR),-p DATA_DIR=$(DATA_DIR)) $(if $(OUTPUT_DIR),--output
 
 LAB_VIEWERS := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 
-.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-dryrun test-preprocess bench gpu-check device-bundle clean distclean $(NOTEBOOKS)
+.PHONY: help venv browser preprocess-deps lab reproduce smoke paper-dryrun test test-dryrun test-long test-preprocess bench gpu-check device-bundle clean distclean $(NOTEBOOKS)
 
 help:
 	@echo "make reproduce      render every notebook (PROFILE=auto: paper with CUDA, else quick)"
 	@echo "make test           unit tests + notebook smoke runs (+ the report in headless chromium), on every core"
-	@echo "make test-dryrun    the paper profile of every notebook on tiny cohorts, with its checks (CI runs it too)"
+	@echo "make test-dryrun    the paper profile of every notebook on tiny cohorts, with its checks"
+	@echo "make test-long      that dry run and the other tests of minutes each, which make test leaves out (CI runs it)"
 	@echo "make test-preprocess  the preprocessing tests, with every notebook on preprocessed heads vs MNI (~25 min)"
 	@echo "make <notebook>     one notebook: $(NOTEBOOKS)"
 	@echo "make lab            JupyterLab on notebooks/ (kernel \"Python 3 (brainage)\"); PORT=8888 IP=127.0.0.1 NO_BROWSER=1"
@@ -93,12 +94,17 @@ paper-dryrun: $(STAMP)
 	$(PY) -m brainage_lib.cli run all --profile paper -p DRY_RUN=True --output-dir build/paper-dryrun $(ARGS)
 
 test: $(STAMP) browser $(PREP_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 -m "not paper_dryrun and not native_comparison"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 -m "not paper_dryrun and not native_comparison and not long"
 
 # The paper profile of every notebook at the paper's sizes on tiny cohorts, with its checks (tests/test_paper_dryrun.py;
 # about 13 CPU-minutes, most of it the paper-size GAN): CI runs it after `make test` (.ci/run)
 test-dryrun: $(STAMP)
 	$(PY) -m pytest -q -m paper_dryrun --durations=5
+
+# What `make test` leaves out to stay within 10 minutes on 2 cores: the paper-profile dry run and the tests that take
+# minutes each (byte-identical preprocessing reruns, concurrent shards). CI runs it after `make test`.
+test-long: $(STAMP) $(PREP_STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10 -m "paper_dryrun or long"
 
 # Everything about preprocessing, including each notebook run on preprocessed scanner-space heads against the same
 # cohort simulated in MNI space (tests/test_preprocess_notebooks.py, about 25 minutes on 2 cores: not in `make test`)

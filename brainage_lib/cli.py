@@ -106,10 +106,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from brainage_lib.run.measured import parallel_choice
 
     SUMMARY = registry.REPORT_NOTEBOOK  # noqa: N806
-    chosen = list(dict.fromkeys(args.notebook))
+    chosen = list(dict.fromkeys([args.notebook] if isinstance(args.notebook, str) else args.notebook))
     if "all" in chosen and len(chosen) > 1:
         raise BrainAgeError("Give 'all' alone, or the notebooks to run.")
-    names = runner.notebook_names() if chosen == ["all"] else chosen
+    names = runner.notebook_names() if chosen == ["all"] else list(chosen)
     if chosen != [SUMMARY] and SUMMARY not in names:
         names.append(SUMMARY)  # notebooks re-run: the summary follows (seconds)
     names = sorted(names, key=lambda n: n == SUMMARY)
@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.check_run(name, args.profile, own)
     papers = {p.notebook for p in registry.papers().values()}
     together = [r for r in runs if r[0] in papers]  # the paper notebooks may run at once; the others never
-    parallel, why = parallel_choice(args.parallel, [n for n, _ in together])
+    parallel, why = parallel_choice(getattr(args, "parallel", "auto"), [n for n, _ in together])
     if len(together) > 1:
         print(why, flush=True)
     started = False

@@ -46,6 +46,7 @@ def _records(out: Path) -> dict[str, dict]:
     return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMINGS} for p in out.rglob("*_qc.json")}
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("recipe", ["tgb", "diff"])
 def test_deterministic_rerun_is_byte_identical(heads, tmp_path, recipe):
     runs = [preprocess_cohort(heads, tmp_path / f"run{i}", recipe, jobs=2, deterministic=True, progress=False)

@@ -96,6 +96,7 @@ def heads(tmp_path_factory) -> Path:
                                   progress=False)
 
 
+@pytest.mark.long
 @pytest.mark.preprocessing
 def test_two_concurrent_shards_and_a_report_equal_one_run(heads, tmp_path):
     whole = run.preprocess_cohort(heads, tmp_path / "whole", RECIPE, jobs=1, deterministic=True, progress=False)

@@ -153,7 +153,7 @@ class Recorder:
             paper = f"paper: {c.paper}; " if c.paper else ""
             why = f"; {c.reason}" if c.reason else ""
             sizes = "".join(f"; {m.text()}" for m in c.magnitudes)
-            lines.append(f"- **{word}**{check}: {c.claim} ({paper}this run: {c.evidence}{why}{sizes}).")
+            lines.append(f"- **{word.upper()}**{check}: {c.claim} ({paper}this run: {c.evidence}{why}{sizes}).")
         return lines
 
     def gate(self, g: Gate) -> bool:
