@@ -95,9 +95,8 @@ def step_n4(state: State, recipe: Recipe, workdir: Path) -> None:
     mask = state.mask if state.mask is not None else ants.get_mask(state.image)
     before = state.image
     state.image = ants.n4_bias_field_correction(state.image, mask=mask)
-    if not state.transforms:
-        state.measures["bias_field_range"] = round(measures.bias_field_range(before.numpy(), state.image.numpy(),
-                                                                              mask.numpy() > 0.5), 3)
+    state.measures["bias_field_range"] = round(measures.bias_field_range(before.numpy(), state.image.numpy(),
+                                                                          mask.numpy() > 0.5), 3)
 
 
 class NotABrain(ValueError):

@@ -7,10 +7,8 @@ RECIPE = Recipe(
     "diff", "DIFF (diffusion autoencoder, Appendix B)",
     "ANTs affine registration to the MNI152 brain template, resampling to 130x130x130, N4 bias field correction, "
     "HD-BET skull stripping; then the mid-axial slice at 128x128",
-    ("n4", "register", "bet"), "Affine", (130, 130, 130),
+    ("register", "n4", "bet"), "Affine", (130, 130, 130),
     ("deepbet replaces HD-BET, whose weights are downloaded at run time.",
-     ("N4 runs on the scanner-space image before the registration rather than on the resampled 130^3 head: the "
-      "bias field is smooth, so the order changes little, and N4 fits it on a smaller image."),
      ("The head is registered to the brain template with the similarity metric restricted to the template's "
       "brain mask dilated by 6 mm (as in every affine recipe), so that the scalp does not pull the fit."),
      "The notebook takes the mid-axial slice; this folder holds the 130^3 volumes."))
