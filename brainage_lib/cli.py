@@ -129,14 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     papers = {p.notebook for p in registry.papers().values()}
     together = [r for r in runs if r[0] in papers]  # the paper notebooks may run at once; the others never
     parallel, why = parallel_choice(getattr(args, "parallel", "auto"), [n for n, _ in together])
+    concurrent = parallel > 1 and len(together) > 1
     if len(together) > 1:
         print(why, flush=True)
     started = False
     try:
-        done = set()
         for name, own in runs:
-            if parallel > 1 and name in papers:
-                if not done & papers:
+            if concurrent and name in papers:
+                if name == together[0][0]:  # the first paper notebook starts them all
                     started = True
                     failed = runner.run_concurrently(together, parallel, args.profile, args.output_dir,
                                                      announce=lambda line: print(line, flush=True))
@@ -144,7 +144,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                         raise BrainAgeError(f"{', '.join(failed)} failed (their logs are named above); the other "
                                             "notebooks finished. Earlier results and renderings of the failed ones "
                                             "are unchanged.")
-                    done |= papers
                 continue
             t0 = time.time()
             started = True

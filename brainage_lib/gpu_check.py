@@ -38,6 +38,7 @@ import torch
 
 from brainage_lib import paths, registry
 from brainage_lib.engine.profile import time_stage
+from brainage_lib.run.measured import gpu_check_file
 from brainage_lib.run.provenance import provenance
 from brainage_lib.run.seeding import resolve_device
 from brainage_lib.run.timing import StageBench, count_flops, samples_per_second, sync
@@ -180,7 +181,7 @@ def run_gpu_check(device: str = "auto", n_iter: int | None = None, out: str | Pa
                  "bf16_peak_tflops": peak, "peak_note": (f"dense bf16 peak of {name}" if peak else
                                                          f"no known bf16 peak for {name}"),
                  "engine_steps": engine_steps, "stages": []}
-    target = Path(out) if out else paths.project_root() / "bench" / "gpu.json"
+    target = Path(out) if out else gpu_check_file()  # where COMPILE=auto and PARALLEL=auto read it
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def write() -> None:
