@@ -25,10 +25,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from brainage_lib.simulation.simulate import simulate_cohort
 
     t0 = time.time()
+    if args.heads != "standard" and args.space != "native":
+        raise BrainAgeError("--heads describes scanner-space heads: give it with --space native.")
     make = _optional("brainage_lib.simulation.native").simulate_native_cohort if args.space == "native" else simulate_cohort
+    extra = {"heads": args.heads} if args.space == "native" else {}
     out = make(args.preset, args.out, n=args.n, seed=args.seed, shape=_shape_arg(args.shape),
                voxel_size=args.voxel_size, effect_region=args.effect_region, effect_rate=args.effect_rate,
-               overwrite=args.overwrite, progress=not args.quiet)
+               overwrite=args.overwrite, progress=not args.quiet, **extra)
     then = f"brainage preprocess {out} OUT --recipe {'|'.join(registry.recipe_names())}" if args.space == "native" else f"brainage validate {out}"
     print(f"Wrote {out} in {time.time() - t0:.1f} s. Next: {then}")
     return 0
@@ -67,8 +70,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         if s.missing:
             print(f"{len(s.missing)} scan(s) of RAW have no record yet (a part not run, still running or stopped): "
                   f"{', '.join(s.missing[:10])}{', ...' if len(s.missing) > 10 else ''}", file=sys.stderr)
+        for reason in s.failed:
+            print(f"FAILED: {reason}", file=sys.stderr)
+        if s.failed:
+            print(f"{len(s.failed)} scan(s) failed (listed above; their reasons are in {s.out / 'logs'}).", file=sys.stderr)
         print(f"Check it with: brainage validate {s.out}; then set a notebook's DATA_DIR to it.")
-        return 1 if s.missing else 0
+        return 1 if s.missing or s.failed else 0
     if not (args.raw and args.out and args.recipe):
         raise BrainAgeError("give RAW, OUT and --recipe: brainage preprocess RAW OUT --recipe R (or --report-only OUT)")
     try:
@@ -228,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--space", choices=["mni", "native"], default="mni",
                    help="mni: skull-stripped brains in MNI space (what the notebooks read); native: whole heads as a "
                         "scanner gives them (pose, orientation, voxels, bias field), input for `brainage preprocess`")
+    s.add_argument("--heads", choices=["standard", "hard"], default="standard",
+                   help="with --space native: standard (the template's head) or hard, more like real scans (a field "
+                        "of view down to the shoulders, the head off-centre in it, pitch up to 30 degrees, bright "
+                        "fat and dark muscle, a stronger bias field)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)
 

@@ -75,6 +75,26 @@ def test_report_only_needs_records(tiny_abide, tmp_path, capsys):
     assert "takes only the output folder" in capsys.readouterr().err
 
 
+def test_report_only_exits_nonzero_and_names_the_failed_scans(tiny_abide, tmp_path, capsys):
+    """Every scan has a record, some of them failures: the report is written, and the command exits 1 (as a run with
+    failures does) and names each failed scan."""
+    out = tmp_path / "out"
+    recipe = get_recipe(RECIPE)
+    run._write_description(tiny_abide, out, recipe, True)
+    _, tasks = run._tasks(tiny_abide, out)
+    failed = {t.participant_id for t in tasks[:2]}
+    (out / "logs").mkdir()
+    for t in tasks:
+        reason = f"{t.path}: " + ("does not look like a T1w head scan" if t.participant_id in failed else "stopped")
+        run.failure_path(out, t.stem).write_text(json.dumps(run._failure(t, tiny_abide, {"reason": reason})))
+    summary = run.gather_report(out)
+    assert len(summary.failed) == len(tasks) and not summary.missing
+    assert cli.main(["preprocess", "--report-only", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("FAILED: ") == len(tasks) and all(f"{sid}_T1w" in err for sid in failed)
+    assert (out / "qc.tsv").is_file()
+
+
 def _hashes(out: Path) -> dict[str, str]:
     """sha256 of every file but the records, the QC tables (they hold seconds) and the lock."""
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
@@ -111,7 +131,7 @@ def test_two_concurrent_shards_and_a_report_equal_one_run(heads, tmp_path):
     assert set(codes) <= {0, 1} and (1 in codes) == bool(whole.failed), outs  # 1: a scan of the part failed
     assert all("--report-only" in o for o, _ in outs), outs
     assert not any((parts / f).exists() for f in ("qc.tsv", "qc.html", "participants.tsv"))  # left to the report
-    assert cli.main(["preprocess", "--report-only", str(parts)]) == 0
+    assert cli.main(["preprocess", "--report-only", str(parts)]) == (1 if whole.failed else 0)  # 1: a scan failed
     assert whole.processed >= 2 and whole.processed + len(whole.failed) == 3
     first, second = _hashes(whole.out), _hashes(parts)
     assert sum(n.endswith("_desc-preproc_T1w.nii.gz") for n in first) == whole.processed
@@ -123,5 +143,5 @@ def test_two_concurrent_shards_and_a_report_equal_one_run(heads, tmp_path):
     table = pd.read_csv(parts / "qc.tsv", sep="\t", dtype=str, keep_default_na=False)
     table.loc[0, "exclude"] = "yes"
     table.to_csv(parts / "qc.tsv", sep="\t", index=False)
-    assert cli.main(["preprocess", "--report-only", str(parts)]) == 0
+    assert cli.main(["preprocess", "--report-only", str(parts)]) == (1 if whole.failed else 0)
     assert pd.read_csv(parts / "qc.tsv", sep="\t", dtype=str).loc[0, "exclude"] == "yes"

@@ -378,7 +378,8 @@ def gather_report(out: str | os.PathLike) -> Summary:
     ``--participant-label``), from its scans' records, once every part has finished.
 
     RAW and the recipe are those of OUT's dataset_description.json. Scans of RAW without a record (a part not
-    run, still running or stopped) are left out and listed in ``Summary.missing``.
+    run, still running or stopped) are left out and listed in ``Summary.missing``; the reasons of the scans that
+    failed are in ``Summary.failed``, as a run lists them.
     """
     out_dir = Path(out).expanduser().resolve()
     desc_file = out_dir / "dataset_description.json"
@@ -399,4 +400,7 @@ def gather_report(out: str | os.PathLike) -> Summary:
                             "as its dataset_description.json says), is not there. Keep RAW and OUT where they were.")
     rec = get_recipe(recipe)
     table, tasks = _tasks(raw_dir, out_dir)
-    return _gather(raw_dir, out_dir, rec, table, tasks, Summary(out_dir, selected=len(tasks)))
+    summary = _gather(raw_dir, out_dir, rec, table, tasks, Summary(out_dir, selected=len(tasks)))
+    summary.failed = [r["reason"] for t in tasks
+                      if (r := _record(t, raw_dir, out_dir, rec)) is not None and r.get("status") == "failed"]
+    return summary
