@@ -87,9 +87,9 @@ from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.space import check_input_space
 from brainage_lib.data.splits import stratified_split
 from brainage_lib.papers.tgb.transforms import TGBVolume
-from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
+from brainage_lib.engine.training import TrainConfig, train_regressor
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
+from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
 from brainage_lib.metrics.scores import mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import GATE_TEXT, mean_prediction_mae, reconstruction_share
@@ -114,7 +114,7 @@ METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")
 GANS = ("REG-GAN", "REG-GAN-TGB")
 cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated abide_like")  # profile, seeds, stages
 device = engine.device
-artefacts = cfg.checkpoint_dir  # model checkpoints and synthetic/<method>/ sets
+artefacts = cfg.checkpoint_dir  # stages/, models/ and synthetic/<method>/ sets
 
 # %% [markdown]
 # ## 1 Data
@@ -215,7 +215,9 @@ pd.DataFrame({"channels": [reg_cfg.level_channels, (gan_cfg.enc, gan_cfg.dec), g
 # every profile; a larger value switches to WGAN-GP's `N_CRITIC` critic updates per
 # generator update). What the paper leaves open (Adam betas, initialisation, the checkpoint
 # tested, precision) and how it is read here is listed once, in the table of deviations at the
-# end. Checkpoints (weights, config, provenance) go to `checkpoints/01_tgb/`.
+# end. Each training is a stage: its checkpoint (`checkpoints/01_tgb/stages/`) holds the weights,
+# optimisers and data order it resumes from. Each regressor is saved once more, as a model with its
+# card, at the end.
 
 # %%
 def new_regressor(k: int) -> TGBRegressor:
@@ -223,15 +225,8 @@ def new_regressor(k: int) -> TGBRegressor:
     return to_memory_format(TGBRegressor(reg_cfg), device, channels_last=True)
 
 
-def checkpoint(name: str, model: torch.nn.Module, extra: dict) -> None:
-    save_checkpoint(artefacts / f"{name}.pt", model,
-                    {"regressor": reg_cfg, "gan": gan_cfg, "reg_train": reg_train, "gan_train": gan_train,
-                     "params": cfg.as_dict(), "seed": SEED}, extra)
-
 
 results = {"REG": train_regressor(new_regressor(0), train_ds, val_ds, reg_train, engine, desc="REG")}
-checkpoint("REG", results["REG"].model, {"best_epoch": results["REG"].best_epoch,
-                                         "target_mean": results["REG"].target_mean, "target_sd": results["REG"].target_sd})
 
 # %% [markdown]
 # ### GANs, synthesis, and regressors on the augmented sets
@@ -254,18 +249,12 @@ for k, method in enumerate(GANS):
     branch = TGBRegressor(reg_cfg) if method == "REG-GAN-TGB" else None
     gans[method] = g = train_gan(TGBGenerator(gan_cfg), TGBCritic(gan_cfg), train_ds, gan_train, engine,
                                  regressor=branch, val=val_ds, desc=method)
-    for part, model in (("generator", g.generator), ("critic", g.critic), ("branch", g.branch)):
-        if model is not None:
-            checkpoint(f"{method}_{part}", model, {"best_epoch": g.best_epoch})
     saved = synthesise(g.generator, train_images, ages[train_idx], artefacts / "synthetic" / method, device,
                        min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids, stage_key=None if FORCE else g.stage_key)
     synth[method] = load_synthetic(saved.root)
     fills[method] = bin_fill(ages[train_idx], synth[method].ages, cfg.MIN_PER_BIN)
     augmented = ConcatDataset([train_ds, VolumeDataset(synth[method].images, synth[method].ages)])
     results[method] = train_regressor(new_regressor(1 + k), augmented, val_ds, reg_train, engine, desc=f"REG on {method}")
-    checkpoint(method, results[method].model, {"best_epoch": results[method].best_epoch, "synthetic_set": str(saved.root),
-                                                "target_mean": results[method].target_mean,
-                                                "target_sd": results[method].target_sd})
     rec.record(f"synthesis.{method}.n_synthetic", len(synth[method]), paper=P.N_SYNTHETIC)
     rec.record(f"synthesis.{method}.n_training_total", len(train_idx) + len(synth[method]), paper=P.N_TRAINING_TOTAL)
     rec.record(f"synthesis.{method}.bins_below_min", int((~fills[method]["filled"]).sum()), paper=P.BINS_BELOW_MIN)
@@ -342,11 +331,12 @@ table1_frame(rec.doc["records"])
 space = cohort_space(data)
 for m in METHODS:
     bc = fitted_bias_correction(val_preds[m], val_age, "the validation subjects")
-    card = ModelCard(paper="TGB", notebook=NB, model=m, architecture="TGBRegressor", config=asdict(reg_cfg),
-                     transform=transform_spec(TGBVolume(size=cfg.SIZE)), inputs="volume", profile=cfg.profile, seed=SEED,
-                     training_data=rec.doc["data"], space=space, test_mae=rec.get(f"table1.{m}.mae_mean"),
-                     target_mean=results[m].target_mean, target_sd=results[m].target_sd, bias_correction=bc)
-    print(export_model(cfg.checkpoint_dir / "models" / f"{m}.model.pt", results[m].model, card))
+    training = {"config": asdict(reg_train), "best_epoch": results[m].best_epoch + 1,
+                "gan": {"config": asdict(gan_train), "best_epoch": gans[m].best_epoch + 1} if m in gans else None}
+    print(save_model(cfg, rec, m, results[m].model, architecture="TGBRegressor", config=asdict(reg_cfg),
+                     transform=transform_spec(TGBVolume(size=cfg.SIZE)), inputs="volume", space=space,
+                     test_mae=rec.get(f"table1.{m}.mae_mean"), target_mean=results[m].target_mean,
+                     target_sd=results[m].target_sd, bias_correction=bc, training=training))
 
 # %% [markdown]
 # ### Wilcoxon signed-rank tests between methods

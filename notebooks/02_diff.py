@@ -93,8 +93,8 @@ from brainage_lib.data.cache import cached_array
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.data.space import check_input_space
 from brainage_lib.papers.diff.transforms import DIFFSlice
-from brainage_lib.engine.training import TrainConfig, save_checkpoint, train_regressor
-from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, fitted_bias_correction, transform_spec
+from brainage_lib.engine.training import TrainConfig, train_regressor
+from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
 from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
 from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
 from brainage_lib.papers import fidelity
@@ -106,9 +106,8 @@ from brainage_lib.papers.diff.evaluation import (MODELS, als_pads, evaluate, for
                                                  magnitude_table, record_evaluation, record_magnitudes,
                                                  reference_numbers, wide_table)
 from brainage_lib.papers.diff.rules import GATE, NO_ALS
-from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
-                                               parse_widths, predict_diffae, save_diffae, split_training_cohort,
-                                               train_diffae)
+from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, open_diff_cohorts, parse_widths,
+                                               predict_diffae, split_training_cohort, train_diffae)
 from brainage_lib.notebook import start
 from brainage_lib.run.seeds import combine, run_other_seeds
 
@@ -252,12 +251,11 @@ diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, engine)
 age_sd = diff_res.model.config.age_scale
 print(f"age loss: {tcfg.age_loss}" + (" (years², as the paper)" if tcfg.age_loss == "years" else
       f" (years² / {age_sd:.1f}², a deviation from the paper)") + f"; head output in sd units of {age_sd:.1f} y")
-ckpt = save_diffae(ckpt_dir / "diffae.pt", diff_res, tcfg, extra={"profile": cfg.profile, "seed": SEED})
-diffae, meta = load_diffae(ckpt, device)
+diffae = diff_res.model.to(device).eval()  # the weights of the best validation epoch
 rec.record("train.diffae.wall_time_s", diff_res.wall_time_s, unit="s")
 rec.record("train.diffae.best_epoch", diff_res.best_epoch + 1)
 rec.record("train.diffae.best_val_mae", diff_res.history["val_mae"].min(), unit="years")
-print(f"checkpoint {ckpt} (best epoch {meta['extra']['best_epoch'] + 1}, git {meta['provenance']['git']})")
+print(f"best validation epoch {diff_res.best_epoch + 1} of {len(diff_res.history)}")
 fig = diff_plots.training_curves(diff_res.history, tcfg.age_loss)
 rec.figure(fig, "training_curves", "Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
 
@@ -268,8 +266,6 @@ cnns = {}
 for name, make in (("densenet121", densenet121_2d), ("deepbrainnet", lambda: DeepBrainNet2D(dbn_config))):
     torch.manual_seed(SEED)
     cnns[name] = train_regressor(make(), ds["train_labelled"], ds["val"], bcfg, engine, desc=MODELS[name])
-    save_checkpoint(ckpt_dir / f"{name}.pt", cnns[name].model, bcfg, {"target_mean": cnns[name].target_mean,
-                                                                     "target_sd": cnns[name].target_sd})
     rec.record(f"train.{name}.wall_time_s", cnns[name].wall_time_s, unit="s")
     rec.record(f"train.{name}.best_epoch", cnns[name].best_epoch + 1)
 t0 = time.time()
@@ -376,17 +372,17 @@ format_table(wide_table(rec, "pad", paper=False))
 
 # %%
 space, ho_age = cohort_space(cohorts["train"]), train_ages[splits.heldout]
-networks = {"diffae": ("DiffAE", diffae, asdict(diffae.config), 0.0, 1.0),  # the DiffAE predicts years itself
-            **{m: (arch, cnns[m].model, config, cnns[m].target_mean, cnns[m].target_sd) for m, arch, config in
+networks = {"diffae": ("DiffAE", diffae, asdict(diffae.config), 0.0, 1.0,  # the DiffAE predicts years itself
+                       {"config": asdict(tcfg), "best_epoch": diff_res.best_epoch + 1}),
+            **{m: (arch, cnns[m].model, config, cnns[m].target_mean, cnns[m].target_sd,
+                   {"config": asdict(bcfg), "best_epoch": cnns[m].best_epoch + 1}) for m, arch, config in
                (("densenet121", "DenseNet121-2D", {"in_channels": 1, "out_channels": 1}),
                 ("deepbrainnet", "DeepBrainNet2D", asdict(dbn_config)))}}
-for m, (arch, net, config, mean, sd) in networks.items():
+for m, (arch, net, config, mean, sd, training) in networks.items():
     bc = fitted_bias_correction(preds[m]["heldout"], ho_age, "the held-out healthy subjects")
-    card = ModelCard(paper="DIFF", notebook=NB, model=m, architecture=arch, config=config,
-                     transform=transform_spec(transform), inputs="slice", profile=cfg.profile, seed=SEED,
-                     training_data=rec.doc["data"], space=space, test_mae=ev[m]["test_mae"], target_mean=mean,
-                     target_sd=sd, bias_correction=bc)
-    print(export_model(ckpt_dir / "models" / f"{m}.model.pt", net, card))
+    print(save_model(cfg, rec, m, net, architecture=arch, config=config, transform=transform_spec(transform),
+                     inputs="slice", space=space, test_mae=ev[m]["test_mae"], target_mean=mean, target_sd=sd,
+                     bias_correction=bc, training=training))
 
 # %% [markdown]
 # ### On simulated data: does each PAD track the hidden brain-age gap?

@@ -73,7 +73,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from brainage_lib.engine.training import TrainConfig
-from brainage_lib.inference.cards import ModelCard, cohort_space, export_model, transform_spec
+from brainage_lib.inference.cards import cohort_space, save_model, transform_spec
 from brainage_lib.metrics.verdicts import GATE_TEXT
 from brainage_lib.papers import fidelity
 from brainage_lib.papers.lstm import claims as C
@@ -163,7 +163,7 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 display(Markdown(data.used("training", young)))
 tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
                    loss="l1", seed=SEED, max_steps=cfg.max_steps)
-trained, history = train_models(data, build, tcfg, engine, SEED, cfg.checkpoint_dir, cfg.as_dict())
+trained, history = train_models(data, build, tcfg, engine, SEED)
 engine.report()  # per stage: trained, resumed or loaded from its checkpoint
 
 # %%
@@ -242,13 +242,11 @@ for (regime, name), res in trained.items():
     tf = LSTMSlices(atlas_shape=atlas, slice_size=cfg.SLICE_SIZE) if lstm else AtlasVolume(atlas_shape=atlas)
     mae = evals[L.DISC].mae(name) if regime == "0-22" else rec.get(f"young_discovery_test.young.{name}")
     label = f"{name}, trained {'0-22' if regime == '0-22' else young} y"
-    card = ModelCard(paper="LSTM", notebook=NB, model=label, architecture="ResNetLSTM" if lstm else "ResNet3D",
-                     config=asdict(res.model.config), transform=transform_spec(tf),
-                     inputs="slice_sequence" if lstm else "volume", profile=cfg.profile, seed=SEED,
-                     training_data=rec.doc["data"], space=space, test_mae=mae, target_mean=res.target_mean,
-                     target_sd=res.target_sd, bias_correction=None)
-    stem = f"{regime}_{name.replace('+', '_').replace(' ', '')}"
-    print(export_model(cfg.checkpoint_dir / "models" / f"{stem}.model.pt", res.model, card))
+    print(save_model(cfg, rec, f"{regime}_{name.replace('+', '_').replace(' ', '')}", res.model, model=label,
+                     architecture="ResNetLSTM" if lstm else "ResNet3D", config=asdict(res.model.config),
+                     transform=transform_spec(tf), inputs="slice_sequence" if lstm else "volume", space=space,
+                     test_mae=mae, target_mean=res.target_mean, target_sd=res.target_sd, bias_correction=None,
+                     training={"config": asdict(tcfg), "epochs_trained": len(res.history)}))
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)

@@ -16,8 +16,8 @@ from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, diffae_loss, m
 from brainage_lib.papers.diff import training as diff
 from brainage_lib.papers.diff.claims import claims
 from brainage_lib.papers.diff.evaluation import evaluate, numbers, record_evaluation, reference_numbers, wide_table
-from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, load_diffae, open_diff_cohorts,
-                                               parse_widths, predict_diffae, recalibrate_head_bn, save_diffae,
+from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, open_diff_cohorts,
+                                               parse_widths, predict_diffae, recalibrate_head_bn,
                                                split_training_cohort, train_diffae)
 from brainage_lib.run.results import Recorder
 
@@ -126,16 +126,26 @@ def test_recalibrated_batchnorm_matches_hand_statistics() -> None:
     assert not model.training and bn.momentum == 0.1
 
 
-def test_checkpoint_roundtrip(tmp_path) -> None:
+def test_saved_model_roundtrip(tmp_path) -> None:
+    """The DiffAE's one saved file: weights and card; load_model rebuilds it from the card and predicts the same."""
+    from dataclasses import asdict
+
+    from brainage_lib.inference.cards import ModelCard, export_model, load_model
+
     imgs, ages = blob_slices(12, seed=4)
     train, val = SliceDataset(imgs, ages, np.arange(9)), SliceDataset(imgs, ages, np.arange(9, 12))
     tcfg = DiffTrainConfig(epochs=1, batch_size=4)
     res = train_diffae(TINY, train, val, tcfg, CPU, progress=False)
-    path = save_diffae(tmp_path / "m.pt", res, tcfg, extra={"profile": "unit"})
+    card = ModelCard(paper="DIFF", notebook="02_diff", model="diffae", architecture="DiffAE",
+                     config=asdict(res.model.config), transform={"name": "diff", "size": 16}, inputs="slice",
+                     profile="unit", seed=0, training_data="blobs", space={}, test_mae=None,
+                     training={"config": asdict(tcfg), "best_epoch": res.best_epoch + 1})
+    path = export_model(tmp_path / "diffae.model.pt", res.model, card)
     blob = torch.load(path, weights_only=True)
-    assert blob["config"]["train"]["batch_size"] == 4 and "git" in blob["provenance"]
-    model, meta = load_diffae(path)
-    assert model.config == res.model.config and meta["extra"]["profile"] == "unit"
+    assert set(blob) == {"state_dict", "card"} and "git" in blob["card"]["provenance"]
+    model, loaded = load_model(path)
+    assert model.config == res.model.config and loaded.training["config"]["batch_size"] == 4
+    assert loaded.profile == "unit"
     np.testing.assert_allclose(predict_diffae(model, val, CPU), predict_diffae(res.model, val, CPU), rtol=1e-6)
 
 

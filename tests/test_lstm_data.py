@@ -89,10 +89,8 @@ def test_a_cohort_without_young_subjects_trains_the_whole_range_only(tmp_path, c
     assert "not trained" in data.used("training", "0-6")
 
     build = lambda: L.build_models(ATLAS, SLICE, pool_k=4, width=0.125)  # noqa: E731
-    trained, history = train_models(data, build, TrainConfig(epochs=1, batch_size=4),
-                                    torch.device("cpu"), 0, tmp_path / "ckpt", {})
+    trained, history = train_models(data, build, TrainConfig(epochs=1, batch_size=4), torch.device("cpu"), 0)
     assert set(trained) == {("0-22", L.CNN3D_NAME), ("0-22", L.LSTM_NAME)}
-    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 2
     pred = predict_all(trained, data, torch.device("cpu"))
     assert {k[:2] for k in pred} == {("0-22", "discovery")}
     evals = evaluations(data, pred, "0-6")

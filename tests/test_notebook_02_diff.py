@@ -13,7 +13,8 @@ from scipy import stats as sps
 
 from brainage_lib.metrics.verdicts import LEARNED_FRACTION, TRACK_ALPHA
 from brainage_lib.papers.diff.evaluation import MODELS, paper_magnitude
-from brainage_lib.papers.diff.training import load_diffae, open_diff_cohorts
+from brainage_lib.inference.cards import load_model
+from brainage_lib.papers.diff.training import open_diff_cohorts
 from brainage_lib.run.results import load_results
 
 pytestmark = pytest.mark.notebook
@@ -123,9 +124,10 @@ def test_02_diff_splits_checkpoint_and_claims(diff_run, cohorts):
     assert rec["data.train.labelled"] == int((~np.isnan(train_ages)).sum())
     assert rec["data.split.train"] + rec["data.split.val"] + rec["data.split.heldout"] == rec["data.train.N"]
     assert 0 < rec["data.split.train_unlabelled"] == int(np.isnan(train_ages).sum())
-    model, meta = load_diffae(out / "checkpoints" / "02_diff" / "diffae.pt")
-    assert model.config.image_size == res["params"]["SLICE_SIZE"] and meta["config"]["train"]["epochs"] == 2
-    assert meta["config"]["train"]["age_loss"] == res["params"]["AGE_LOSS"]
+    model, card = load_model(out / "checkpoints" / "02_diff" / "models" / "diffae.model.pt")
+    assert model.config.image_size == res["params"]["SLICE_SIZE"] and card.training["config"]["epochs"] == 2
+    assert card.training["config"]["age_loss"] == res["params"]["AGE_LOSS"] and card.seed == res["params"]["SEED"]
+    assert not list((out / "checkpoints" / "02_diff").glob("*.pt"))  # one file per trained model: models/*.model.pt
     labelled = train_ages[~np.isnan(train_ages)]
     assert labelled.min() < model.config.age_offset < labelled.max() and model.config.age_scale > 1
     # the recorded size is the probe's; the checkpoint's model has the same architecture

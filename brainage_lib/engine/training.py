@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,9 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, compiled, data_fingerprint,
-                                        fit, plain, sync_batchnorm, sync_gradients)
+                                        fit, sync_batchnorm, sync_gradients)
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.run.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -142,21 +140,3 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
         model.load_state_dict(state["best_state"])
     return TrainResult(model, history, best_epoch, trained_s, mean, sd)
 
-
-def save_checkpoint(path: str | Path, model: nn.Module, config: dict, extra: dict | None = None) -> Path:
-    """Weights plus config and provenance, loadable with ``torch.load(..., weights_only=True)``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"state_dict": model.state_dict(), "config": plain(config), "provenance": plain(provenance()),
-            "extra": plain(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    return path
-
-
-def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
-    """Load weights into ``model``; return the stored config, provenance and extras."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(blob["state_dict"])
-    return {k: v for k, v in blob.items() if k != "state_dict"}

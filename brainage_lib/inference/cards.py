@@ -29,7 +29,7 @@ from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.run.provenance import provenance
 
 __all__ = ["architectures", "ModelCard", "cohort_space", "export_model", "fitted_bias_correction", "load_model",
-           "transform_spec"]
+           "save_model", "transform_spec"]
 
 def architectures() -> dict[str, tuple[Any, Any]]:
     """Architecture name -> (builder from a config dict, config class or None), as each paper declares them.
@@ -72,6 +72,7 @@ class ModelCard:
     target_mean: float = 0.0  # the network predicts (age - target_mean) / target_sd
     target_sd: float = 1.0
     bias_correction: dict | None = None  # {"slope", "intercept", "n", "fitted_on"}: pred = slope * age + intercept
+    training: dict = field(default_factory=dict)  # the training settings and the epoch whose weights these are
     provenance: dict = field(default_factory=dict)
     created: str = ""
 
@@ -127,6 +128,19 @@ def export_model(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> 
     torch.save({"state_dict": state, "card": to_jsonable(asdict(card))}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def save_model(cfg, rec, name: str, net: nn.Module, **card: Any) -> Path:
+    """Save a notebook's trained network ``net`` as ``checkpoints/<notebook>/models/<name>.model.pt``, the one file of it.
+
+    The run fills in the card's paper, notebook, profile, seed and training data (from the
+    notebook's parameters ``cfg`` and recorder ``rec``); ``card`` gives the other :class:`ModelCard`
+    fields (``model`` defaults to ``name``). Returns the path.
+    """
+    paper = registry.paper_of_notebook(cfg.notebook)
+    card = ModelCard(**{"model": name, **card}, paper=paper.short if paper else cfg.notebook, notebook=cfg.notebook,
+                     profile=cfg.profile, seed=int(cfg.core["SEED"]), training_data=rec.doc["data"])
+    return export_model(cfg.checkpoint_dir / "models" / f"{name}.model.pt", net, card)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:

@@ -12,7 +12,7 @@ engine (``brainage_lib.engine.fabric``): a resumable stage, DDP with several dev
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,14 @@ from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.splits import stratified_split
 from brainage_lib.engine.fabric import (Engine, RNGState, Stage, as_engine, code_version, data_fingerprint, fit,
                                         local_share, sync_batchnorm, sync_gradients)
-from brainage_lib.engine.training import load_checkpoint, save_checkpoint
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.papers.diff import diffae as diffae_module
 from brainage_lib.papers.diff.diffae import (AGE_LOSSES, DiffAE, DiffAEConfig, DiffAELoss, diffae_loss, make_scheduler,
                                         predict_age)
 from brainage_lib.papers.diff.roles import split_single_cohort
 
-__all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages", "load_diffae",
-           "open_diff_cohorts", "parse_widths", "predict_diffae", "recalibrate_head_bn", "save_diffae",
+__all__ = ["DiffSplits", "DiffTrainConfig", "DiffTrainResult", "als_survival", "dataset_ages",
+           "open_diff_cohorts", "parse_widths", "predict_diffae", "recalibrate_head_bn",
            "split_training_cohort", "train_diffae"]
 
 
@@ -310,18 +309,3 @@ def _shard(batch: list[int], x: torch.Tensor, ages: np.ndarray, sched, gen: torc
     w_age = lab[rank] / used if runs[rank] and used else 0.0
     return noise[rank::world], t[rank::world], runs[rank], len(local_share(batch, rank, world)) / len(batch), w_age
 
-
-def save_diffae(path: str | Path, result: DiffTrainResult, train_config: DiffTrainConfig, extra: dict | None = None) -> Path:
-    """Checkpoint: weights, the model and training configs, provenance and ``extra``."""
-    return save_checkpoint(path, result.model, {"model": asdict(result.model.config), "train": asdict(train_config)},
-                           {"best_epoch": result.best_epoch, "wall_time_s": result.wall_time_s, **(extra or {})})
-
-
-def load_diffae(path: str | Path, device: torch.device | str = "cpu") -> tuple[DiffAE, dict]:
-    """Rebuild a ``DiffAE`` from a checkpoint (``torch.load(weights_only=True)``); returns (model, metadata)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    stored = blob["config"]["model"]
-    config = DiffAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
-    model = DiffAE(config)
-    meta = load_checkpoint(path, model)
-    return model.to(device).eval(), meta

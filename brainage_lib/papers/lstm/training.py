@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from brainage_lib.engine.fabric import Engine, as_engine
-from brainage_lib.engine.training import TrainConfig, TrainResult, save_checkpoint, train_regressor
+from brainage_lib.engine.training import TrainConfig, TrainResult, train_regressor
 from brainage_lib.papers.lstm.data import LSTMData
 from brainage_lib.papers.lstm.evaluation import CNN3D_NAME, EVALUATIONS, MODELS, Evaluation
 from brainage_lib.run.seeding import seed_everything
@@ -18,9 +17,8 @@ __all__ = ["evaluations", "predict_all", "train_models"]
 
 
 def train_models(data: LSTMData, build: Callable[[], dict[str, torch.nn.Module]], tcfg: TrainConfig,
-                 device: Engine | torch.device, seed: int, checkpoint_dir: Path, params: dict
-                 ) -> tuple[dict[tuple[str, str], TrainResult], pd.DataFrame]:
-    """Train each model on each regime's discovery subjects (``data.regimes``); save every checkpoint.
+                 device: Engine | torch.device, seed: int) -> tuple[dict[tuple[str, str], TrainResult], pd.DataFrame]:
+    """Train each model on each regime's discovery subjects (``data.regimes``).
 
     Each training starts from ``seed_everything(seed)`` and fresh weights from ``build()``;
     the last epoch's weights are kept (the paper has no validation set). Each is a stage of
@@ -45,9 +43,6 @@ def train_models(data: LSTMData, build: Callable[[], dict[str, torch.nn.Module]]
             res = train_regressor(model, ds, None, tcfg, engine, desc=f"{name} [{regime}]")
             trained[(regime, name)] = res
             histories.append(res.history.assign(model=name, regime=regime))
-            save_checkpoint(checkpoint_dir / f"{regime}_{name.replace('+', '_').replace(' ', '')}.pt", res.model,
-                            {"params": params, "model": name, "regime": regime},
-                            {"target_mean": res.target_mean, "target_sd": res.target_sd})
     return trained, pd.concat(histories)
 
 
