@@ -65,34 +65,14 @@ SEEDS: Optional[int] = None  # model seeds SEED, SEED+1, ... each trained on the
 DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
-import time
-from dataclasses import asdict
-from functools import partial
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from brainage_lib.engine.training import TrainConfig
-from brainage_lib.inference.cards import cohort_space, save_model, transform_spec
-from brainage_lib.metrics.verdicts import GATE_TEXT
-from brainage_lib.papers import fidelity
-from brainage_lib.papers.lstm import claims as C
-from brainage_lib.papers.lstm import gates as G
-from brainage_lib.papers.lstm.deviations import DEVIATIONS
-from brainage_lib.data.space import check_input_space
-from brainage_lib.papers.lstm.transforms import AtlasVolume, LSTMSlices
-from brainage_lib.papers.lstm import evaluation as L
-from brainage_lib.papers.lstm import paper as P  # the paper's numbers
-from brainage_lib.papers.lstm import figures as F
-from brainage_lib.papers.lstm.data import load_data
-from brainage_lib.papers.lstm.training import evaluations, predict_all, train_models
-from brainage_lib.notebook import start
-from brainage_lib.run.seeds import combine, run_other_seeds
+from brainage_lib.papers.lstm import notebook as lstm  # the wing: its parts and the shared ones it uses
 
 NB = "03_lstm"
-cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
+cfg, engine, rec, t_start = lstm.start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
 device = engine.device
-atlas = L.parse_shape(cfg.ATLAS_SHAPE)
+atlas = lstm.parse_shape(cfg.ATLAS_SHAPE)
 young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young" in record keys)
 
 # %% [markdown]
@@ -102,8 +82,7 @@ young = f"0-{cfg.YOUNG_MAX_AGE:g}"  # label of the young training regime ("young
 # last one closed (`brainage_lib.papers.lstm.evaluation`).
 
 # %%
-fidelity.record(rec, DEVIATIONS)
-display(Markdown(fidelity.markdown(DEVIATIONS)))
+lstm.deviations(rec)
 
 # %% [markdown]
 # ## 1 Data
@@ -114,26 +93,15 @@ display(Markdown(fidelity.markdown(DEVIATIONS)))
 # (`brainage_lib.papers.lstm.data`). The data this run used:
 
 # %%
-data = load_data(DATA_DIR, DATA_SEED, cfg.N_DISCOVERY, cfg.N_REPLICATION, cfg.SHAPE, atlas, cfg.SLICE_SIZE,
+data = lstm.load_data(DATA_DIR, DATA_SEED, cfg.N_DISCOVERY, cfg.N_REPLICATION, cfg.SHAPE, atlas, cfg.SLICE_SIZE,
                  cfg.YOUNG_MAX_AGE, split_seed=SEED)  # cohorts from DATA_SEED; the split (not fixed by the paper) from SEED
-check_input_space([c for c in (data.disc, data.repl) if c is not None], "lstm", DATA_DIR,
+lstm.check_input_space([c for c in (data.disc, data.repl) if c is not None], "lstm", DATA_DIR,
                   cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
-missing = data.not_testable()  # evaluation key or regime -> why this data cannot test it
-for k, why in missing.items():
-    rec.record(f"not_testable.{k}", why)
-display(Markdown(data.used("data", young)))
-sizes = data.sizes(young)
-for k, v in sizes.items():
-    rec.record(f"data.n.{k}", v)
-rec.record("data.paper_n_discovery", len(data.disc), paper=P.N_DISCOVERY)
-rec.record("data.paper_n_replication", len(data.repl) if data.repl is not None else None, paper=P.N_REPLICATION,
-           note=data.no_replication)
-pd.Series(sizes, name="subjects").to_frame()
+missing, sizes = lstm.record_data(rec, data, young)  # missing: evaluation key or regime -> why this data cannot test it
+sizes
 
 # %%
-repl_ages = data.repl.ages if data.repl is not None else None
-fig = F.age_distributions(data.disc.ages[data.train_idx], data.disc.ages[data.test_idx], repl_ages, data.no_replication)
-rec.figure(fig, "age_distributions",
+rec.figure(lstm.age_distributions(data), "age_distributions",
            "Age distributions of the discovery split and the replication cohort (paper Fig. 1).")
 
 # %% [markdown]
@@ -142,15 +110,8 @@ rec.figure(fig, "age_distributions",
 # 3D stem: `STEM_KERNEL` defaults to 7 because the paper's "3x3x3" describes "the corresponding 3D-ResNet18" of ResNet18 [8], whose stem is 7x7 stride 2 (its 1x1 shortcuts are not 3x3x3 either); 3 is the literal reading.
 
 # %%
-build = partial(L.build_models, atlas, cfg.SLICE_SIZE, cfg.POOL_K, cfg.WIDTH, stem_kernel=cfg.STEM_KERNEL)
-models = build()
-for name, m in models.items():
-    rec.record(f"model.{name}.parameters", L.n_parameters(m))
-rec.record(f"model.{L.CNN3D_NAME}.stem_kernel", cfg.STEM_KERNEL)
-stem_reading = {7: "standard ResNet18 stem", 3: "the paper's literal 3x3x3"}.get(cfg.STEM_KERNEL, "neither reading")
-sk = cfg.STEM_KERNEL
-print(f"STEM_KERNEL = {sk}: 3D-ResNet18 stem {sk}x{sk}x{sk}, stride 2 ({stem_reading}); 2D slice encoder: ResNet18's 7x7 stem")
-pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.items()}})
+build = lstm.model_builder(atlas, cfg)  # both models afresh, at this run's sizes
+lstm.record_models(rec, build(), cfg.STEM_KERNEL)
 
 # %% [markdown]
 # ## 3 Training
@@ -161,13 +122,13 @@ pd.DataFrame({"parameters": {k: f"{L.n_parameters(m):,}" for k, m in models.item
 
 # %%
 display(Markdown(data.used("training", young)))
-tcfg = TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
+tcfg = lstm.TrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, lr_step=cfg.LR_STEP, lr_gamma=0.5,
                    loss="l1", seed=SEED, max_steps=cfg.max_steps)
-trained, history = train_models(data, build, tcfg, engine, SEED)
+trained, history = lstm.train_models(data, build, tcfg, engine, SEED)
 engine.report()  # per stage: trained, resumed or loaded from its checkpoint
 
 # %%
-fig = F.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young, missing)
+fig = lstm.figures.training_curves(history, {k: res.target_sd for k, res in trained.items()}, young, missing)
 rec.figure(fig, "training_curves", "Training MAE per epoch.")
 
 # %% [markdown]
@@ -177,10 +138,10 @@ rec.figure(fig, "training_curves", "Training MAE per epoch.")
 # whose ages lie outside the paper's 0-22 y (predicted vs true age: section 5).
 
 # %%
-pred = predict_all(trained, data, device)
-evals = evaluations(data, pred, young)  # the evaluations this data allows; the others are in `missing`
+pred = lstm.predict_all(trained, data, device)
+evals = lstm.evaluations(data, pred, young)  # the evaluations this data allows; the others are in `missing`
 display(Markdown(data.used("evaluations", young)))
-L.record_overall(rec, evals).round(3)
+lstm.record_overall(rec, evals).round(3)
 
 # %% [markdown]
 # ### Table 1: discovery test set, models trained on 0-22 y (MAE in years, paper / this run)
@@ -188,31 +149,19 @@ L.record_overall(rec, evals).round(3)
 # own bins (no paper value beside them; the note says why).
 
 # %%
-display(Markdown(data.used(L.DISC, young)))
-t1 = L.record_table(rec, "table1", evals, missing)
-if t1.attrs["bins"].why:
-    print(t1.attrs["bins"].why)
-L.wide(t1)
+lstm.paper_table(rec, "table1", evals, data, missing, young)
 
 # %% [markdown]
 # ### Table 2: replication cohort, models trained on 0-22 y
 
 # %%
-display(Markdown(data.used(L.REP, young)))
-t2 = L.record_table(rec, "table2", evals, missing)
-if t2.attrs["bins"].why:
-    print(t2.attrs["bins"].why)
-L.wide(t2)
+lstm.paper_table(rec, "table2", evals, data, missing, young)
 
 # %% [markdown]
 # ### Table 3: replication cohort, models trained on 0-`YOUNG_MAX_AGE` y
 
 # %%
-display(Markdown(data.used(L.REP_YOUNG, young)))
-t3 = L.record_table(rec, "table3", evals, missing)
-if t3.attrs["bins"].why:
-    print(t3.attrs["bins"].why)
-L.wide(t3)
+lstm.paper_table(rec, "table3", evals, data, missing, young)
 
 # %% [markdown]
 # ### Discovery test subjects aged 0-`YOUNG_MAX_AGE` y: trained on 0-22 y vs on 0-`YOUNG_MAX_AGE` y
@@ -223,7 +172,7 @@ L.wide(t3)
 display(Markdown(data.used("young", young)))
 young_test = data.disc.ages[data.test_idx] <= cfg.YOUNG_MAX_AGE  # the test subjects inside the young models' range
 print(f"{int(young_test.sum())} discovery test subjects aged <= {cfg.YOUNG_MAX_AGE:g} y")
-L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young, missing)
+lstm.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, young, missing)
 
 # %% [markdown]
 # ### Saved models
@@ -236,17 +185,7 @@ L.record_young_discovery(rec, pred, data.disc.ages[data.test_idx], young_test, y
 # cards carry none and `predict` leaves the corrected PAD empty.
 
 # %%
-space = cohort_space(data.disc)
-for (regime, name), res in trained.items():
-    lstm = name == L.LSTM_NAME
-    tf = LSTMSlices(atlas_shape=atlas, slice_size=cfg.SLICE_SIZE) if lstm else AtlasVolume(atlas_shape=atlas)
-    mae = evals[L.DISC].mae(name) if regime == "0-22" else rec.get(f"young_discovery_test.young.{name}")
-    label = f"{name}, trained {'0-22' if regime == '0-22' else young} y"
-    print(save_model(cfg, rec, f"{regime}_{name.replace('+', '_').replace(' ', '')}", res.model, model=label,
-                     architecture="ResNetLSTM" if lstm else "ResNet3D", config=asdict(res.model.config),
-                     transform=transform_spec(tf), inputs="slice_sequence" if lstm else "volume", space=space,
-                     test_mae=mae, target_mean=res.target_mean, target_sd=res.target_sd, bias_correction=None,
-                     training={"config": asdict(tcfg), "epochs_trained": len(res.history)}))
+lstm.save_models(cfg, rec, trained, evals, tcfg, data, atlas, young)
 
 # %% [markdown]
 # ### Paired comparison of the two models' absolute errors (Wilcoxon signed-rank, same subjects)
@@ -255,7 +194,7 @@ for (regime, name), res in trained.items():
 
 # %%
 display(Markdown(data.used("evaluations", young)))
-L.record_paired(rec, evals).round(4)
+lstm.record_paired(rec, evals).round(4)
 
 # %% [markdown]
 # ### Gates: did each model learn age, and does it track age on the replication cohort?
@@ -268,11 +207,9 @@ L.record_paired(rec, evals).round(4)
 # fails a gate is not testable, with the gate's numbers.
 
 # %%
-display(Markdown(GATE_TEXT))
-young_ages = data.disc.ages[data.test_idx][young_test]
-young_preds = None if "young" in missing else {m: pred[("young", "discovery", m)] for m in L.MODELS}
-gate_nums = G.gate_numbers(G.held_out_sets(evals.get(L.DISC), young_ages, young_preds, young), evals, missing)
-G.record_gates(rec, gate_nums)
+display(Markdown(lstm.GATE_TEXT))
+gate_nums = lstm.gate_numbers(evals, pred, data, young_test, young, missing)
+lstm.gates.record_gates(rec, gate_nums)
 
 # %% [markdown]
 # For comparison, the MAE of predicting each evaluated cohort's own mean age and the training
@@ -280,24 +217,16 @@ G.record_gates(rec, gate_nums)
 # beating it says little):
 
 # %%
-C.record_reference(rec, evals).round(3)
+lstm.record_reference(rec, evals).round(3)
 
 # %% [markdown]
 # ### Training time
-# The paper reports 3 h (LSTM) vs 7 h (3D) on an NVIDIA K80, in the paragraph on the trainings on
-# 0-6 y (Table 3). Both regimes are measured here; the 0-`YOUNG_MAX_AGE` y ratio is the one
-# compared with the paper's 7/3.
+# The paper reports the LSTM training faster than the 3D model on an NVIDIA K80, in the paragraph on
+# the trainings on 0-6 y (Table 3; its hours are printed below). Both regimes are measured here; the
+# 0-`YOUNG_MAX_AGE` y ratio is the one compared with the paper's.
 
 # %%
-amp_used = tcfg.amp and device.type == "cuda"
-wall_s = {k: res.wall_time_s for k, res in trained.items()}
-times = L.record_training_times(rec, wall_s, young, amp_used, missing)
-ratio = times.loc["3D / LSTM"].to_numpy()
-print(f"on {device}, bf16 autocast: {'yes' if amp_used else 'no'} (TrainConfig.amp={tcfg.amp}, used on CUDA only)")
-not_trained = f"; {missing['young']}" if "young" in missing else ""
-print(f"3D / LSTM training-time ratio: trained 0-22 y {ratio[0]:.2f}; trained {young} y {ratio[1]:.2f} "
-      f"(paper, trained 0-6 y on a K80: 7 h / 3 h = {7 / 3:.2f}){not_trained}")
-times.round(2)
+lstm.training_times(rec, trained, tcfg, device, young, missing)
 
 # %% [markdown]
 # ## 5 Figures
@@ -305,12 +234,12 @@ times.round(2)
 # (paper Fig. 4 for the discovery test set, Fig. 5 for the replication cohort).
 
 # %%
-L.record_cs(rec, evals)
-fig = F.cumulative_scores(evals, young, missing)
+lstm.record_cs(rec, evals)
+fig = lstm.figures.cumulative_scores(evals, young, missing)
 rec.figure(fig, "cumulative_scores", "Cumulative score curves of both models (paper Figs. 4 and 5).")
 
 # %%
-fig = F.predicted_vs_true(evals, young, missing)
+fig = lstm.figures.predicted_vs_true(evals, young, missing)
 rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
 
 # %% [markdown]
@@ -321,17 +250,8 @@ rec.figure(fig, "predicted_vs_true", "Predicted vs chronological age.")
 # the same values the code compares with.
 
 # %%
-display(Markdown(C.rules_text()))
-magnitudes = C.claim_magnitudes(evals)  # paired bootstrap intervals of the paper's numbers, recorded with each claim
-rows = C.claims(evals, wall_s, young, f"{device}{', bf16 autocast' if amp_used else ''}", missing, gates=gate_nums,
-                magnitudes=magnitudes)
-lines = rec.record_claims(rows)
-if cfg.profile != "paper":
-    lines.append(f"\nThis was a **{cfg.profile}** run on {DATA_DIR or 'simulated cohorts'}: reduced sizes and epochs, "
-                 "so a claim with a paper number is at best \"direction only\" and verdicts describe this "
-                 "configuration, not the paper's.")
-display(Markdown("\n".join(lines)))
-rec.save_predictions(L.predictions_frame(evals))
+lstm.judge_claims(cfg, rec, evals, trained, tcfg, device, young, missing, gate_nums,
+                  DATA_DIR or "simulated cohorts")
 
 # %% [markdown]
 # ### Over the model seeds
@@ -341,16 +261,10 @@ rec.save_predictions(L.predictions_frame(evals))
 # this run's numbers as mean ± sd over the seeds.
 
 # %%
-others = run_other_seeds(cfg)
-seeds = combine(rec, others)
-display(seeds)
-for name in ("table1", "table2", "table3"):
-    display(Markdown(f"**{L.PAPER['tables'][name]}** (paper / this run)"))
-    display(L.seeds_wide(rec.doc, name))
+lstm.over_seeds(cfg, rec)
 
 # %%
-rec.record("wall_time_s", time.time() - t_start, unit="s")
-print("results:", rec.finalize())
+lstm.finish(rec, t_start)
 
 # %% [markdown]
 # ## References

@@ -228,8 +228,9 @@ def test_03_lstm_figures_and_checkpoints(lstm_run):
     out, _, _ = lstm_run
     for name in ("age_distributions", "training_curves", "cumulative_scores", "predicted_vs_true"):
         assert (out / "figures" / "03_lstm" / f"{name}.png").is_file()
-    ckpts = sorted((out / "checkpoints" / "03_lstm").glob("*.pt"))
-    assert len(ckpts) == 4
-    blob = torch.load(ckpts[0], map_location="cpu", weights_only=True)
-    assert blob["config"]["params"]["EPOCHS"] == 2 and blob["config"]["params"]["STEM_KERNEL"] == 7
-    assert "git" in blob["provenance"]
+    assert not list((out / "checkpoints" / "03_lstm").glob("*.pt"))  # one file per trained model: models/*.model.pt
+    models = sorted((out / "checkpoints" / "03_lstm" / "models").glob("*.model.pt"))
+    assert len(models) == 4
+    card = torch.load(models[0], map_location="cpu", weights_only=True)["card"]
+    assert card["training"]["config"]["epochs"] == 2 and card["config"]["stem_kernel"] == 7
+    assert "git" in card["provenance"]
