@@ -44,7 +44,7 @@ DEVICES: int = 1  # processes (GPUs) per training stage; above 1: DDP, the globa
 FORCE: bool = False  # retrain finished stages instead of loading their checkpoints
 COMPILE: str = "auto"  # torch.compile the generators and regressors: auto (gpu-check decides; off on a CPU), on, off
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
-N_SUBJECTS: Optional[int] = None  # simulated subjects before sex balancing (0 means the preset's 1150)
+N_SUBJECTS: Optional[int] = None  # simulated subjects before sex balancing (0 means the preset's, as many as the paper's)
 SHAPE: Optional[int] = None  # simulation grid cube (0 means the 2 mm MNI grid, 99x117x95)
 EFFECT_REGION: Optional[str] = None  # region of faster cortical thinning, e.g. "occipital" (profile null: the preset's)
 SIZE: Optional[int] = None  # network input cube (paper: 96)
@@ -72,49 +72,14 @@ DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny coh
 
 # %%
 import time
-from dataclasses import asdict
 
 import numpy as np
-import pandas as pd
-import torch
-from IPython.display import Markdown, display
-from torch.utils.data import ConcatDataset
 
-from brainage_lib.data.cache import cached_array
-from brainage_lib.data.cohort import balance_by_sex
-from brainage_lib.data.datasets import VolumeDataset
-from brainage_lib.data.sources import open_cohort
-from brainage_lib.data.space import check_input_space
-from brainage_lib.data.splits import stratified_split
-from brainage_lib.papers.tgb.transforms import TGBVolume
-from brainage_lib.engine.training import TrainConfig, train_regressor
-from brainage_lib.errors import BrainAgeError
-from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
-from brainage_lib.metrics.scores import mae_by_group
-from brainage_lib.metrics.stats import wilcoxon_p
-from brainage_lib.metrics.verdicts import GATE_TEXT, mean_prediction_mae, reconstruction_share
-from brainage_lib.papers.tgb.gan import GANConfig, TGBCritic, TGBGenerator
-from brainage_lib.papers.tgb.regressor import RegressorConfig, TGBRegressor
-from brainage_lib.papers import fidelity
-from brainage_lib.papers.tgb import figures as tgb_plots
-from brainage_lib.papers.tgb import magnitudes as mag
-from brainage_lib.papers.tgb import regions
-from brainage_lib.papers.tgb.claims import claims, gates
-from brainage_lib.papers.tgb.deviations import DEVIATIONS
-from brainage_lib.papers.tgb import paper as P  # the paper's numbers
-from brainage_lib.papers.tgb.evaluation import GROUP_EDGES, error_summary, split_counts, table1_frame
-from brainage_lib.papers.tgb.synthesis import bin_fill, load_synthetic, synthesise, synthesise_at_age
-from brainage_lib.papers.tgb.training import GANTrainConfig, reconstruct, to_memory_format, train_gan
-from brainage_lib.notebook import start
-from brainage_lib.run.seeds import combine, mean_sd, run_other_seeds
+from brainage_lib.papers.tgb import notebook as tgb  # the wing: its parts and the shared ones it uses
 
-# %%
 NB = "01_tgb"
-METHODS = ("REG", "REG-GAN", "REG-GAN-TGB")
-GANS = ("REG-GAN", "REG-GAN-TGB")
-cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated abide_like")  # profile, seeds, stages
+cfg, engine, rec, t_start = tgb.start(NB, globals(), data=DATA_DIR or "simulated abide_like")  # profile, seeds, stages
 device = engine.device
-artefacts = cfg.checkpoint_dir  # stages/, models/ and synthetic/<method>/ sets
 
 # %% [markdown]
 # ## 1 Data
@@ -123,7 +88,7 @@ artefacts = cfg.checkpoint_dir  # stages/, models/ and synthetic/<method>/ sets
 # as a real ABIDE folder given as `DATA_DIR` would be. As in the paper, the numbers of
 # males and females are balanced in every 1-year age bin (the cohort and the balancing are
 # drawn from `DATA_SEED`, the same for every model seed), then the subjects are split,
-# stratified by age, in the paper's proportions (640/62/160 of 862), once per model seed
+# stratified by age, in the paper's proportions (its sizes are printed below), once per model seed
 # (`SEED`); all three methods use this split. Images are resized to `SIZE`^3 and min-max normalised to
 # [0, 1], cached once as a float16 memory map.
 #
@@ -149,29 +114,8 @@ artefacts = cfg.checkpoint_dir  # stages/, models/ and synthetic/<method>/ sets
 # section 4 below scores the oracle and the real-image map of this run against it.
 
 # %%
-sim = {"n": cfg.N_SUBJECTS or None, "seed": DATA_SEED, "shape": cfg.SHAPE or None, "effect_region": cfg.EFFECT_REGION}
-cohort = open_cohort("abide_like", DATA_DIR, **sim)
-check_input_space([cohort], "tgb", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
-balanced = balance_by_sex(cohort.table, seed=DATA_SEED)
-data = cohort.subset(cohort.table["participant_id"].isin(set(balanced["participant_id"])))
-ages = data.ages
-sizes = split_counts(len(data))
-train_idx, val_idx, test_idx = stratified_split(ages, sizes, seed=SEED)
-volumes = cached_array(data, TGBVolume(size=cfg.SIZE))  # (N, S, S, S) float16 memmap, rows = data.table rows
-train_ds, val_ds, test_ds = (VolumeDataset(volumes, ages, idx) for idx in (train_idx, val_idx, test_idx))
-rec.record("data.N", len(cohort), paper=P.N_SUBJECTS)
-rec.record("data.N_balanced", len(data), paper=P.N_BALANCED)
-for sex, name in (("M", "male"), ("F", "female")):
-    rec.record(f"data.{name}", int((data.table["sex"] == sex).sum()), paper=P.N_PER_SEX)
-for part, idx, paper in zip(("train", "val", "test"), (train_idx, val_idx, test_idx), P.SPLIT):
-    rec.record(f"split.{part}", len(idx), paper=paper)
-year = np.floor(ages).astype(int)
-counts = pd.DataFrame({part: pd.Series(year[idx]).value_counts() for part, idx in
-                       (("train", train_idx), ("val", val_idx), ("test", test_idx))}).fillna(0).astype(int).sort_index()
-counts.index = [f"{y}-{y + 1}" for y in counts.index]
-print(f"{len(cohort)} subjects -> {len(data)} after balancing sex per 1-year bin -> split {sizes} (paper: "
-      f"{P.N_SUBJECTS} -> {P.N_BALANCED} -> {'/'.join(map(str, P.SPLIT))}); input {volumes.shape[1:]} ({volumes.dtype}).")
-counts.T
+d = tgb.open_data(DATA_DIR, DATA_SEED, SEED, cfg)  # cohort, sex balancing, split and cached inputs
+tgb.record_data(rec, d)  # subjects per 1-year bin and part
 
 # %% [markdown]
 # ## 2 Models
@@ -185,24 +129,8 @@ counts.T
 # printed here.
 
 # %%
-reg_cfg = RegressorConfig(input_shape=(cfg.SIZE,) * 3, width=cfg.REG_WIDTH)
-gan_cfg = GANConfig(width=cfg.GAN_WIDTH, alpha=cfg.ALPHA, beta=cfg.BETA, lambda_gp=cfg.LAMBDA_GP, output=cfg.GAN_OUTPUT)
-reg_train = TrainConfig(epochs=cfg.REG_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.REG_LR, lr_step=cfg.LR_STEP,
-                        lr_gamma=cfg.LR_GAMMA, loss="mse", seed=SEED, max_steps=cfg.max_steps)
-gan_train = GANTrainConfig(epochs=cfg.GAN_EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.GAN_LR, lr_step=cfg.LR_STEP,
-                           lr_gamma=cfg.LR_GAMMA, n_critic=cfg.N_CRITIC, seed=SEED, max_steps=cfg.max_steps)
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-with torch.device("meta"):  # shapes only, no memory: this run's networks and the paper's (default configs)
-    shapes = {"REG (and the task-guided branch)": (TGBRegressor(reg_cfg), TGBRegressor()),
-              "generator": (TGBGenerator(gan_cfg), TGBGenerator()), "critic": (TGBCritic(gan_cfg), TGBCritic())}
-pd.DataFrame({"channels": [reg_cfg.level_channels, (gan_cfg.enc, gan_cfg.dec), gan_cfg.enc],
-              "parameters": [n_params(ours) for ours, _ in shapes.values()],
-              "paper-size parameters": [n_params(paper) for _, paper in shapes.values()]}, index=list(shapes))
+c = tgb.configs(cfg, SEED)  # networks (c.reg, c.gan) and trainings (c.reg_train, c.gan_train)
+tgb.network_sizes(c)
 
 # %% [markdown]
 # ## 3 Training
@@ -220,13 +148,8 @@ pd.DataFrame({"channels": [reg_cfg.level_channels, (gan_cfg.enc, gan_cfg.dec), g
 # card, at the end.
 
 # %%
-def new_regressor(k: int) -> TGBRegressor:
-    torch.manual_seed(SEED + k)
-    return to_memory_format(TGBRegressor(reg_cfg), device, channels_last=True)
-
-
-
-results = {"REG": train_regressor(new_regressor(0), train_ds, val_ds, reg_train, engine, desc="REG")}
+results = {"REG": tgb.train_regressor(tgb.new_regressor(c, SEED, 0, device), d.train_ds, d.val_ds, c.reg_train,
+                                     engine, desc="REG")}
 
 # %% [markdown]
 # ### GANs, synthesis, and regressors on the augmented sets
@@ -241,32 +164,15 @@ results = {"REG": train_regressor(new_regressor(0), train_ds, val_ds, reg_train,
 # identity (parameters, data, code) is the same.
 
 # %%
-train_images = np.asarray(volumes[train_idx])  # (N_train, S, S, S) float16
-train_ids = data.table["participant_id"].iloc[train_idx].tolist()
+train_images = np.asarray(d.volumes[d.train_idx])  # (N_train, S, S, S) float16
 gans, synth, fills = {}, {}, {}
-for k, method in enumerate(GANS):
-    torch.manual_seed(SEED + 10 + k)
-    branch = TGBRegressor(reg_cfg) if method == "REG-GAN-TGB" else None
-    gans[method] = g = train_gan(TGBGenerator(gan_cfg), TGBCritic(gan_cfg), train_ds, gan_train, engine,
-                                 regressor=branch, val=val_ds, desc=method)
-    saved = synthesise(g.generator, train_images, ages[train_idx], artefacts / "synthetic" / method, device,
-                       min_per_bin=cfg.MIN_PER_BIN, seed=SEED, ids=train_ids, stage_key=None if FORCE else g.stage_key)
-    synth[method] = load_synthetic(saved.root)
-    fills[method] = bin_fill(ages[train_idx], synth[method].ages, cfg.MIN_PER_BIN)
-    augmented = ConcatDataset([train_ds, VolumeDataset(synth[method].images, synth[method].ages)])
-    results[method] = train_regressor(new_regressor(1 + k), augmented, val_ds, reg_train, engine, desc=f"REG on {method}")
-    rec.record(f"synthesis.{method}.n_synthetic", len(synth[method]), paper=P.N_SYNTHETIC)
-    rec.record(f"synthesis.{method}.n_training_total", len(train_idx) + len(synth[method]), paper=P.N_TRAINING_TOTAL)
-    rec.record(f"synthesis.{method}.bins_below_min", int((~fills[method]["filled"]).sum()), paper=P.BINS_BELOW_MIN)
-    rec.record(f"training.{method}.gan_best_epoch", g.best_epoch)
-    rec.record(f"training.{method}.gan_wall_time_s", g.wall_time_s, unit="s")
-for m in METHODS:
-    rec.record(f"training.{m}.reg_best_epoch", results[m].best_epoch)
-    rec.record(f"training.{m}.reg_wall_time_s", results[m].wall_time_s, unit="s")
-short = {m: f["bin"][~f["filled"]].tolist() for m, f in fills.items() if (~f["filled"]).any()}
-print("Every 1-year bin reached the minimum." if not short else
-      f"Bins no training pair within 1 year can reach (left short): {short}")
-pd.concat({m: f.set_index("bin")[["real", "synthetic", "total"]] for m, f in fills.items()}, axis=1).T
+for k, method in enumerate(tgb.GANS):
+    gans[method] = tgb.gan_of(method, k, c, d, engine, SEED)  # eq. 3 (REG-GAN) or eq. 5 (REG-GAN-TGB)
+    synth[method], fills[method] = tgb.synthetic_set(method, gans[method], train_images, d, cfg, SEED, FORCE, device)
+    results[method] = tgb.train_regressor(tgb.new_regressor(c, SEED, 1 + k, device), tgb.augmented(d, synth[method]),
+                                          d.val_ds, c.reg_train, engine, desc=f"REG on {method}")
+    tgb.record_gan(rec, method, gans[method], synth[method], fills[method], len(d.train_idx))
+tgb.record_training(rec, results, fills)
 
 # %% [markdown]
 # ## 4 Evaluation
@@ -282,42 +188,8 @@ pd.concat({m: f.set_index("bin")[["real", "synthetic", "total"]] for m, f in fil
 # before the verdicts.
 
 # %%
-test_age, val_age = ages[test_idx], ages[val_idx]
-preds = {m: results[m].predict(test_ds, device) for m in METHODS}
-val_preds = {m: results[m].predict(val_ds, device) for m in METHODS}
-abs_err = {m: np.abs(preds[m] - test_age) for m in METHODS}
-test_images = np.asarray(volumes[test_idx])
-for m in METHODS:
-    summary = error_summary(preds[m], test_age)
-    for metric in ("mse", "mae"):
-        for i, stat in enumerate(("mean", "sd")):
-            rec.record(f"table1.{m}.{metric}_{stat}", summary[f"{metric}_{stat}"], paper=P.PAPER_TABLE1[m][metric][i],
-                       unit="years²" if metric == "mse" else "years")
-l1, shares = {}, {}
-for m in GANS:
-    test_recon = reconstruct(gans[m].generator, test_images, device)  # (N_test, S, S, S) float32
-    l1[m] = np.abs(test_recon - test_images.astype(np.float32)).reshape(len(test_images), -1).mean(1)
-    shares[m] = reconstruction_share(test_images, test_recon)
-    rec.record(f"table1.{m}.l1_mean", l1[m].mean(), paper=P.PAPER_TABLE1[m]["l1"][0])
-    rec.record(f"table1.{m}.l1_sd", l1[m].std(ddof=1), paper=P.PAPER_TABLE1[m]["l1"][1])
-    rec.record(f"reconstruction.{m}.share", shares[m], note="share of test images whose reconstruction is closer (L1) "
-               "to its own input than to the median other test image")
-del test_recon
-mean_mae = rec.record("baseline.mean_prediction.mae", mean_prediction_mae(test_age), unit="years")
-mean_l1 = rec.record("baseline.mean_image.l1", np.abs(test_images - train_images.mean(0, dtype=np.float32)).mean())
-val_ref = rec.record("baseline.validation_mean_prediction.mae", mean_prediction_mae(val_age), unit="years")
-for m in METHODS:
-    rec.record(f"validation.{m}.mae", np.abs(val_preds[m] - val_age).mean(), unit="years")
-display(Markdown(
-    f"Profile **{cfg.profile}**, data **{rec.doc['data']}**, {len(test_idx)} test subjects (paper: {P.SPLIT[2]}). "
-    f"Validation ({len(val_idx)} subjects): predicting their own mean age gives MAE {val_ref:.2f} y; "
-    + ", ".join(f"{m} {rec.get(f'validation.{m}.mae'):.2f} y" for m in METHODS)
-    + f" (learned: below {0.8 * val_ref:.2f} y). Test images: reconstructions closer to their own input than to the "
-    "median other image for " + ", ".join(f"{m} {100 * shares[m]:.0f} %" for m in GANS)
-    + " (needs 90 %); mean test L1 " + ", ".join(f"{m} {l1[m].mean():.4f}" for m in GANS)
-    + f", of the mean training image {mean_l1:.4f}; predicting the test subjects' own mean age gives MAE "
-    f"{mean_mae:.2f} y."))
-table1_frame(rec.doc["records"])
+ev = tgb.table1(rec, cfg, results, gans, d, train_images, device)  # predictions, L1 and the gates' numbers
+tgb.table1_frame(rec.doc["records"])
 
 # %% [markdown]
 # ### Saved models
@@ -328,15 +200,7 @@ table1_frame(rec.doc["records"])
 # to a cohort preprocessed as the training data were.
 
 # %%
-space = cohort_space(data)
-for m in METHODS:
-    bc = fitted_bias_correction(val_preds[m], val_age, "the validation subjects")
-    training = {"config": asdict(reg_train), "best_epoch": results[m].best_epoch + 1,
-                "gan": {"config": asdict(gan_train), "best_epoch": gans[m].best_epoch + 1} if m in gans else None}
-    print(save_model(cfg, rec, m, results[m].model, architecture="TGBRegressor", config=asdict(reg_cfg),
-                     transform=transform_spec(TGBVolume(size=cfg.SIZE)), inputs="volume", space=space,
-                     test_mae=rec.get(f"table1.{m}.mae_mean"), target_mean=results[m].target_mean,
-                     target_sd=results[m].target_sd, bias_correction=bc, training=training))
+tgb.save_models(cfg, rec, results, gans, c, ev, d)
 
 # %% [markdown]
 # ### Wilcoxon signed-rank tests between methods
@@ -344,16 +208,7 @@ for m in METHODS:
 # reports REG-GAN-TGB better than both others with p < 0.01.
 
 # %%
-rows = []
-for a, b in (("REG", "REG-GAN"), ("REG", "REG-GAN-TGB"), ("REG-GAN", "REG-GAN-TGB")):
-    p_abs, p_sq = wilcoxon_p(abs_err[a], abs_err[b]), wilcoxon_p(abs_err[a] ** 2, abs_err[b] ** 2)
-    paper = P.WILCOXON_P if b == "REG-GAN-TGB" else None
-    rec.record(f"wilcoxon.{a}_vs_{b}.p", p_abs, paper=paper)
-    rec.record(f"wilcoxon.{a}_vs_{b}.p_squared_error", p_sq, paper=paper)
-    rec.record(f"wilcoxon.{a}_vs_{b}.median_abs_error_difference", float(np.median(abs_err[b] - abs_err[a])), unit="years")
-    rows.append({"pair": f"{a} vs {b}", "p (|error|)": p_abs, "p (error²)": p_sq, "paper": paper or "not reported",
-                 "median |e_b| - |e_a| (years)": np.median(abs_err[b] - abs_err[a])})
-pd.DataFrame(rows).set_index("pair")
+tgb.wilcoxon(rec, ev.abs_err)
 
 # %% [markdown]
 # ### MAE per age group
@@ -365,26 +220,7 @@ pd.DataFrame(rows).set_index("pair")
 # errors out first; what stays is the error that regression to the mean does not explain.
 
 # %%
-group_rows = {}
-for m in METHODS:
-    g = mae_by_group(test_age, abs_err[m], GROUP_EDGES, labels=tuple(P.PAPER_GROUP_MAE), include_all=False)
-    for _, row in g.iterrows():
-        rec.record(f"group_mae.{m}.{row['group']}", row["mae"], paper=P.PAPER_GROUP_MAE[row["group"]] if m == "REG-GAN-TGB" else None,
-                   unit="years")
-    group_rows[m] = g.set_index("group")["mae"]
-group_table = pd.DataFrame(group_rows).T
-constant = mae_by_group(test_age, np.abs(ages[train_idx].mean() - test_age), GROUP_EDGES, labels=tuple(P.PAPER_GROUP_MAE),
-                        include_all=False)
-group_table.loc["training mean age (constant)"] = constant.set_index("group")["mae"]
-group_table.loc["REG-GAN-TGB (paper)"] = pd.Series(P.PAPER_GROUP_MAE)
-detrended = {}
-for m in METHODS:
-    detrended[m] = mag.detrended_group_mae(test_age, preds[m])
-    for grp, v in detrended[m].items():
-        rec.record(f"group_mae_detrended.{m}.{grp}", v, unit="years")
-names = {grp: f"{grp} (n = {n} test)" for grp, n in zip(g["group"], g["n"])}
-display(group_table.rename(columns=names).round(2))
-pd.DataFrame(detrended).T.rename(columns=names).round(2).rename_axis("errors' linear age trend taken out")
+tgb.group_mae(rec, ev, d)
 
 # %% [markdown]
 # ### Difference maps and region recovery
@@ -402,34 +238,8 @@ pd.DataFrame(detrended).T.rename(columns=names).round(2).rename_axis("errors' li
 # training ages shuffled; p is the share of shuffled maps scoring at least as well.
 
 # %%
-train_age = ages[train_idx]
-young = regions.nearest_age_indices(train_age, regions.YOUNG_AGE, cfg.N_DIFF)
-old = regions.nearest_age_indices(train_age, regions.OLD_AGE, cfg.N_DIFF)
-rec.record("diffmap.age8_group_mean_age", train_age[young].mean(), paper=P.DIFFMAP_AGES["age8"], unit="years")
-rec.record("diffmap.age20_group_mean_age", train_age[old].mean(), paper=P.DIFFMAP_AGES["age20"], unit="years")
-image_sets = {"real": train_images.astype(np.float32)}  # (N_train, S, S, S): real images and their reconstructions
-image_sets.update({m: reconstruct(gans[m].generator, train_images, device).astype(np.float16) for m in GANS})
-diff = {src: regions.mean_difference_map(imgs[young], imgs[old]) for src, imgs in image_sets.items()}
-refs = regions.reference_maps(data.ground_truth_dir, TGBVolume(size=cfg.SIZE))
-brain = refs["mask"] if refs is not None else image_sets["real"].mean(0) > 0.1
-for src, d in diff.items():
-    rec.record(f"diffmap.{src}.max", float(d.max()), paper=P.PAPER_DIFF_MAX.get(src))
-    rec.record(f"diffmap.{src}.p{regions.STRENGTH_PERCENTILE:g}", regions.robust_strength(d, brain))
-if refs is None:
-    print("No ground_truth/ folder in this cohort (real data): region recovery cannot be scored and is skipped.")
-    recovery = pd.DataFrame()
-else:
-    recovery = regions.score_maps(image_sets, train_age, refs, cfg.N_DIFF, cfg.TOP_PERCENT, cfg.N_PERM, seed=SEED)
-    for src, row in recovery.iterrows():
-        for stat in ("pearson_r", "dice_top", "p_dice", "p_r", "null_dice_95"):
-            rec.record(f"recovery.{src}.effect.{stat}", row[stat])
-    rec.record("recovery.chance_dice", float(recovery["chance"].iloc[0]))
-    if "oracle" in refs:
-        diff["oracle"] = refs["oracle"]
-ratio_magnitude = mag.diffmap_ratio_magnitude(image_sets["REG-GAN-TGB"], image_sets["REG-GAN"], young, old, brain,
-                                              seed=SEED)
-del image_sets
-recovery.round(3)
+maps = tgb.difference_maps(rec, cfg, gans, train_images, d, device, SEED)
+maps.recovery.round(3)
 
 # %% [markdown]
 # ### The paper's numbers beside this run's 95 % intervals
@@ -442,20 +252,14 @@ recovery.round(3)
 # networks and cohorts) can show the direction only.
 
 # %%
-magnitudes = {**mag.table1_magnitudes(test_age, preds, l1, seed=SEED),
-              **mag.group_magnitudes(test_age, preds["REG-GAN-TGB"], seed=SEED),
-              "tgb_stronger_diffmap.ratio": ratio_magnitude}
-mag.record_magnitudes(rec, magnitudes)
-pd.DataFrame([{"claim": k.split(".")[0], "quantity": m.quantity, "paper": m.paper, "this run": m.value,
-               "95 % low": m.low, "95 % high": m.high, "paper inside": m.inside} for k, m in magnitudes.items()]
-             ).set_index(["claim", "quantity"]).round(4)
+tgb.magnitudes(rec, ev, maps, SEED)
 
 # %% [markdown]
 # ## 5 Figures
 # ### Fig. 2: MSE per 1-year age group (mean ± sd over test subjects), real train/test counts as bars
 
 # %%
-fig = tgb_plots.fig2_mse_by_age(test_age, preds, train_age)
+fig = tgb.figures.fig2_mse_by_age(ev.test_age, ev.preds, d.train_age)
 rec.figure(fig, "fig2_mse_by_age",
            "MSE of age estimation per 1-year group for REG (black), REG-GAN (blue), REG-GAN-TGB (red); "
            "bars: real training (grey) and test (pink) images.")
@@ -467,16 +271,8 @@ rec.figure(fig, "fig2_mse_by_age",
 # 50/96 of each axis, as the paper's slice 50.
 
 # %%
-examples = {"real": {a: train_images[regions.nearest_age_indices(train_age, a, 1)[0]].astype(np.float32) for a in (8.0, 20.0)}}
-for m in GANS:
-    examples[m] = {}
-    for a in (8.0, 20.0):
-        try:
-            examples[m][a] = synthesise_at_age(gans[m].generator, train_images, train_age, a, 1, device, seed=SEED)[0][0]
-        except BrainAgeError as exc:
-            print(f"{m}, age {a:g}: {exc} Showing the reconstruction of the nearest real image instead.")
-            examples[m][a] = reconstruct(gans[m].generator, examples["real"][a][None], device)[0]
-fig = tgb_plots.fig3_slices_and_maps(examples, diff, None if refs is None else refs["effect"])
+examples = tgb.fig3_examples(gans, train_images, d.train_age, device, SEED)
+fig = tgb.figures.fig3_slices_and_maps(examples, maps.diff, None if maps.refs is None else maps.refs["effect"])
 rec.figure(fig, "fig3_slices_and_maps",
            "Real and synthesised images at ages 8 and 20 (axial and sagittal), |mean(age 20) - mean(age 8)| "
            f"over {cfg.N_DIFF} real/reconstructed images each, and the simulator's effect map.")
@@ -485,10 +281,10 @@ rec.figure(fig, "fig3_slices_and_maps",
 # ### Training curves and the synthesised sets
 
 # %%
-fig = tgb_plots.gan_history({m: gans[m].history for m in GANS})
+fig = tgb.figures.gan_history({m: gans[m].history for m in tgb.GANS})
 rec.figure(fig, "gan_training",
            "GAN training: L1, task loss, critic's Wasserstein estimate and validation objective per epoch.")
-fig = tgb_plots.synthesis_fill(fills, cfg.MIN_PER_BIN)
+fig = tgb.figures.synthesis_fill(fills, cfg.MIN_PER_BIN)
 rec.figure(fig, "synthesis_fill", "Real and synthesised training images per 1-year bin for each GAN.")
 
 # %% [markdown]
@@ -499,10 +295,7 @@ rec.figure(fig, "synthesis_fill", "Real and synthesised training images per 1-ye
 # images to show the simulated region beyond their age-permutation null.
 
 # %%
-for gate in gates(rec.doc["records"]):
-    rec.gate(gate)
-display(Markdown(GATE_TEXT))
-rec.gates()
+tgb.record_gates(rec)
 
 # %% [markdown]
 # ### Claims
@@ -514,11 +307,7 @@ rec.gates()
 # are marked passed/failed.
 
 # %%
-lines = rec.record_claims(claims(rec.doc["records"], rec.doc["data"]))
-display(Markdown(f"Profile **{cfg.profile}** on **{rec.doc['data']}**, model seed {SEED}:\n\n" + "\n".join(lines)))
-test_ids = data.table["participant_id"].iloc[test_idx].to_numpy()
-rec.save_predictions(pd.DataFrame({"evaluation": "test", "participant_id": test_ids, "age": test_age,
-                                   **{m: preds[m] for m in METHODS}}))
+tgb.judge_claims(rec, cfg, SEED, d, ev)
 _ = rec.record("wall_time_s", time.time() - t_start, unit="s")
 
 # %% [markdown]
@@ -529,17 +318,7 @@ _ = rec.record("wall_time_s", time.time() - t_start, unit="s")
 # seeds, else **unstable**; every number with a paper value is shown as mean ± sd over the seeds.
 
 # %%
-others = run_other_seeds(cfg)
-per_seed = combine(rec, others)
-display(per_seed)
-if others:
-    display(Markdown("Table 1 over the model seeds (mean ± sd of each seed's value):"))
-    display(table1_frame(rec.doc["records"], over_seeds=True))
-    display(pd.DataFrame([{"quantity": k, "paper": e["paper"], f"this run ({len(others) + 1} seeds)": mean_sd(e)}
-                          for k, e in rec.doc["records"].items()
-                          if "paper" in e and "seeds_mean" in e and not k.startswith(("claims.", "table1."))]
-                         ).set_index("quantity"))
-rec.claims()[["key", "kind", "verdict", "seeds", "reason"]].set_index("key")
+tgb.over_seeds(cfg, rec)
 
 # %% [markdown]
 # ## 7 Deviations from the paper
@@ -547,8 +326,7 @@ rec.claims()[["key", "kind", "verdict", "seeds", "reason"]].set_index("key")
 # paper leaves open (the reduced profiles' own settings are in the banner at the top).
 
 # %%
-fidelity.record(rec, DEVIATIONS)
-display(Markdown(fidelity.markdown(DEVIATIONS)))
+tgb.deviations(rec)
 print("results:", rec.finalize())
 
 # %% [markdown]
