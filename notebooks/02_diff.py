@@ -31,8 +31,8 @@
 # printed in section 4 from `ground_truth/simulation.json`, beside the correlation of the
 # true gap with survival), and draws the ALS patients' gaps with a positive mean. A
 # brain-PAD that captures the gap should then correlate **negatively** with survival and
-# have a positive mean here, whereas the paper reports **+0.24** and **-6.19 y** on its
-# patients. On simulated data those two claims are therefore not testable; checks of the
+# have a positive mean here, whereas the paper reports a **positive** correlation and a
+# **negative** mean on its patients (Tables 1-2). On simulated data those two claims are therefore not testable; checks of the
 # simulator's own signs stand beside them in the closing cell.
 #
 # **Parameters.** Core parameters first; every other entry left at None takes the profile's value from
@@ -52,7 +52,7 @@ COMPILE: str = "auto"  # torch.compile the generators and regressors: auto (gpu-
 OUTPUT_DIR: str = ""  # where results/, figures/, rendered/ go; empty: the project root
 N_TRAIN: Optional[int] = None  # lifespan_train subjects, unlabelled share included (0: the preset size, 4600)
 N_TEST: Optional[int] = None  # clinical_test subjects (0: 470)
-N_ALS: Optional[int] = None  # als_like patients (0: 72)
+N_ALS: Optional[int] = None  # als_like patients (0: the preset size, the paper's)
 SHAPE: Optional[int] = None  # cubic simulation grid (0: the 2 mm MNI grid, 99x117x95)
 SLICE_SIZE: Optional[int] = None  # side of the mid-axial slice (paper: 128)
 VAL_FRACTION: Optional[float] = None  # labelled lifespan_train share for model selection
@@ -78,50 +78,18 @@ SEEDS: Optional[int] = None  # model seeds SEED, SEED+1, ... each trained on the
 DRY_RUN: Optional[bool] = None  # True: a rehearsal of the profile on a tiny cohort, 2 optimiser steps per training stage
 
 # %%
-import json
-import time
-from dataclasses import asdict
+from brainage_lib.papers.diff import notebook as diff  # the wing: its parts and the shared ones it uses
 
-import numpy as np
-import pandas as pd
-import torch
-from IPython.display import Markdown, display
-from scipy import stats as sps
-
-from brainage_lib.data import plots
-from brainage_lib.data.cache import cached_array
-from brainage_lib.data.datasets import SliceDataset
-from brainage_lib.data.space import check_input_space
-from brainage_lib.papers.diff.transforms import DIFFSlice
-from brainage_lib.engine.training import TrainConfig, train_regressor
-from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
-from brainage_lib.papers.diff.baselines import BrainAgeRGP, DeepBrainNet2D, SliceCNNConfig, densenet121_2d
-from brainage_lib.papers.diff.diffae import DiffAE, DiffAEConfig, ddim_decode, ddim_encode, interpolate, predict_age
-from brainage_lib.papers import fidelity
-from brainage_lib.papers.diff import figures as diff_plots, roles
-from brainage_lib.papers.diff import paper as P  # the paper's numbers
-from brainage_lib.papers.diff.claims import claims, record_gates
-from brainage_lib.papers.diff.deviations import DEVIATIONS
-from brainage_lib.papers.diff.evaluation import (MODELS, als_pads, evaluate, format_table, magnitude_numbers,
-                                                 magnitude_table, record_evaluation, record_magnitudes,
-                                                 reference_numbers, wide_table)
-from brainage_lib.papers.diff.rules import GATE, NO_ALS
-from brainage_lib.papers.diff.training import (DiffTrainConfig, als_survival, open_diff_cohorts, parse_widths,
-                                               predict_diffae, split_training_cohort, train_diffae)
-from brainage_lib.notebook import start
-from brainage_lib.run.seeds import combine, run_other_seeds
-
-# %%
 NB = "02_diff"
-cfg, engine, rec, t_start = start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
-device, ckpt_dir = engine.device, cfg.checkpoint_dir
+cfg, engine, rec, t_start = diff.start(NB, globals(), data=DATA_DIR or "simulated")  # profile, seeds, stages
+device = engine.device
 
 # %% [markdown]
 # ## 1 Data
 # Three roles, as in the paper: **training** (`lifespan_train`, 18-95 y, 8 research
 # sites; part of its ages are unknown, counted below, and those images enter training
 # through the diffusion loss only), **test** (`clinical_test`, clinical grade, mean age ~68) and
-# **ALS** (`als_like`, 72 patients with `survival_months`). Each image becomes its
+# **ALS** (`als_like`, as many patients as the paper's, with `survival_months`). Each image becomes its
 # mid-axial slice, resized to `SLICE_SIZE`² and min-max scaled to [0, 1], cached once.
 #
 # The labelled training subjects are split, stratified by age, into *train*, *validation*
@@ -136,45 +104,10 @@ device, ckpt_dir = engine.device, cfg.checkpoint_dir
 # as above. What was done, with the sizes, and what is then not testable is printed below.
 
 # %%
-cohorts = open_diff_cohorts(DATA_DIR, cfg.N_TRAIN, cfg.N_TEST, cfg.N_ALS, seed=DATA_SEED, shape=cfg.SHAPE)
-check_input_space(cohorts.values(), "diff", DATA_DIR, cfg.ALLOW_UNREGISTERED)  # real data: stop unless preprocessed
-data_on = roles.judged_on(cohorts)  # the data each claim is judged on; split: the test set is part of one cohort
-has_als = "als" in cohorts
-test_tag = "test" if data_on.split else "clinical"  # in figure labels
-transform = DIFFSlice(size=cfg.SLICE_SIZE)
-arrays = {role: cached_array(c, transform) for role, c in cohorts.items()}  # (N, S, S) float16 in [0, 1]
-train_ages = cohorts["train"].ages
-splits = split_training_cohort(train_ages, cfg.VAL_FRACTION, cfg.HELDOUT_FRACTION, seed=SEED)
-train_lab = splits.train[~np.isnan(train_ages[splits.train])]
-survival = als_survival(cohorts["als"]) if has_als else None
-ds = {"train": SliceDataset(arrays["train"], train_ages, splits.train),  # labelled + unlabelled
-      "train_labelled": SliceDataset(arrays["train"], train_ages, train_lab),
-      "val": SliceDataset(arrays["train"], train_ages, splits.val),
-      "heldout": SliceDataset(arrays["train"], train_ages, splits.heldout),
-      "test": SliceDataset(arrays["test"], cohorts["test"].ages)}
-if has_als:
-    ds["als"] = SliceDataset(arrays["als"], cohorts["als"].ages)
+dd = diff.open_data(DATA_DIR, DATA_SEED, SEED, cfg)  # cohorts in their roles, cached slices, training split
 
 # %%
-if data_on.split:
-    display(Markdown(roles.single_cohort_note(cohorts, DATA_SEED)))
-rows = []
-for role, c in cohorts.items():
-    a = c.ages[~np.isnan(c.ages)]
-    row = {"role": role, "cohort": c.name, "N": len(c), "labelled": a.size, "age mean": a.mean(),
-           "age sd": a.std(ddof=1)}
-    rows.append(row)
-    for k, p in zip(("N", "age_mean", "age_sd"), P.DATA[role]):
-        rec.record(f"data.{role}.{k}", row[k.replace("_", " ")], paper=p, unit=None if k == "N" else "years")
-    rec.record(f"data.{role}.labelled", a.size)
-for part in ("train", "val", "heldout"):
-    rec.record(f"data.split.{part}", len(getattr(splits, part)))
-rec.record("data.split.train_unlabelled", int(np.isnan(train_ages[splits.train]).sum()))
-display(pd.DataFrame(rows).set_index("role").round(2))
-print(f"training split: {len(train_lab)} labelled + {rec.get('data.split.train_unlabelled')} unlabelled "
-      f"({100 * rec.get('data.split.train_unlabelled') / len(splits.train):.0f} % of the training split's images "
-      f"have no age) | validation {len(splits.val)} | held-out healthy {len(splits.heldout)} | "
-      f"slices {arrays['train'].shape[1:]}")
+diff.record_data(rec, dd, DATA_SEED)
 
 # %% [markdown]
 # ## 2 Models
@@ -194,22 +127,8 @@ print(f"training split: {len(train_lab)} labelled + {rec.get('data.split.train_u
 # mixture (as SPM segments each image with its own intensity model).
 
 # %%
-diff_config = DiffAEConfig(image_size=cfg.SLICE_SIZE, channels=parse_widths(cfg.CHANNELS),
-                           num_res_blocks=cfg.NUM_RES_BLOCKS, norm_groups=cfg.NORM_GROUPS,
-                           mid_attention_blocks=cfg.MID_ATTENTION_BLOCKS, z_dim=cfg.Z_DIM, ddim_steps=cfg.DDIM_STEPS)
-dbn_config = SliceCNNConfig(channels=parse_widths(cfg.DBN_CHANNELS))
-n_par = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
-probe = DiffAE(diff_config)
-z_proj = [m.z_proj for m in probe.unet.modules() if hasattr(m, "z_proj")]
-sizes = {"DiffAE: semantic encoder": n_par(probe.encoder), "DiffAE: noise U-Net": n_par(probe.unet),
-         f"  of which {len(z_proj)} z_sem projections": sum(n_par(m) for m in z_proj),
-         "DiffAE: age head": n_par(probe.age_head), "DiffAE: total": n_par(probe),
-         "DenseNet121": n_par(densenet121_2d()), "DeepBrainNet-style CNN": n_par(DeepBrainNet2D(dbn_config))}
-rec.record("model.diffae.params_M", sizes["DiffAE: total"], paper=P.DIFFAE_PARAMS_M, unit="M")
-print(f"DiffAE in this profile: {rec.get('model.diffae.params_M'):.2f} M parameters "
-      f"(paper: {P.DIFFAE_PARAMS_M} M at its widths)")
-del probe
-pd.Series(sizes, name="parameters (M)").round(3).to_frame()
+diff_config, dbn_config = diff.configs(cfg)
+diff.model_sizes(rec, diff_config, dbn_config)
 
 # %% [markdown]
 # ## 3 Training
@@ -241,38 +160,14 @@ pd.Series(sizes, name="parameters (M)").round(3).to_frame()
 # printed with the parameters above.
 
 # %%
-display(Markdown(fidelity.markdown(DEVIATIONS)))
-fidelity.record(rec, DEVIATIONS)
+diff.deviations(rec)
 
 # %%
-tcfg = DiffTrainConfig(epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, lr=cfg.LR, age_loss=cfg.AGE_LOSS, seed=SEED,
-                       max_steps=cfg.max_steps)
-diff_res = train_diffae(diff_config, ds["train"], ds["val"], tcfg, engine)
-age_sd = diff_res.model.config.age_scale
-print(f"age loss: {tcfg.age_loss}" + (" (years², as the paper)" if tcfg.age_loss == "years" else
-      f" (years² / {age_sd:.1f}², a deviation from the paper)") + f"; head output in sd units of {age_sd:.1f} y")
-diffae = diff_res.model.to(device).eval()  # the weights of the best validation epoch
-rec.record("train.diffae.wall_time_s", diff_res.wall_time_s, unit="s")
-rec.record("train.diffae.best_epoch", diff_res.best_epoch + 1)
-rec.record("train.diffae.best_val_mae", diff_res.history["val_mae"].min(), unit="years")
-print(f"best validation epoch {diff_res.best_epoch + 1} of {len(diff_res.history)}")
-fig = diff_plots.training_curves(diff_res.history, tcfg.age_loss)
-rec.figure(fig, "training_curves", "Diffusion autoencoder: noise MSE, age MSE and validation MAE per epoch.")
+tcfg, diff_res = diff.train_diffusion_autoencoder(cfg, rec, diff_config, dd, engine, SEED)
+diffae = diff_res.model  # the weights of the best validation epoch
 
 # %%
-bcfg = TrainConfig(epochs=cfg.BASELINE_EPOCHS, batch_size=cfg.BASELINE_BATCH_SIZE, lr=cfg.BASELINE_LR,
-                   lr_step=cfg.BASELINE_EPOCHS, lr_gamma=1.0, loss="mse", seed=SEED, max_steps=cfg.max_steps)
-cnns = {}
-for name, make in (("densenet121", densenet121_2d), ("deepbrainnet", lambda: DeepBrainNet2D(dbn_config))):
-    torch.manual_seed(SEED)
-    cnns[name] = train_regressor(make(), ds["train_labelled"], ds["val"], bcfg, engine, desc=MODELS[name])
-    rec.record(f"train.{name}.wall_time_s", cnns[name].wall_time_s, unit="s")
-    rec.record(f"train.{name}.best_epoch", cnns[name].best_epoch + 1)
-t0 = time.time()
-gp = BrainAgeRGP(random_state=SEED).fit(np.asarray(arrays["train"][train_lab], dtype=float), train_ages[train_lab])
-rec.record("train.brainager.wall_time_s", time.time() - t0, unit="s")
-rec.record("train.brainager.pca_components", int(gp.pca_.n_components_))
-print(f"brainageR-style GP: {gp.pca_.n_components_} PCA components, kernel {gp.gp_.kernel_}")
+bcfg, cnns, gp = diff.train_baselines(cfg, rec, dd, dbn_config, engine, SEED)
 
 # %% [markdown]
 # ## 4 Evaluation
@@ -289,30 +184,9 @@ print(f"brainageR-style GP: {gp.pca_.n_components_} PCA components, kernel {gp.g
 # (`simulator.als_gap_*`).
 
 # %%
-sets = {k: ds[k] for k in ("test", "als", "heldout") if k in ds}
-images = {k: np.asarray(d.array[d.indices], dtype=float) for k, d in sets.items()}  # (N, S, S)
-preds = {"diffae": {k: predict_diffae(diffae, d, device) for k, d in sets.items()},
-         "densenet121": {k: cnns["densenet121"].predict(d, device) for k, d in sets.items()},
-         "brainager": {k: gp.predict(images[k]) for k in sets},
-         "deepbrainnet": {k: cnns["deepbrainnet"].predict(d, device) for k, d in sets.items()}}
-preds = {m: {k: np.asarray(v, dtype=float) for k, v in p.items()} for m, p in preds.items()}  # years, float64
-truth = {k: cohorts[k].ground_truth() for k in sets if k != "heldout"}  # test and (if any) ALS
-simulated = all(t is not None for t in truth.values())
-gaps = {k: t["gap"].to_numpy() if simulated else None for k, t in truth.items()}  # the simulator's hidden gaps
-ev = evaluate(cohorts["test"].ages, {m: p["test"] for m, p in preds.items()},
-              cohorts["als"].ages if has_als else None, {m: p["als"] for m, p in preds.items()} if has_als else None,
-              survival, train_ages[splits.heldout], {m: p["heldout"] for m, p in preds.items()},
-              test_gap=gaps["test"], als_gap=gaps.get("als"))
-record_evaluation(rec, ev, reference_numbers(cohorts["test"].ages, survival, gaps.get("als"),
-                                             heldout_age=train_ages[splits.heldout]))
-ids = {k: cohorts[k].table["participant_id"] for k in truth}
-ids["heldout"] = cohorts["train"].table["participant_id"].iloc[splits.heldout]
-set_ages = {k: cohorts[k].ages for k in truth} | {"heldout": train_ages[splits.heldout]}
-per_subject = pd.concat([pd.DataFrame({"set": k, "participant_id": ids[k].to_numpy(), "age": set_ages[k],
-                                       "survival_months": survival if k == "als" else np.nan,
-                                       **{m: preds[m][k] for m in preds}}) for k in sets])  # written with the results
-display(Markdown("**Table 1.** Test-set accuracy and ALS survival association (raw brain-PAD)."))
-format_table(wide_table(rec, "table1"))
+models = diff.Models(tcfg, diff_res, bcfg, cnns, gp, dbn_config)
+p = diff.predict(rec, models, dd, device)  # every model on every set, recorded beside the reference numbers
+diff.format_table(diff.wide_table(rec, "table1"))
 
 # %% [markdown]
 # ### Gates: did each model learn?
@@ -325,8 +199,7 @@ format_table(wide_table(rec, "table1"))
 # p < 0.01). Each gate with the numbers that passed or failed it:
 
 # %%
-record_gates(rec, data_on)
-rec.gates()
+diff.gates(rec, dd)
 
 # %% [markdown]
 # ### Magnitudes
@@ -337,18 +210,10 @@ rec.gates()
 # inside; otherwise, or in a reduced profile, the right direction is **direction only**.
 
 # %%
-mags = magnitude_numbers(cohorts["test"].ages, {m: p["test"] for m, p in preds.items()},
-                         cohorts["als"].ages if has_als else None,
-                         {m: p["als"] for m, p in preds.items()} if has_als else None, survival)
-record_magnitudes(rec, mags)
-magnitude_table(rec)
+diff.magnitudes(rec, p, dd)
 
 # %%
-if has_als:
-    display(Markdown("**Table 2.** ALS brain-PADs: mean, sd (years) and KS statistic of ours vs each baseline."))
-    display(format_table(wide_table(rec, "table2")))
-else:
-    display(Markdown(f"**Table 2** is not computed: {NO_ALS}."))
+diff.table2(rec, dd)
 
 # %% [markdown]
 # ### Age-bias-corrected brain-PAD
@@ -359,7 +224,7 @@ else:
 # PAD-age correlation on the test set (near 0 once corrected, if the bias transfers).
 
 # %%
-format_table(wide_table(rec, "pad", paper=False))
+diff.format_table(diff.wide_table(rec, "pad", paper=False))
 
 # %% [markdown]
 # ### Saved models
@@ -371,18 +236,7 @@ format_table(wide_table(rec, "pad", paper=False))
 # The brainageR-style GP is not a network and is not saved.
 
 # %%
-space, ho_age = cohort_space(cohorts["train"]), train_ages[splits.heldout]
-networks = {"diffae": ("DiffAE", diffae, asdict(diffae.config), 0.0, 1.0,  # the DiffAE predicts years itself
-                       {"config": asdict(tcfg), "best_epoch": diff_res.best_epoch + 1}),
-            **{m: (arch, cnns[m].model, config, cnns[m].target_mean, cnns[m].target_sd,
-                   {"config": asdict(bcfg), "best_epoch": cnns[m].best_epoch + 1}) for m, arch, config in
-               (("densenet121", "DenseNet121-2D", {"in_channels": 1, "out_channels": 1}),
-                ("deepbrainnet", "DeepBrainNet2D", asdict(dbn_config)))}}
-for m, (arch, net, config, mean, sd, training) in networks.items():
-    bc = fitted_bias_correction(preds[m]["heldout"], ho_age, "the held-out healthy subjects")
-    print(save_model(cfg, rec, m, net, architecture=arch, config=config, transform=transform_spec(transform),
-                     inputs="slice", space=space, test_mae=ev[m]["test_mae"], target_mean=mean, target_sd=sd,
-                     bias_correction=bc, training=training))
+diff.save_models(cfg, rec, models, p, dd)
 
 # %% [markdown]
 # ### On simulated data: does each PAD track the hidden brain-age gap?
@@ -395,33 +249,17 @@ for m, (arch, net, config, mean, sd, training) in networks.items():
 # itself: the best a PAD could do on these patients (disease severity adds the rest).
 
 # %%
-if simulated:
-    display(format_table(wide_table(rec, "truth", paper=False)))
-if simulated and has_als:
-    sim_info = json.loads((cohorts["als"].ground_truth_dir / "simulation.json").read_text())
-    print(f"simulated survival (months): {sim_info['survival_model']}")
-    print(f"true gap vs survival on the ALS cohort: r = {rec.get('simulator.als_gap_survival_r'):+.3f} "
-          f"(p = {rec.get('simulator.als_gap_survival_p'):.3g}); true ALS gap mean "
-          f"{rec.get('simulator.als_gap_mean'):+.2f} y, sd {rec.get('simulator.als_gap_sd'):.2f} y")
-if not simulated:
-    print("Real data: no hidden gap to compare with.")
+diff.truth(rec, p, dd)
 
 # %%
-scatter = {MODELS[m]: (cohorts["test"].ages, p["test"]) for m, p in preds.items()}
-fig = plots.predicted_vs_true(scatter, title=f"{test_tag.capitalize()} test set")
-rec.figure(fig, "test_scatter", f"Predicted vs chronological age on the {test_tag} test set, per model.")
+diff.test_scatter(rec, p, dd)
 
 # %% [markdown]
 # ## 5 Figures
 # **Fig. 2**: the ALS brain-PADs per model, raw (as in the paper) and bias-corrected.
 
 # %%
-if has_als:
-    pads = als_pads(preds, cohorts["als"].ages, train_ages[splits.heldout])
-    fig = diff_plots.pad_boxplot({kind: {MODELS[m]: v for m, v in per.items()} for kind, per in pads.items()})
-    rec.figure(fig, "fig2_als_pad_boxplot", "Fig. 2: ALS brain-PADs per model (raw and age-bias-corrected).")
-else:
-    display(Markdown(f"**Fig. 2** is not drawn: {NO_ALS}."))
+diff.als_boxplot(rec, p, dd)
 
 # %% [markdown]
 # **Fig. 3**: latent interpolation. Both end images are DDIM-encoded to `(x_T, z_sem)`;
@@ -437,43 +275,7 @@ else:
 # figure below, where only `z_sem` moves.
 
 # %%
-ho_ages, te_ages = train_ages[splits.heldout], cohorts["test"].ages
-pick = lambda a, target: int(np.argmin(np.abs(a - target)))  # noqa: E731
-Z_SEM_USED = 0.1  # a z_sem swap below this share of the two subjects' difference counts as "barely used"
-ends = [(images["heldout"][pick(ho_ages, 25)], images["heldout"][pick(ho_ages, 75)]),
-        (images["test"][np.argmax(te_ages)], images["test"][np.argmin(te_ages)])]
-true_ends = [(ho_ages[pick(ho_ages, 25)], ho_ages[pick(ho_ages, 75)]), (te_ages.max(), te_ages.min())]
-labels = [f"healthy {a:.0f} → {b:.0f} y" if row == 0 else f"{test_tag} {a:.0f} → {b:.0f} y"
-          for row, (a, b) in enumerate(true_ends)]
-x_a = torch.tensor(np.stack([a for a, _ in ends]), dtype=torch.float32, device=device)[:, None]  # (2, 1, S, S)
-x_b = torch.tensor(np.stack([b for _, b in ends]), dtype=torch.float32, device=device)[:, None]
-alphas = np.linspace(0, 1, cfg.N_INTERP)
-frames = interpolate(diffae, x_a, x_b, alphas, steps=cfg.DDIM_STEPS)  # (A, 2, 1, S, S)
-with torch.no_grad():
-    z_a, z_b = diffae.encode(x_a), diffae.encode(x_b)
-    age_z = torch.stack([diffae.age_from_latent(torch.lerp(z_a, z_b, float(w))) for w in alphas]).cpu().numpy()
-age_img = torch.stack([predict_age(diffae, f) for f in frames]).cpu().numpy()  # (A, 2)
-xt_a = ddim_encode(diffae, x_a, z_a, steps=cfg.DDIM_STEPS)  # how much does the decoder use z_sem?
-swap = ddim_decode(diffae, xt_a, z_b, steps=cfg.DDIM_STEPS) - ddim_decode(diffae, xt_a, z_a, steps=cfg.DDIM_STEPS)
-rec.record("fig3.z_sem_share", (swap.pow(2).mean() / (x_b - x_a).pow(2).mean()).item())
-for row in range(2):
-    rho = sps.spearmanr(alphas, age_img[:, row]).statistic
-    rec.record(f"fig3.row{row + 1}.age_spearman", rho)
-    rec.record(f"fig3.row{row + 1}.true_age_first", true_ends[row][0], unit="years")
-    rec.record(f"fig3.row{row + 1}.true_age_last", true_ends[row][1], unit="years")
-    rec.record(f"fig3.row{row + 1}.age_first", age_img[0, row], unit="years")
-    rec.record(f"fig3.row{row + 1}.age_last", age_img[-1, row], unit="years")
-fig = diff_plots.interpolation_grid(frames.cpu().numpy(), alphas, age_z, age_img, labels)
-rec.figure(fig, "fig3_latent_interpolation", "Fig. 3: decoded latent interpolations with predicted ages.")
-share = rec.get("fig3.z_sem_share")
-display(Markdown(
-    f"Swapping `z_sem` changes a decoded image by **{100 * share:.1f} %** of the squared difference between the "
-    "two subjects: " + ("the decoder barely uses `z_sem`, so the frames change mainly through the interpolated "
-                        "`x_T`, and the frames between the two reconstructions need not look like brains."
-                        if share < Z_SEM_USED else
-                        "the decoder draws on `z_sem`, so the interpolated `z_sem` shapes the frames between "
-                        "the two reconstructions.")
-    + f" ('Barely' means below {100 * Z_SEM_USED:.0f} %.)"))
+f3 = diff.fig3_interpolation(cfg, rec, diffae, p, dd, device)
 
 # %% [markdown]
 # **Does the semantic latent carry age?** Each row's first image is decoded from its own
@@ -487,23 +289,7 @@ display(Markdown(
 # when `z_sem` carries the age the head reads). The Fig. 3 claim is judged on these.
 
 # %%
-zsem_frames = torch.stack([ddim_decode(diffae, xt_a, torch.lerp(z_a, z_b, float(w)), steps=cfg.DDIM_STEPS)
-                           for w in alphas])  # (A, 2, 1, S, S): x_T of the first end, z_sem moving
-age_zsem = torch.stack([predict_age(diffae, f) for f in zsem_frames]).cpu().numpy()  # (A, 2)
-for row in range(2):
-    r = f"fig3.row{row + 1}"
-    rec.record(f"{r}.zsem_age_spearman", sps.spearmanr(alphas, age_zsem[:, row]).statistic)
-    rec.record(f"{r}.zsem_age_first", age_zsem[0, row], unit="years")
-    rec.record(f"{r}.zsem_age_last", age_zsem[-1, row], unit="years")
-    rec.record(f"{r}.latent_age_first", age_z[0, row], unit="years")
-    rec.record(f"{r}.latent_age_last", age_z[-1, row], unit="years")
-    head_gap = age_z[-1, row] - age_z[0, row]
-    rec.record(f"{r}.zsem_age_share", (age_zsem[-1, row] - age_zsem[0, row]) / head_gap if head_gap else np.nan)
-fig = diff_plots.interpolation_grid(zsem_frames.cpu().numpy(), alphas, age_z, age_zsem, labels)
-rec.figure(fig, "fig3_zsem_interpolation", "Fig. 3, z_sem only: x_T held fixed, z_sem interpolated, predicted ages.")
-pd.DataFrame({k: [rec.get(f"fig3.row{i}.{k}") for i in (1, 2)] for k in
-              ("zsem_age_spearman", "zsem_age_first", "zsem_age_last", "latent_age_first", "latent_age_last",
-               "zsem_age_share")}, index=labels).round(3)
+diff.fig3_zsem(cfg, rec, diffae, f3)
 
 # %% [markdown]
 # **Fig. 4**: originals beside their reconstructions, decoded from the image's own DDIM
@@ -512,21 +298,7 @@ pd.DataFrame({k: [rec.get(f"fig3.row{i}.{k}") for i in (1, 2)] for k in
 # reach at best).
 
 # %%
-k = cfg.N_RECON // 2
-idx_h = np.linspace(0, len(images["heldout"]) - 1, k).astype(int)
-idx_t = np.linspace(0, len(images["test"]) - 1, cfg.N_RECON - k).astype(int)
-orig = torch.tensor(np.concatenate([images["heldout"][idx_h], images["test"][idx_t]]), dtype=torch.float32,
-                    device=device)[:, None]  # (R, 1, S, S)
-with torch.no_grad():
-    z = diffae.encode(orig)
-recon = ddim_decode(diffae, ddim_encode(diffae, orig, z, steps=cfg.DDIM_STEPS), z, steps=cfg.DDIM_STEPS)
-rec.record("fig4.recon_mse", (recon - orig).pow(2).mean().item())
-rec.record("fig4.other_image_mse", (orig.roll(1, 0) - orig).pow(2).mean().item())
-titles = [f"healthy {a:.0f} y" for a in ho_ages[idx_h]] + [f"{test_tag} {a:.0f} y" for a in te_ages[idx_t]]
-fig = diff_plots.reconstruction_grid(orig.cpu().numpy(), recon.cpu().numpy(), titles)
-rec.figure(fig, "fig4_reconstructions", "Fig. 4: originals, DDIM reconstructions and |difference|.")
-print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's image "
-      f"{rec.get('fig4.other_image_mse'):.4f}")
+diff.fig4_reconstructions(cfg, rec, diffae, p, dd, device)
 
 # %% [markdown]
 # ## What reproduced and what did not
@@ -544,12 +316,7 @@ print(f"reconstruction MSE {rec.get('fig4.recon_mse'):.4f} vs another subject's 
 # simulator's signs. These are this model seed's verdicts; the verdicts over all seeds follow.
 
 # %%
-lines = rec.record_claims(claims(rec.values(), simulated, data_on))
-lines.insert(0, f"*Gate of every claim about a model:* {GATE}\n")
-if cfg.profile != "paper":
-    lines.insert(0, f"*{cfg.profile} profile: a reduced run; a claim can be right in direction here, not in the "
-                    "paper's magnitudes (at best direction only).*\n")
-display(Markdown("\n".join(lines)))
+diff.judge_claims(cfg, rec, p, dd)
 
 # %% [markdown]
 # ### Model seeds
@@ -560,19 +327,10 @@ display(Markdown("\n".join(lines)))
 # with a paper value gets its mean and sd over the seeds.
 
 # %%
-others = run_other_seeds(cfg)
-seed_verdicts = combine(rec, others)
-display(seed_verdicts)
-if others:
-    display(Markdown(f"**Over {1 + len(others)} model seeds** (mean ± sd beside the paper's values)."))
-    for prefix in ("table1", "table2"):
-        display(format_table(wide_table(rec, prefix, seeds=True)))
-    display(magnitude_table(rec))
+diff.over_seeds(cfg, rec)
 
 # %%
-rec.record("wall_time_s", time.time() - t_start, unit="s")
-rec.save_predictions(per_subject.rename(columns={"set": "evaluation"}))
-print("results:", rec.finalize())
+diff.finish(rec, p, t_start)
 
 # %% [markdown]
 # ## References

@@ -36,12 +36,11 @@ from brainage_lib.papers.lstm.training import evaluations, predict_all, train_mo
 from brainage_lib.run.results import Recorder
 from brainage_lib.run.seeds import combine, run_other_seeds
 
-__all__ = ["CNN3D_NAME", "DEVIATIONS", "GATE_TEXT", "LSTM_NAME", "MODELS", "TrainConfig", "check_input_space",
-           "age_distributions", "claims", "deviations", "evaluations", "figures", "finish", "gate_numbers", "gates",
+__all__ = ["CNN3D_NAME", "DEVIATIONS", "GATE_TEXT", "LSTM_NAME", "MODELS", "TrainConfig", "age_distributions",
+           "check_input_space", "claims", "deviations", "evaluations", "figures", "finish", "gate_numbers", "gates",
            "judge_claims", "load_data", "model_builder", "over_seeds", "paper", "paper_table", "parse_shape",
-           "predict_all",
-           "record_cs", "record_data", "record_models", "record_overall", "record_paired", "record_reference",
-           "record_young_discovery", "save_models", "start", "train_models", "training_times"]
+           "predict_all", "record_cs", "record_data", "record_models", "record_overall", "record_paired",
+           "record_reference", "record_young_discovery", "save_models", "start", "train_models", "training_times"]
 
 TABLE_EVALUATION = {"table1": DISC, "table2": REP, "table3": REP_YOUNG}  # paper table -> the evaluation it reports
 
