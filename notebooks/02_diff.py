@@ -194,7 +194,7 @@ diff.format_table(diff.wide_table(rec, "table1"))
 # have, on the held-out healthy set (subjects of its training distribution that no model
 # saw): MAE below 0.8 x the MAE of predicting that set's own mean age. The clinical test
 # set is a shifted cohort (clinical grade, older): a model's predictions there may carry
-# an offset or a compressed scale (the paper's own DenseNet121 has r 0.83 but MAE 8.63 y),
+# an offset or a compressed scale (the paper's own DenseNet121: a high r, a large MAE; Table 1),
 # so there it counts while its predictions still **track age** (Pearson r > 0 with
 # p < 0.01). Each gate with the numbers that passed or failed it:
 

@@ -81,7 +81,7 @@ def test_every_replication_part_is_not_testable_with_the_reason(single_run):
 def test_both_regimes_train_as_far_as_the_ages_allow(single_run):
     out, _, rec, _, _ = single_run
     assert rec["data.n.discovery train (0-6 y)"]["value"] > 0  # the cohort spans 0-22 y
-    assert len(list((out / "checkpoints" / "03_lstm").glob("*.pt"))) == 4
+    assert len(list((out / "checkpoints" / "03_lstm" / "models").glob("*.model.pt"))) == 4
     for name in ("age_distributions", "training_curves", "cumulative_scores", "predicted_vs_true"):
         assert (out / "figures" / "03_lstm" / f"{name}.png").is_file()
 
