@@ -25,7 +25,8 @@ from brainage_lib.preprocess import measures
 from brainage_lib.preprocess.outputs import (atomic_write, output_paths, remove_outputs, save_nifti,
                                              without_hdf5_times)
 from brainage_lib.preprocess.qc import brainmask_figure, similarity, subject_figure
-from brainage_lib.preprocess.recipes import SPACE, Recipe, template
+from brainage_lib.preprocess.recipes import DILATE_MM, REGISTRATION_GRID, SPACE, Recipe, template
+from brainage_lib.simulation.anatomy import Grid
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
 VOLUME_RANGE_ML = (250.0, 3000.0)  # intracranial volumes from newborns to large adults
@@ -123,30 +124,91 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
     state.image = state.image * state.mask
 
 
-def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
-    """Register to the brain template on the output grid and resample the image, mask and field of view there.
+MIN_START_BRAIN_ML = 100.0  # a start mask smaller than this is no brain: the head's own centre of mass is the start
+COARSE = 128  # deepbet's first network sees the scan at 128^3 to find the brain's box
 
-    On the template's 2 mm grid (whose coarsest level is then 12 mm) the head-to-brain affine lost simulated 4 mm
-    heads that it registers on the finer output grids, so each recipe registers on its own grid (tgb's is 2 mm).
+
+def coarse_brain_mask(image: ants.ANTsImage) -> ants.ANTsImage:
+    """A coarse brain mask of a whole head, from deepbet's first network alone (the one that finds the brain's box).
+
+    That network sees the scan at 128^3, about an eighth of the work of a full extraction (its second network runs
+    at 256^3); here it runs exactly as in ``deepbet.BrainExtraction.run_model``, and the mask comes back on the
+    scanner image's grid."""
+    import torch
+    import torch.nn.functional as F
+    from deepbet.utils import keep_largest_connected_component, normalize
+
+    net = _extractor().bbox_model
+    canonical = nib.as_closest_canonical(ants.to_nibabel_nifti(image))
+    x = torch.from_numpy(np.nan_to_num(canonical.get_fdata(dtype=np.float32))).to(next(net.parameters()).device)
+    small = F.interpolate(x[None, None], (COARSE,) * 3, mode="nearest-exact")[0, 0]
+    low, high = small.quantile(0.005), small.quantile(0.995)
+    with torch.no_grad():
+        prob = net(normalize(small, low, high)[None, None])[0, 1]
+    mask = (prob > 0.5).float().cpu().numpy()
+    if mask.any():
+        mask = keep_largest_connected_component(mask)
+    step = np.array(canonical.shape[:3]) / COARSE  # "nearest-exact": coarse voxel i samples voxel (i + 0.5) * step
+    to_canonical = np.eye(4)
+    to_canonical[:3, :3], to_canonical[:3, 3] = np.diag(step), 0.5 * step - 0.5
+    coarse = to_ants(mask.astype(np.float32), canonical.affine @ to_canonical)
+    return ants.resample_image_to_target(coarse, image, interp_type="nearestNeighbor")
+
+
+def brain_start(image: ants.ANTsImage, fixed: ants.ANTsImage, workdir: Path) -> tuple[list[str], ants.ANTsImage] | None:
+    """Where a whole head's affine starts, and where its metric looks: the brain's coarse affine to the template
+    brain (shrunk 8 and 4 times), and the coarse brain mask dilated by ``DILATE_MM``.
+
+    ANTs's own start puts the centre of mass of the whole head, neck and all, on that of the brain-only template,
+    which is 30-60 mm off in a field of view that reaches down the neck; and from a good start, an affine that sees
+    the whole head still drifts, pulled by bright scalp fat inside the template's dilated brain mask (10-13 mm off on
+    simulated heads with real T1w fat). So the brain is found first (``coarse_brain_mask``: used for nothing else; the
+    recipe's own brain extraction comes later, in its place), the masked brain is registered to the template brain,
+    and that affine starts the head's registration (antsRegistration's initial moving transform, which its output
+    then contains: the written ``.mat`` maps the template to the scan by itself), whose metric counts the head only
+    inside the dilated mask. None where the mask holds no brain (the default start then applies and the scan's
+    checks decide).
     """
-    brain, tmask, dilated = template(recipe.shape)
-    affine = recipe.grid.affine
-    fixed = to_ants(brain, affine)
+    mask = coarse_brain_mask(image)
+    if float((mask.numpy() > 0.5).sum() * np.prod(mask.spacing) / 1000.0) < MIN_START_BRAIN_ML:
+        return None
+    folder = workdir / "start"  # apart: ANTsPy collects every file under the registration's prefix that holds a digit
+    folder.mkdir()
+    reg = ants.registration(fixed, image * mask, type_of_transform="Affine", aff_iterations=(100, 50),
+                            aff_shrink_factors=(8, 4), aff_smoothing_sigmas=(3, 2), outprefix=f"{folder}/")
+    radius = max(1, round(DILATE_MM / min(image.spacing)))
+    return [t for t in reg["fwdtransforms"] if t.endswith(".mat")], ants.iMath(mask, "MD", radius)
+
+
+def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
+    """Register to the brain template on its 2 mm grid, then resample the image, mask and field of view once onto
+    the recipe's grid.
+
+    A whole head (registered before brain extraction: diff) starts from its brain's affine (``brain_start``); without
+    that start, the 2 mm grid (whose coarsest level is 12 mm) lost 11 of 20 simulated 4 mm heads.
+    """
+    brain, tmask, dilated = template(REGISTRATION_GRID)
+    fixed = to_ants(brain, Grid(REGISTRATION_GRID).affine)
     # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
     # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
-    near = to_ants(dilated, affine) if recipe.transform == "Affine" else None
+    near = to_ants(dilated, Grid(REGISTRATION_GRID).affine) if recipe.transform == "Affine" else None
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
-    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/")
+    start = brain_start(state.image, fixed, workdir) if state.mask is None else None
+    state.measures["registration_start"] = "brain affine" if start else "centre of mass"
+    initial, moving_mask = start if start else (None, None)
+    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/",
+                            initial_transform=initial, moving_mask=moving_mask)
     state.transforms, state.inverse = list(reg["fwdtransforms"]), list(reg["invtransforms"])
     warps = [t for t in state.transforms if t.endswith(".nii.gz")]
     if warps:
         log_jac = ants.create_jacobian_determinant_image(fixed, warps[0], do_log=True).numpy()
         lo, hi = measures.log_jacobian_range(log_jac, tmask)
         state.measures["log_jacobian_range"] = round(hi - lo, 3)
-    state.coverage = ants.apply_transforms(fixed, state.image * 0 + 1, state.transforms)
-    state.image = ants.apply_transforms(fixed, state.image, state.transforms)
+    out = fixed if recipe.shape == REGISTRATION_GRID else to_ants(template(recipe.shape)[0], recipe.grid.affine)
+    state.coverage = ants.apply_transforms(out, state.image * 0 + 1, state.transforms)
+    state.image = ants.apply_transforms(out, state.image, state.transforms)
     if state.mask is not None:
-        state.mask = ants.apply_transforms(fixed, state.mask, state.transforms).threshold_image(0.5, 2.0)
+        state.mask = ants.apply_transforms(out, state.mask, state.transforms).threshold_image(0.5, 2.0)
 
 
 STEP_FUNCTIONS: dict[str, Callable[[State, Recipe, Path], None]] = {"n4": step_n4, "bet": step_bet, "register": step_register}

@@ -18,12 +18,14 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.simulation.anatomy import Grid, resample_to_grid
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
+REGISTRATION_GRID = (99, 117, 95)  # every recipe registers on the template's 2 mm grid, then resamples onto its own
 SPACE = "MNI152NLin2009aSym"  # the template nilearn ships: mni_icbm152_t1_tal_nlin_sym_09a
 STEPS = {
     "n4": "N4 bias-field correction (ANTsPy; inside the brain mask once there is one, else inside a head mask)",
     "bet": "brain extraction with deepbet (its weights ship in its wheel)",
-    "register": "ANTsPy registration to the MNI152 brain template on the output grid (an affine one with the metric "
-                "inside the template's brain mask dilated by 6 mm)",
+    "register": "ANTsPy registration to the MNI152 brain template on its 2 mm grid (an affine one with the metric "
+                "inside the template's brain mask dilated by 6 mm; a whole head starts from its brain's affine, with "
+                "the metric inside its coarse brain mask dilated by 6 mm too), then one resampling onto the output grid",
 }
 
 
@@ -59,7 +61,8 @@ class Recipe:
     @property
     def definition(self) -> dict:
         """What decides a scan's output (kept in each scan's record; a scan made by another definition is redone)."""
-        return {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape)}
+        return {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape),
+                "registration_grid": list(REGISTRATION_GRID)}
 
     def describe(self) -> list[str]:
         """The steps as sentences, in order."""
