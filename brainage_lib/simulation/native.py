@@ -312,15 +312,22 @@ def native_subject(path: Path, truth_dir: Path, grid: Grid, head_scale: float, r
     img = to_scanner(composite, grid, pose, shape, affine)
     truth = to_scanner(mask.astype(np.float32), grid, pose, shape, affine) > 0.5
     img *= np.exp(pose.bias_strength * smooth_field(rng, shape, 3)[0].numpy())
-    sigma = pose.noise_fraction * np.percentile(brain[mask], 90)
+    _write_subject(path, truth_dir, img, truth, affine, pose.noise_fraction * np.percentile(brain[mask], 90), rng,
+                   asdict(pose), pose.matrix, head_scale, voxel_mm)
+
+
+def _write_subject(path: Path, truth_dir: Path, img: np.ndarray, truth: np.ndarray, affine: np.ndarray, sigma: float,
+                   rng: np.random.Generator, drawn: dict, matrix: np.ndarray, head_scale: float, voxel_mm: float) -> None:
+    """Rician noise of ``sigma`` on the scanner image, then the image, its true brain mask and its pose record."""
+    shape = img.shape
     img = np.hypot(img + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
     _save(path, np.clip(np.round(img), 0, 32767).astype(np.int16), affine, code=1)
     sid = path.name.split("_")[0]
     _save(truth_dir / f"{sid}_brain_mask.nii.gz", truth.astype(np.uint8), affine, code=1)
-    template_to_scanner = pose.matrix @ np.diag([head_scale] * 3 + [1.0])
-    record = {"participant_id": sid, **asdict(pose), "voxel_mm": [voxel_mm, voxel_mm, voxel_mm * SLICE_FACTOR],
+    template_to_scanner = matrix @ np.diag([head_scale] * 3 + [1.0])
+    record = {"participant_id": sid, **drawn, "voxel_mm": [voxel_mm, voxel_mm, voxel_mm * SLICE_FACTOR],
               "shape": list(shape), "orientation": "".join(nib.aff2axcodes(affine)),
-              "subject_mni_to_scanner": pose.matrix.round(6).tolist(),
+              "subject_mni_to_scanner": matrix.round(6).tolist(),
               "template_to_scanner": template_to_scanner.round(6).tolist()}
     (truth_dir / f"{sid}_pose.json").write_text(json.dumps(record, indent=1) + "\n")
 
@@ -337,18 +344,9 @@ def _hard_subject(path: Path, truth_dir: Path, grid: Grid, head_scale: float, rn
     falloff = round(float(rng.uniform(*HARD["coil_falloff"])), 4)
     centre_z = float(nib.affines.apply_affine(affine, np.argwhere(truth).mean(0))[2])
     img *= np.exp(pose.bias_strength * smooth_field(rng, shape, 3)[0].numpy()) * coil_falloff(shape, affine, centre_z, falloff)
-    sigma = pose.noise_fraction * np.percentile(brain[mask], 90)
-    img = np.hypot(img + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
-    _save(path, np.clip(np.round(img), 0, 32767).astype(np.int16), affine, code=1)
-    sid = path.name.split("_")[0]
-    _save(truth_dir / f"{sid}_brain_mask.nii.gz", truth.astype(np.uint8), affine, code=1)
-    template_to_scanner = pose.matrix @ np.diag([head_scale] * 3 + [1.0])
-    record = {"participant_id": sid, "heads": "hard", **asdict(pose), "coil_falloff": falloff, **drawn, **fov,
-              "voxel_mm": [voxel_mm, voxel_mm, voxel_mm * SLICE_FACTOR], "shape": list(shape),
-              "orientation": "".join(nib.aff2axcodes(affine)),
-              "subject_mni_to_scanner": pose.matrix.round(6).tolist(),
-              "template_to_scanner": template_to_scanner.round(6).tolist()}
-    (truth_dir / f"{sid}_pose.json").write_text(json.dumps(record, indent=1) + "\n")
+    _write_subject(path, truth_dir, img, truth, affine, pose.noise_fraction * np.percentile(brain[mask], 90), rng,
+                   {"heads": "hard", **asdict(pose), "coil_falloff": falloff, **drawn, **fov}, pose.matrix, head_scale,
+                   voxel_mm)
 
 
 def convert_to_native(root: Path, seed: int, progress: bool = True, heads: str = "standard") -> None:
