@@ -19,8 +19,8 @@ LAYERS = {
     "simulation": 2,
     "data": 3, "engine": 3,
     "report": 4, "inference": 4, "preprocess": 4,
-    "papers": 5,
-    "notebook": 5.5,  # a notebook's set-up call: parameters, engine, recorder, the paper found through the registry
+    "notebook": 4.5,  # a notebook's set-up call (parameters, engine, recorder; the paper found through the registry),
+    "papers": 5,      # which each wing's notebook module hands to its notebook
     "bench": 6, "gpu_check": 6,
     "device": 6.5,  # the offline device check runs gpu-check and the notebooks
     "cli": 7, "__init__": 7,
