@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from brainage_lib.device.bundle import build_bundle, folder_mib, wheel_list
 from brainage_lib.device.driver import SECTIONS
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.long]  # a minute and a half of rehearsal: make test-long, which CI runs after make test
 
 
 def _norm(name: str) -> str:
