@@ -104,6 +104,11 @@ class NotABrain(ValueError):
     """What shows that a scan holds no brain (turned into a BrainAgeError naming the file)."""
 
 
+def volume_ml(mask: ants.ANTsImage) -> float:
+    """The volume of a mask image (voxels above 0.5), in mL."""
+    return float((mask.numpy() > 0.5).sum() * np.prod(mask.spacing) / 1000.0)
+
+
 def _check_volume(ml: float) -> None:
     low, high = VOLUME_RANGE_ML
     if not low <= ml <= high:
@@ -117,7 +122,7 @@ def step_bet(state: State, recipe: Recipe, workdir: Path) -> None:
     state.extracted = (state.image, state.mask)
     state.extracted_where = "scanner space" if not state.transforms else "after registration, in template space"
     if not state.transforms:  # still in the scanner's space: the volume is known now, so fail early
-        ml = float(state.mask.sum() * np.prod(state.mask.spacing) / 1000.0)
+        ml = volume_ml(state.mask)
         _check_volume(ml)
         state.measures.update(native_brain_volume_ml=round(ml, 1),
                               snr=round(measures.snr(state.image.numpy(), state.mask.numpy() > 0.5), 2))
@@ -170,7 +175,7 @@ def brain_start(image: ants.ANTsImage, fixed: ants.ANTsImage, workdir: Path) -> 
     checks decide).
     """
     mask = coarse_brain_mask(image)
-    if float((mask.numpy() > 0.5).sum() * np.prod(mask.spacing) / 1000.0) < MIN_START_BRAIN_ML:
+    if volume_ml(mask) < MIN_START_BRAIN_ML:
         return None
     folder = workdir / "start"  # apart: ANTsPy collects every file under the registration's prefix that holds a digit
     folder.mkdir()
@@ -188,10 +193,11 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     that start, the 2 mm grid (whose coarsest level is 12 mm) lost 11 of 20 simulated 4 mm heads.
     """
     brain, tmask, dilated = template(REGISTRATION_GRID)
-    fixed = to_ants(brain, Grid(REGISTRATION_GRID).affine)
+    grid_affine = Grid(REGISTRATION_GRID).affine
+    fixed = to_ants(brain, grid_affine)
     # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
     # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
-    near = to_ants(dilated, Grid(REGISTRATION_GRID).affine) if recipe.transform == "Affine" else None
+    near = to_ants(dilated, grid_affine) if recipe.transform == "Affine" else None
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
     start = brain_start(state.image, fixed, workdir) if state.mask is None else None
     state.measures["registration_start"] = "brain affine" if start else "centre of mass"
@@ -251,7 +257,7 @@ def extraction_figure(state: State, name: str) -> bytes:
     """The brain-mask figure: the image deepbet saw (bias-corrected where N4 ran first; in the scanner's space where
     extraction runs before registration) with its mask's outline."""
     image, mask = state.extracted
-    ml = float((mask.numpy() > 0.5).sum() * np.prod(mask.spacing) / 1000.0)
+    ml = volume_ml(mask)
     return brainmask_figure(ants.to_nibabel_nifti(image), mask.numpy() > 0.5,
                             f"{name}  deepbet brain mask ({state.extracted_where}, {ml:.0f} mL)")
 

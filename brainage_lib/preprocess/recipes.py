@@ -15,10 +15,10 @@ from scipy import ndimage
 
 from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
-from brainage_lib.simulation.anatomy import Grid, resample_to_grid
+from brainage_lib.simulation.anatomy import DEFAULT_SHAPE, Grid, resample_to_grid
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
-REGISTRATION_GRID = (99, 117, 95)  # every recipe registers on the template's 2 mm grid, then resamples onto its own
+REGISTRATION_GRID = DEFAULT_SHAPE  # the template's 2 mm grid: every recipe registers there, then resamples onto its own
 SPACE = "MNI152NLin2009aSym"  # the template nilearn ships: mni_icbm152_t1_tal_nlin_sym_09a
 STEPS = {
     "n4": "N4 bias-field correction (ANTsPy; inside the brain mask once there is one, else inside a head mask)",
