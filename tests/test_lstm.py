@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.engine.training import n_parameters
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.papers.lstm.evaluation import REPLICATION_EDGES, REPLICATION_LABELS
 
@@ -38,7 +39,7 @@ def test_build_models_follow_the_parameters():
     assert models[L.LSTM_NAME].config.n_slices == 36 and models[L.LSTM_NAME].config.fc_in_features == 9 * 128
     assert models[L.CNN3D_NAME].config.input_shape == (36, 40, 36)
     paper = L.build_models((128, 160, 112), 50, 4, 1.0)
-    assert L.n_parameters(paper[L.LSTM_NAME]) > 11_000_000 and L.n_parameters(paper[L.CNN3D_NAME]) > 33_000_000
+    assert n_parameters(paper[L.LSTM_NAME]) > 11_000_000 and n_parameters(paper[L.CNN3D_NAME]) > 33_000_000
 
 
 @pytest.mark.parametrize("ages, edges", [

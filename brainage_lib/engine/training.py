@@ -140,3 +140,7 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
         model.load_state_dict(state["best_state"])
     return TrainResult(model, history, best_epoch, trained_s, mean, sd)
 
+
+def n_parameters(model: nn.Module) -> int:
+    """How many parameters a network has."""
+    return sum(p.numel() for p in model.parameters())

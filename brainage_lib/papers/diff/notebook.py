@@ -23,7 +23,7 @@ from brainage_lib.data.cache import cached_array
 from brainage_lib.data.cohort import Cohort
 from brainage_lib.data.datasets import SliceDataset
 from brainage_lib.data.space import check_input_space
-from brainage_lib.engine.training import TrainConfig, TrainResult, train_regressor
+from brainage_lib.engine.training import TrainConfig, TrainResult, n_parameters, train_regressor
 from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
 from brainage_lib.notebook import start
 from brainage_lib.papers import fidelity
@@ -139,7 +139,7 @@ def configs(cfg) -> tuple[DiffAEConfig, SliceCNNConfig]:
 
 def model_sizes(rec: Recorder, diff_config: DiffAEConfig, dbn_config: SliceCNNConfig) -> pd.DataFrame:
     """Record the diffusion autoencoder's parameters beside the paper's; returns every model's parts' sizes."""
-    n_par = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    n_par = lambda m: n_parameters(m) / 1e6  # noqa: E731
     probe = DiffAE(diff_config)
     z_proj = [m.z_proj for m in probe.unet.modules() if hasattr(m, "z_proj")]
     sizes = {"DiffAE: semantic encoder": n_par(probe.encoder), "DiffAE: noise U-Net": n_par(probe.unet),

@@ -76,10 +76,6 @@ def build_models(atlas_shape: tuple[int, int, int], slice_size: int, pool_k: int
     return {CNN3D_NAME: cnn, LSTM_NAME: lstm}
 
 
-def n_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def group_table(ages: np.ndarray, preds: dict[str, np.ndarray], edges, labels,
                 paper: dict[str, list[float]] | None) -> pd.DataFrame:
     """Paper vs this run's MAE per age group and overall ("Average"), one row per model.

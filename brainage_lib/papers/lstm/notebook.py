@@ -17,7 +17,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from brainage_lib.data.space import check_input_space
-from brainage_lib.engine.training import TrainConfig, TrainResult
+from brainage_lib.engine.training import TrainConfig, TrainResult, n_parameters
 from brainage_lib.inference.cards import cohort_space, save_model, transform_spec
 from brainage_lib.metrics.verdicts import GATE_TEXT
 from brainage_lib.notebook import start
@@ -27,7 +27,7 @@ from brainage_lib.papers.lstm.claims import claim_magnitudes, record_reference, 
 from brainage_lib.papers.lstm.data import LSTMData, load_data
 from brainage_lib.papers.lstm.deviations import DEVIATIONS
 from brainage_lib.papers.lstm.evaluation import (CNN3D_NAME, DISC, LSTM_NAME, MODELS, REP, REP_YOUNG, Evaluation,
-                                                 n_parameters, parse_shape, predictions_frame, record_cs,
+                                                 parse_shape, predictions_frame, record_cs,
                                                  record_overall, record_paired, record_table,
                                                  record_training_times, record_young_discovery, seeds_wide, wide)
 from brainage_lib.papers.lstm.evaluation import build_models as _build_models

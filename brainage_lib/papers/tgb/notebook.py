@@ -22,7 +22,7 @@ from brainage_lib.data.datasets import VolumeDataset
 from brainage_lib.data.sources import open_cohort
 from brainage_lib.data.space import check_input_space
 from brainage_lib.data.splits import stratified_split
-from brainage_lib.engine.training import TrainConfig, TrainResult, train_regressor
+from brainage_lib.engine.training import TrainConfig, TrainResult, n_parameters, train_regressor
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.inference.cards import cohort_space, fitted_bias_correction, save_model, transform_spec
 from brainage_lib.metrics.scores import mae_by_group
@@ -129,18 +129,14 @@ def configs(cfg, seed: int) -> Configs:
                                   lr_gamma=cfg.LR_GAMMA, n_critic=cfg.N_CRITIC, seed=seed, max_steps=cfg.max_steps))
 
 
-def _n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def network_sizes(c: Configs) -> pd.DataFrame:
     """Channels and parameters of this run's networks beside the paper-size ones (shapes only, no memory)."""
     with torch.device("meta"):
         shapes = {"REG (and the task-guided branch)": (TGBRegressor(c.reg), TGBRegressor()),
                   "generator": (TGBGenerator(c.gan), TGBGenerator()), "critic": (TGBCritic(c.gan), TGBCritic())}
     return pd.DataFrame({"channels": [c.reg.level_channels, (c.gan.enc, c.gan.dec), c.gan.enc],
-                         "parameters": [_n_params(ours) for ours, _ in shapes.values()],
-                         "paper-size parameters": [_n_params(p) for _, p in shapes.values()]}, index=list(shapes))
+                         "parameters": [n_parameters(ours) for ours, _ in shapes.values()],
+                         "paper-size parameters": [n_parameters(p) for _, p in shapes.values()]}, index=list(shapes))
 
 
 def new_regressor(c: Configs, seed: int, k: int, device: torch.device) -> TGBRegressor:
