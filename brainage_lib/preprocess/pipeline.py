@@ -25,7 +25,8 @@ from brainage_lib.preprocess import measures
 from brainage_lib.preprocess.outputs import (atomic_write, output_paths, remove_outputs, save_nifti,
                                              without_hdf5_times)
 from brainage_lib.preprocess.qc import brainmask_figure, similarity, subject_figure
-from brainage_lib.preprocess.recipes import DILATE_MM, REGISTRATION_GRID, SPACE, Recipe, template
+from brainage_lib.preprocess.recipes import (DILATE_MM, REGISTRATION_GRID, SPACE, SYN_AFFINE, SYN_BINS, Recipe,
+                                             template)
 from brainage_lib.simulation.anatomy import Grid
 
 MIN_CORRELATION = 0.5  # |r| below: not a brain (adult T1w about 0.9, young children 0.7; infants' inverted contrast < 0)
@@ -202,8 +203,15 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     start = brain_start(state.image, fixed, workdir) if state.mask is None else None
     state.measures["registration_start"] = "brain affine" if start else "centre of mass"
     initial, moving_mask = start if start else (None, None)
-    reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near, outprefix=f"{workdir}/",
-                            initial_transform=initial, moving_mask=moving_mask)
+    if recipe.transform == "SyN":  # a short affine of the brain, then SyN alone from it
+        (workdir / "affine").mkdir()
+        affine = ants.registration(fixed, state.image, type_of_transform="Affine", outprefix=f"{workdir}/affine/",
+                                   initial_transform=initial, **SYN_AFFINE)
+        reg = ants.registration(fixed, state.image, type_of_transform="SyNOnly", outprefix=f"{workdir}/",
+                                initial_transform=affine["fwdtransforms"], syn_sampling=SYN_BINS)
+    else:
+        reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near,
+                                outprefix=f"{workdir}/", initial_transform=initial, moving_mask=moving_mask)
     state.transforms, state.inverse = list(reg["fwdtransforms"]), list(reg["invtransforms"])
     warps = [t for t in state.transforms if t.endswith(".nii.gz")]
     if warps:

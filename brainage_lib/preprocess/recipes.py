@@ -19,13 +19,20 @@ from brainage_lib.simulation.anatomy import DEFAULT_SHAPE, Grid, resample_to_gri
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
 REGISTRATION_GRID = DEFAULT_SHAPE  # the template's 2 mm grid: every recipe registers there, then resamples onto its own
+# SyN (tgb) starts from an affine of the brain with a short schedule (no full-resolution level, a tenth of the voxels
+# sampled); ANTsPy's own "SyN" runs a fixed 2100x1200x1200 affine first, about as long as the SyN itself. SyN's
+# Mattes metric then uses 16 histogram bins (ANTsPy: 32). On hard heads: 23 -> 16-18 CPU s per scan, the same Dice
+SYN_AFFINE = {"aff_iterations": (1000, 500, 100), "aff_shrink_factors": (6, 4, 2), "aff_smoothing_sigmas": (3, 2, 1),
+              "aff_random_sampling_rate": 0.1}
+SYN_BINS = 16
 SPACE = "MNI152NLin2009aSym"  # the template nilearn ships: mni_icbm152_t1_tal_nlin_sym_09a
 STEPS = {
     "n4": "N4 bias-field correction (ANTsPy; inside the brain mask once there is one, else inside a head mask)",
     "bet": "brain extraction with deepbet (its weights ship in its wheel)",
     "register": "ANTsPy registration to the MNI152 brain template on its 2 mm grid (an affine one with the metric "
                 "inside the template's brain mask dilated by 6 mm; a whole head starts from its brain's affine, with "
-                "the metric inside its coarse brain mask dilated by 6 mm too), then one resampling onto the output grid",
+                "the metric inside its coarse brain mask dilated by 6 mm too; SyN starts from a short affine of the brain "
+                "and uses a 16-bin Mattes metric), then one resampling onto the output grid",
 }
 
 
@@ -61,8 +68,11 @@ class Recipe:
     @property
     def definition(self) -> dict:
         """What decides a scan's output (kept in each scan's record; a scan made by another definition is redone)."""
-        return {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape),
-                "registration_grid": list(REGISTRATION_GRID)}
+        out = {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape),
+               "registration_grid": list(REGISTRATION_GRID)}
+        if self.transform == "SyN":
+            out["syn"] = {**{k: list(v) if isinstance(v, tuple) else v for k, v in SYN_AFFINE.items()}, "bins": SYN_BINS}
+        return out
 
     def describe(self) -> list[str]:
         """The steps as sentences, in order."""
