@@ -1,4 +1,6 @@
-"""SEEDS through a notebook kernel, as users run it: 03_lstm (smoke) with two model seeds on one cohort."""
+"""SEEDS through a notebook kernel, as users run it: each paper notebook (smoke) with two model seeds on one cohort.
+
+03_lstm runs in ``make test``; 01_tgb and 02_diff (a minute or two each) in ``make test-long``."""
 from __future__ import annotations
 
 import json
@@ -13,26 +15,31 @@ from brainage_lib.run.runner import run_notebook
 pytestmark = pytest.mark.notebook
 
 
-@pytest.fixture(scope="module")
-def two_seeds(tmp_path_factory):
+DATA_RECORDS = {"01_tgb": "data.N", "02_diff": "data.", "03_lstm": "data.n."}  # what describes the cohort
+
+
+@pytest.fixture(scope="module", params=[pytest.param("01_tgb", marks=pytest.mark.long),
+                                        pytest.param("02_diff", marks=pytest.mark.long), "03_lstm"])
+def two_seeds(request, tmp_path_factory):
+    nb = request.param
     shared = smoke_root(tmp_path_factory)  # the smoke runs' simulated data and cache: the same cohort
-    out = tmp_path_factory.mktemp("two_seeds")
+    out = tmp_path_factory.mktemp(f"two_seeds_{nb}")
     mp = pytest.MonkeyPatch()
     mp.setenv("BRAINAGE_DATA", str(shared / "data"))
     mp.setenv("BRAINAGE_CACHE", str(shared / "cache"))
     try:
-        run_notebook("03_lstm", profile="smoke", params={"SEEDS": 2}, output_dir=out, progress=False)
+        run_notebook(nb, profile="smoke", params={"SEEDS": 2}, output_dir=out, progress=False)
     finally:
         mp.undo()
-    other = json.loads((out / "seeds" / "seed-1" / "results" / "03_lstm.json").read_text())
-    return load_results("03_lstm", output_dir=out), other
+    other = json.loads((out / "seeds" / "seed-1" / "results" / f"{nb}.json").read_text())
+    return load_results(nb, output_dir=out), other
 
 
 def test_the_second_seed_ran_on_the_same_cohort_with_its_own_model_seed(two_seeds):
     first, other = two_seeds
     assert (first["params"]["SEED"], first["params"]["SEEDS"]) == (0, 2)
     assert (other["params"]["SEED"], other["params"]["SEEDS"], other["params"]["DATA_SEED"]) == (1, 1, 0)
-    data = [k for k in first["records"] if k.startswith("data.n.")]
+    data = [k for k in first["records"] if k.startswith(DATA_RECORDS[first["notebook"]])]
     assert data and all(first["records"][k]["value"] == other["records"][k]["value"] for k in data)
     maes = [k for k, e in first["records"].items() if "paper" in e and "seeds_mean" in e]
     assert maes, "no number with a paper value was combined over the seeds"

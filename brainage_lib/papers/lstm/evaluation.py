@@ -26,7 +26,7 @@ from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.scores import cs_area, cumulative_score, mae_by_group
 from brainage_lib.metrics.stats import wilcoxon_p
 from brainage_lib.metrics.verdicts import is_finite
-from brainage_lib.papers.lstm.paper import (CNN3D_NAME, DISCOVERY_EDGES, DISCOVERY_LABELS, LSTM_NAME, PAPER,
+from brainage_lib.papers.lstm.paper import (CNN3D_NAME, DISCOVERY_EDGES, DISCOVERY_LABELS, LSTM_NAME,
                                             PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TRAIN_HOURS_K80,
                                             REPLICATION_EDGES, REPLICATION_LABELS)  # the paper's numbers, here too
 from brainage_lib.papers.lstm.resnet3d import ResNet3D, ResNet3DConfig
