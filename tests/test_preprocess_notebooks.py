@@ -7,8 +7,10 @@ with a bias field). The heads go through each notebook's recipe; the notebook's 
 preprocessed folder and once on the MNI-space folder (restricted to the subjects that preprocessing kept, so both
 runs split the same subjects the same way).
 
-Close means: every data and split record is identical, and each test MAE the notebook records for a model is within
-``TOLERANCE_Y`` years (stated and justified in docs/your-own-data.md, "Same numbers after preprocessing").
+Close means: every data and split record is identical, each test MAE the notebook records for a model is within
+``TOLERANCE_Y`` years, and every input the notebook cached for a subject (its transform of the image) correlates at
+least ``MIN_INPUT_R`` with that subject's input from the MNI-space folder (both stated and justified in
+docs/your-own-data.md, "Same numbers after preprocessing").
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -38,7 +41,8 @@ from brainage_lib.simulation.simulate import simulate_cohort  # noqa: E402
 pytestmark = [pytest.mark.notebook, pytest.mark.preprocessing, pytest.mark.native_comparison]
 
 N, SEED, VOXEL_MM = 20, 0, 4.0  # the smallest cohort every notebook's smoke profile runs on
-TOLERANCE_Y = 1.5  # |test MAE after preprocessing - test MAE in MNI space|, years, per model (deterministic runs)
+TOLERANCE_Y = 2.5  # |test MAE after preprocessing - test MAE in MNI space|, years, per model (deterministic runs)
+MIN_INPUT_R = 0.95  # per subject: a notebook's input after preprocessing vs the same brain's from the MNI-space folder
 MIN_PROCESSED = 0.9  # share of the heads each recipe must bring through
 NOTEBOOKS = {  # notebook: (recipe, recorded test MAE per model, parameters beyond the smoke profile)
     "01_tgb": ("tgb", [f"table1.{m}.mae_mean" for m in ("REG", "REG-GAN", "REG-GAN-TGB")], {}),
@@ -112,6 +116,31 @@ def test_records_after_preprocessing_match_the_mni_simulation(runs, nb):
     diffs = {k: abs(prep[k] - mni[k]) for k in maes}
     print(nb, f"{summary.processed} of {N} kept;", {k: round(prep[k] - mni[k], 3) for k in maes})  # shown by pytest -rP
     assert max(diffs.values()) <= TOLERANCE_Y, diffs
+
+
+def _cached_inputs(cache: Path, folder: str) -> dict[str, dict[str, np.ndarray]]:
+    """Per input transform, each subject's row of the arrays the notebooks cached for cohort folder ``folder``."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for d in cache.glob(f"{folder}-*"):
+        for meta in d.glob("*.json"):
+            rows = np.load(meta.with_suffix(".npy"), mmap_mode="r")
+            for i, pid in enumerate(json.loads(meta.read_text())["participants"]):
+                out.setdefault(meta.stem.split("-")[0], {})[pid] = np.asarray(rows[i], dtype=np.float64).ravel()
+    return out
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS)
+def test_notebook_inputs_after_preprocessing_match_the_mni_simulation(runs, base, nb):
+    """What each notebook trains on, subject by subject: its input from the preprocessed head against the same
+    brain's input from the MNI-space folder (the image-level check the test MAEs above cannot give)."""
+    recipe = NOTEBOOKS[nb][0]
+    prep = _cached_inputs(base["root"] / "cache", f"prep-{recipe}")
+    mni = _cached_inputs(base["root"] / "cache", f"mni-{recipe}")
+    assert prep and set(prep) == set(mni), (sorted(prep), sorted(mni))
+    for transform, rows in prep.items():
+        r = {pid: float(np.corrcoef(x, mni[transform][pid])[0, 1]) for pid, x in rows.items()}
+        print(nb, transform, f"{len(r)} subjects, r median {np.median(list(r.values())):.4f}, min {min(r.values()):.4f}")
+        assert len(r) >= 10 and min(r.values()) >= MIN_INPUT_R, r
 
 
 def test_01_tgb_smoke_run_on_preprocessed_output(runs, base, tmp_path, capsys):
