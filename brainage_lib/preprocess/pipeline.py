@@ -196,22 +196,20 @@ def step_register(state: State, recipe: Recipe, workdir: Path) -> None:
     brain, tmask, dilated = template(REGISTRATION_GRID)
     grid_affine = Grid(REGISTRATION_GRID).affine
     fixed = to_ants(brain, grid_affine)
-    # an affine fit counts the metric only near the brain: faster, and a scalp cannot pull it. SyN goes without:
-    # masked, it fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
-    near = to_ants(dilated, grid_affine) if recipe.transform == "Affine" else None
     ants.config._random_seed = RANDOM_SEED  # antspyx reads its seed here only (a random_seed= argument is ignored)
     start = brain_start(state.image, fixed, workdir) if state.mask is None else None
     state.measures["registration_start"] = "brain affine" if start else "centre of mass"
     initial, moving_mask = start if start else (None, None)
-    if recipe.transform == "SyN":  # a short affine of the brain, then SyN alone from it
-        (workdir / "affine").mkdir()
+    if recipe.transform == "SyN":  # a short affine of the brain, then SyN alone from it; both unmasked: masked, SyN
+        (workdir / "affine").mkdir()  # fitted the brain's edge worse (Dice 0.94 against 0.98 on simulated heads)
         affine = ants.registration(fixed, state.image, type_of_transform="Affine", outprefix=f"{workdir}/affine/",
                                    initial_transform=initial, **SYN_AFFINE)
         reg = ants.registration(fixed, state.image, type_of_transform="SyNOnly", outprefix=f"{workdir}/",
                                 initial_transform=affine["fwdtransforms"], syn_sampling=SYN_BINS)
-    else:
-        reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform, mask=near,
-                                outprefix=f"{workdir}/", initial_transform=initial, moving_mask=moving_mask)
+    else:  # the affine counts its metric only near the brain: faster, and a scalp cannot pull it
+        reg = ants.registration(fixed, state.image, type_of_transform=recipe.transform,
+                                mask=to_ants(dilated, grid_affine), outprefix=f"{workdir}/", initial_transform=initial,
+                                moving_mask=moving_mask)
     state.transforms, state.inverse = list(reg["fwdtransforms"]), list(reg["invtransforms"])
     warps = [t for t in state.transforms if t.endswith(".nii.gz")]
     if warps:
