@@ -156,3 +156,54 @@ def test_ddp_on_two_processes_matches_one(tmp_path):
     assert not _same(_weights(two.model), _weights(_model()), atol=1e-3)  # it did train
     assert np.allclose(two.history["train_loss"], one.history["train_loss"], atol=1e-5)
     assert two.best_epoch == one.best_epoch
+
+
+def test_a_saved_model_is_its_stage_final_checkpoint(tmp_path):
+    """One file per trained model: the saved model holds the stage's final checkpoint, a re-run loads the stage from
+    it, and a model saved under the same name by another stage hands the first one's checkpoint back to its folder."""
+    from dataclasses import asdict
+
+    from brainage_lib.inference.cards import ModelCard, export_model, load_model
+
+    ds, stages, path = _data(8), tmp_path / "stages", tmp_path / "models" / "REG.model.pt"
+    cfgs = {"a": TrainConfig(epochs=2, batch_size=4, seed=0), "b": TrainConfig(epochs=2, batch_size=4, seed=0, lr=3e-4)}
+
+    def train(which, force=False):
+        engine = Engine("cpu", checkpoints=stages, force=force)
+        res = train_regressor(_model(seed=5), ds, None, cfgs[which], engine, "REG", progress=False)
+        return res, engine.log[-1]["status"]
+
+    def save(res, which):
+        card = ModelCard(paper="TGB", notebook="01_tgb", model="REG", architecture="TGBRegressor",
+                         config=asdict(res.model.config), transform={"name": "tgb", "size": 32}, inputs="volume",
+                         profile="unit", seed=0, training_data=which, space={}, test_mae=None)
+        return export_model(path, res.model, card, res.stage_dir)
+
+    def files():
+        return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".pt"))
+
+    a, status = train("a")
+    assert status == "trained" and save(a, "a") == path
+    assert files() == ["models/REG.model.pt"]  # the stage's final checkpoint is the saved model
+    blob = torch.load(path, weights_only=True)
+    assert {"state_dict", "card", "model", "opt", "history"} <= set(blob) and blob["stage"]["name"] == "REG"
+    model, card = load_model(path)
+    assert card.training_data == "a" and _same(_weights(model), _weights(a.model))
+    again, status = train("a")
+    assert status == "loaded" and _same(_weights(again.model), _weights(a.model)) and _history(again).equals(_history(a))
+    assert "1 finished stage(s)" in Engine("cpu", checkpoints=stages).banner()
+
+    b, _ = train("b")
+    save(b, "b")  # the same name: a's checkpoint goes back to a's folder
+    assert sorted(files()) == sorted([f"stages/{a.stage_dir.name}/final.ckpt", "models/REG.model.pt"])
+    assert load_model(path)[1].training_data == "b"
+    a2, status = train("a")
+    assert status == "loaded" and _same(_weights(a2.model), _weights(a.model))
+    b2, status = train("b")
+    assert status == "loaded" and _same(_weights(b2.model), _weights(b.model))
+
+    forced, status = train("a", force=True)
+    assert status == "trained" and _same(_weights(forced.model), _weights(a.model))  # same seed, same weights
+    save(forced, "a")
+    assert sorted(files()) == sorted([f"stages/{b.stage_dir.name}/final.ckpt", "models/REG.model.pt"])
+    assert load_model(path)[1].training_data == "a" and train("b")[1] == "loaded" and train("a")[1] == "loaded"

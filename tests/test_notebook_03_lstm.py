@@ -9,6 +9,7 @@ import torch
 from conftest import run_smoke_notebook
 from scipy import stats
 
+from brainage_lib.engine.fabric import final_checkpoint
 from brainage_lib.metrics.verdicts import LEARNED_FRACTION, TRACK_ALPHA
 from brainage_lib.papers.lstm import evaluation as L
 from brainage_lib.run.results import load_results
@@ -234,3 +235,7 @@ def test_03_lstm_figures_and_checkpoints(lstm_run):
     card = torch.load(models[0], map_location="cpu", weights_only=True)["card"]
     assert card["training"]["config"]["epochs"] == 2 and card["config"]["stem_kernel"] == 7
     assert "git" in card["provenance"]
+    # each model file is also its training stage's final checkpoint: the stage folders keep no copy
+    stages = out / "checkpoints" / "03_lstm" / "stages"
+    assert not list(stages.rglob("*.ckpt"))
+    assert sorted(final_checkpoint(p) for p in stages.iterdir()) == models

@@ -26,6 +26,7 @@ import pytest
 import torch
 from conftest import run_smoke_notebook, smoke_root
 
+from brainage_lib.engine.fabric import final_checkpoint
 from brainage_lib.run.runner import run_notebook
 
 pytestmark = pytest.mark.notebook
@@ -53,9 +54,9 @@ def _records(root: Path, name: str) -> dict:
 
 
 def _history(root: Path, name: str, stage: str) -> list[dict]:
-    (ckpt,) = [p for p in (root / "checkpoints" / name / "stages").glob(f"{stage}-*/final.ckpt")
-               if re.fullmatch(re.escape(stage) + "-[0-9a-f]{12}", p.parent.name)]
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["history"]
+    (folder,) = [p for p in (root / "checkpoints" / name / "stages").glob(f"{stage}-*")
+                 if re.fullmatch(re.escape(stage) + "-[0-9a-f]{12}", p.name) and final_checkpoint(p)]
+    return torch.load(final_checkpoint(folder), map_location="cpu", weights_only=False)["history"]
 
 
 def _stage_lines(rendered: Path) -> list[str]:

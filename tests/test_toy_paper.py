@@ -193,7 +193,7 @@ card = ModelCard(paper=PAPER.short, notebook=NB, model="ToyNet", architecture="T
                  transform=transform_spec(transform), inputs="volume", profile=cfg.profile, seed=SEED,
                  training_data=rec.doc["data"], space=cohort_space(data), test_mae=mae,
                  target_mean=result.target_mean, target_sd=result.target_sd)
-print(export_model(cfg.checkpoint_dir / "models" / "ToyNet.model.pt", result.model, card))
+print(export_model(cfg.checkpoint_dir / "models" / "ToyNet.model.pt", result.model, card, result.stage_dir))
 rec.finalize()
 '''
 

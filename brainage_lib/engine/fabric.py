@@ -14,7 +14,8 @@ becomes a one-device engine without checkpoints) and runs as a *stage*:
   with the models, optimisers, schedulers, RNG states, epoch, step, history and data
   order, and ``final.ckpt`` when it ends. A re-run with the same identity continues from
   ``last.ckpt``; a finished stage is loaded from ``final.ckpt`` and trains nothing, unless
-  ``force``. A changed parameter, dataset or training code gives a new identity and never
+  ``force``. A stage whose model a notebook saves hands its ``final.ckpt`` over to the saved
+  model's file (:func:`keep_final`): one file per trained model, which the stage loads from. A changed parameter, dataset or training code gives a new identity and never
   reuses a stale checkpoint.
 - The **data order** of an epoch is drawn from a seeded generator exactly as a shuffling
   ``DataLoader`` draws it, and split into global batches; with several processes each takes
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -51,8 +53,8 @@ from brainage_lib.run.progress import tqdm
 from brainage_lib.run.seeding import resolve_device, worker_init_fn
 
 __all__ = ["Engine", "RNGState", "Stage", "as_engine", "batch_loader", "code_version", "data_fingerprint",
-           "compiled", "end_epoch", "end_step", "end_training", "epoch_order", "fit", "global_batches", "plain",
-           "sync_batchnorm", "sync_gradients"]
+           "compiled", "epoch_order", "fit", "global_batches", "plain",
+           "final_checkpoint", "keep_final", "sync_batchnorm", "sync_gradients"]
 
 SAVE_EVERY_S = 600.0  # a checkpoint at most this often within a long epoch
 DEVICE_CACHE_FRACTION = 0.5  # a cohort goes onto the GPU when it takes at most this share of the free memory
@@ -110,8 +112,8 @@ class Engine:
                 + ("; torch.compile (generators, regressors)" if self.compile else ""))
         if self.checkpoints is None:
             return head + "; no checkpoints (nothing resumes)."
-        done = sorted(p.parent.name for p in self.checkpoints.glob("*/final.ckpt"))
-        partial = sorted(p.parent.name for p in self.checkpoints.glob("*/last.ckpt") if not (p.parent / "final.ckpt").exists())
+        done = sorted(p.name for p in self.checkpoints.iterdir() if final_checkpoint(p)) if self.checkpoints.is_dir() else []
+        partial = sorted(p.parent.name for p in self.checkpoints.glob("*/last.ckpt") if not final_checkpoint(p.parent))
         lines = [head + f"; stage checkpoints in {self.checkpoints}:"]
         if self.force:
             lines.append(f"  FORCE=True: every stage retrains ({len(done)} finished stage(s) there are ignored).")
@@ -124,8 +126,6 @@ class Engine:
 
     def report(self):
         """One row per stage this run met: trained (from scratch), resumed (from epoch ...) or loaded (nothing trained)."""
-        import pandas as pd
-
         return pd.DataFrame(self.log, columns=["stage", "status", "epoch", "key"])
 
     def precision(self, amp: bool = True) -> str:
@@ -424,37 +424,7 @@ def reduce_sum(fabric, values: Sequence[float]) -> list[float]:
     return t.cpu().tolist()
 
 
-# --------------------------------------------------------------------------- loop bookkeeping
-
-def end_step(fabric, stage: Stage | None, state: dict[str, Any], max_steps: int | None) -> bool:
-    """Count one optimiser step of ``state``; True when ``max_steps`` is reached (stop the epoch), else save if due."""
-    state["steps"] += 1
-    state["batch"] += 1
-    if stage is not None and stage.step_clock is not None:
-        stage.step_clock.append(time.perf_counter())
-    if state["steps"] == max_steps:
-        return True
-    if stage is not None:
-        stage.tick(fabric, state)
-    return False
-
-
-def end_epoch(fabric, stage: Stage | None, state: dict[str, Any], epoch: int, max_steps: int | None) -> None:
-    """Move ``state`` past ``epoch`` and checkpoint it (not when ``max_steps`` ended it: the stage finishes next)."""
-    state["epoch"], state["batch"] = epoch + 1, 0
-    if stage is not None and state["steps"] != max_steps:
-        stage.save(fabric, state)
-
-
-def end_training(fabric, stage: Stage | None, state: dict[str, Any]):
-    """Finish the stage; return its history and the seconds its epochs took (kept across resumes and loads)."""
-    import pandas as pd
-
-    if stage is not None:
-        stage.finish(fabric, state)
-    history = pd.DataFrame(state["history"])
-    return history, float(history["seconds"].sum()) if len(history) else 0.0
-
+# --------------------------------------------------------------------------- the loop
 
 def fit(fabric, stage: Stage | None, state: dict[str, Any], train: Dataset, step: Callable[[list], dict[str, float]],
         end_of_epoch: Callable[[int, dict[str, float], int], tuple[dict[str, Any], float | None]],
@@ -496,8 +466,13 @@ def fit(fabric, stage: Stage | None, state: dict[str, Any], train: Dataset, step
         while run := list(itertools.islice(items, group)):
             for k, v in step(run).items():
                 state["sums"][k] = state["sums"].get(k, 0.0) + v
-            if end_step(fabric, stage, state, max_steps):
+            state["steps"], state["batch"] = state["steps"] + 1, state["batch"] + 1
+            if stage is not None and stage.step_clock is not None:
+                stage.step_clock.append(time.perf_counter())
+            if state["steps"] == max_steps:
                 break
+            if stage is not None:
+                stage.tick(fabric, state)  # a checkpoint within the epoch when one is due
         sums = dict(zip(state["sums"], reduce_sum(fabric, list(state["sums"].values()))))
         row, score = end_of_epoch(epoch, sums, state["batch"])
         if score is not None and score < state["best"]:
@@ -506,10 +481,14 @@ def fit(fabric, stage: Stage | None, state: dict[str, Any], train: Dataset, step
         bar.update(1)
         if postfix is not None:
             bar.set_postfix(postfix(row))
-        end_epoch(fabric, stage, state, epoch, max_steps)
+        state["epoch"], state["batch"] = epoch + 1, 0
+        if stage is not None and state["steps"] != max_steps:  # (a stop at max_steps: the stage finishes next)
+            stage.save(fabric, state)
     bar.close()
-    history, trained_s = end_training(fabric, stage, state)
-    return history, trained_s, state["best_epoch"]
+    if stage is not None:
+        stage.finish(fabric, state)
+    history = pd.DataFrame(state["history"])
+    return history, float(history["seconds"].sum()) if len(history) else 0.0, state["best_epoch"]
 
 
 # --------------------------------------------------------------------------- stages
@@ -532,7 +511,7 @@ class Stage:
         self._last_save = time.monotonic()
         self._steps_at_save, self._next_check = 0, FIRST_CHECK
         self.save_seconds = 0.0  # time spent writing checkpoints (gpu-check counts it)
-        self.step_clock: list[float] | None = None  # a list: end_step appends the time after every step
+        self.step_clock: list[float] | None = None  # a list: fit appends the time after every step
 
     @property
     def dir(self) -> Path | None:
@@ -540,8 +519,13 @@ class Stage:
         return self.root / f"{safe}-{self.key}" if self.root is not None else None
 
     @property
+    def final(self) -> Path | None:
+        """The finished stage's checkpoint: ``final.ckpt``, or the saved model it became (:func:`keep_final`)."""
+        return final_checkpoint(self.dir) if self.dir is not None else None
+
+    @property
     def done(self) -> bool:
-        return self.dir is not None and (self.dir / "final.ckpt").is_file()
+        return self.final is not None
 
     def loaded_after_workers(self) -> Stage:
         """This stage, to be loaded from the final checkpoint the DDP processes wrote."""
@@ -553,7 +537,7 @@ class Stage:
         if self.dir is None:
             self.status = "trained"
         elif self.done and not self.force:
-            fabric.load(self.dir / "final.ckpt", state)
+            fabric.load(self.final, state)
             self.status = "loaded"
         elif (self.dir / "last.ckpt").is_file() and not self.force:
             fabric.load(self.dir / "last.ckpt", state)
@@ -591,7 +575,7 @@ class Stage:
         # the steps' sums stay on the device between checkpoints (no synchronisation per step); saved as numbers
         if "sums" in state:
             state["sums"] = {k: v.item() if torch.is_tensor(v) else v for k, v in state["sums"].items()}
-        fabric.save(tmp, state)
+        fabric.save(tmp, {**state, "stage": {"name": self.name, "key": self.key}})
         if fabric.is_global_zero:
             os.replace(tmp, self.dir / name)
         fabric.barrier()
@@ -626,6 +610,53 @@ class Stage:
         """Write ``final.ckpt`` (the stage is done) unless it was loaded from it."""
         if self.status != "loaded":
             self.save(fabric, state, final=True)
-            with contextlib.suppress(FileNotFoundError):
-                if fabric.is_global_zero and self.dir is not None:
-                    (self.dir / "last.ckpt").unlink()
+            if fabric.is_global_zero and self.dir is not None:
+                for name in ("last.ckpt", MOVED):  # MOVED: a saved model of an earlier training (FORCE) stays as it is
+                    (self.dir / name).unlink(missing_ok=True)
+
+
+MOVED = "final.json"  # in a stage's folder: its final checkpoint became this saved model (a path from the folder)
+
+
+def final_checkpoint(stage_dir: Path) -> Path | None:
+    """A stage folder's final checkpoint: its ``final.ckpt``, else the saved model it became; None: not finished."""
+    if (stage_dir / "final.ckpt").is_file():
+        return stage_dir / "final.ckpt"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        target = Path(os.path.normpath(stage_dir / json.loads((stage_dir / MOVED).read_text())["checkpoint"]))
+        if target.is_file():
+            return target
+    return None
+
+
+def keep_final(stage_dir: Path | None, path: Path, extra: dict[str, Any]) -> Path:
+    """Write ``extra`` (a saved model's weights and card) to ``path`` together with the final checkpoint of the
+    finished stage in ``stage_dir``: one file for both, from which the stage also loads (its ``final.json`` points
+    there). ``stage_dir`` None: ``extra`` alone.
+
+    A file already at ``path`` that is another stage's final checkpoint goes back to that stage's folder as its
+    ``final.ckpt``, so no finished training is lost. Each step leaves a readable checkpoint if interrupted.
+    """
+    blob = {}
+    if stage_dir is not None:
+        source = final_checkpoint(stage_dir)
+        if source is None:
+            raise BrainAgeError(f"{stage_dir} holds no finished stage to save as {path}.")
+        blob = torch.load(source, map_location="cpu", weights_only=True)
+        blob["stage_dir"] = os.path.relpath(stage_dir, path.parent)
+    blob.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(blob, tmp)
+    with contextlib.suppress(Exception):  # no file there, or not a stage's: it is simply replaced
+        owner = (path.parent / torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stage_dir"]).resolve()
+        if (stage_dir is None or owner != stage_dir.resolve()) and (final_checkpoint(owner) or owner).resolve() == path.resolve():
+            os.replace(path, owner / "final.ckpt")
+            (owner / MOVED).unlink(missing_ok=True)
+    os.replace(tmp, path)
+    if stage_dir is not None:
+        pointer = stage_dir / f".{MOVED}.{os.getpid()}.tmp"
+        pointer.write_text(json.dumps({"checkpoint": os.path.relpath(path, stage_dir)}))
+        os.replace(pointer, stage_dir / MOVED)
+        (stage_dir / "final.ckpt").unlink(missing_ok=True)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ class TrainResult:
     wall_time_s: float
     target_mean: float
     target_sd: float
+    stage_dir: Path | None = None  # the stage's checkpoint folder; a saved model takes in its final checkpoint
 
     def predict(self, dataset: Dataset, device: torch.device, batch_size: int = 8) -> np.ndarray:
         return predict(self.model, dataset, device, self.target_mean, self.target_sd, batch_size)
@@ -138,7 +140,7 @@ def _fit_regressor(fabric, stage: Stage | None, model: nn.Module, train: Dataset
         desc=desc, progress=progress)
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    return TrainResult(model, history, best_epoch, trained_s, mean, sd)
+    return TrainResult(model, history, best_epoch, trained_s, mean, sd, stage.dir if stage is not None else None)
 
 
 def n_parameters(model: nn.Module) -> int:

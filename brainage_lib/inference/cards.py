@@ -3,7 +3,8 @@
 ``export_model`` writes one file per model: its weights and a card (the paper, notebook,
 profile, architecture and its config, the input transform, the training data and its
 space and grid, the test MAE, the target scaling and the age-bias correction fitted in
-the notebook). ``load_model`` rebuilds the network from the card alone and loads the
+the notebook), together with the final checkpoint of the training stage that made it, from
+which a re-run of the notebook loads that stage. ``load_model`` rebuilds the network from the card alone and loads the
 weights with ``torch.load(..., weights_only=True)``; ``brainage predict`` applies it.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 from brainage_lib.data.cohort import Cohort
 from brainage_lib import registry
 from brainage_lib.data.transforms import Transform, transforms
+from brainage_lib.engine.fabric import keep_final
 from brainage_lib.errors import BrainAgeError
 from brainage_lib.metrics.stats import bias_correct
 from brainage_lib.run.jsonable import to_jsonable
@@ -113,25 +115,26 @@ def fitted_bias_correction(pred: np.ndarray, age: np.ndarray, fitted_on: str) ->
     return {"slope": bc.slope, "intercept": bc.intercept, "n": bc.n, "fitted_on": fitted_on}
 
 
-def export_model(path: str | os.PathLike, model: nn.Module, card: ModelCard) -> Path:
-    """Write ``model``'s weights and ``card`` to ``path`` (atomically); returns the path."""
+def export_model(path: str | os.PathLike, model: nn.Module, card: ModelCard, stage_dir: Path | None = None) -> Path:
+    """Write ``model``'s weights and ``card`` to ``path`` (atomically); returns the path.
+
+    ``stage_dir``: the checkpoint folder of the training stage that made ``model``. Its final checkpoint then goes
+    into the same file, which becomes the one file of the trained model: ``brainage predict`` reads the weights
+    and card, and a re-run of the notebook loads the finished stage from it.
+    """
     known = registry.architectures()
     if card.architecture not in known or card.inputs not in INPUTS:
         raise BrainAgeError(f"export_model: unknown architecture {card.architecture!r} (known: {', '.join(known)}) "
                             f"or inputs {card.inputs!r} (one of {', '.join(INPUTS)}); a paper declares its "
                             "architectures in its Paper(architectures=...).")
     card = ModelCard(**{**asdict(card), "provenance": provenance(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "card": to_jsonable(asdict(card))}, tmp)
-    os.replace(tmp, path)
-    return path
+    return keep_final(stage_dir, Path(path), {"state_dict": state, "card": to_jsonable(asdict(card))})
 
 
-def save_model(cfg, rec, name: str, net: nn.Module, **card: Any) -> Path:
-    """Save a notebook's trained network ``net`` as ``checkpoints/<notebook>/models/<name>.model.pt``, the one file of it.
+def save_model(cfg, rec, name: str, net: nn.Module, stage_dir: Path | None = None, **card: Any) -> Path:
+    """Save a notebook's trained network ``net`` as ``checkpoints/<notebook>/models/<name>.model.pt``, the one file of it,
+    with the final checkpoint of the stage that trained it (``stage_dir``: the training result's; see :func:`export_model`).
 
     The run fills in the card's paper, notebook, profile, seed and training data (from the
     notebook's parameters ``cfg`` and recorder ``rec``); ``card`` gives the other :class:`ModelCard`
@@ -140,7 +143,7 @@ def save_model(cfg, rec, name: str, net: nn.Module, **card: Any) -> Path:
     paper = registry.paper_of_notebook(cfg.notebook)
     card = ModelCard(**{"model": name, **card}, paper=paper.short if paper else cfg.notebook, notebook=cfg.notebook,
                      profile=cfg.profile, seed=int(cfg.core["SEED"]), training_data=rec.doc["data"])
-    return export_model(cfg.checkpoint_dir / "models" / f"{name}.model.pt", net, card)
+    return export_model(cfg.checkpoint_dir / "models" / f"{name}.model.pt", net, card, stage_dir)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:

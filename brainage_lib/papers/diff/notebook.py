@@ -288,14 +288,14 @@ def save_models(cfg, rec: Recorder, m: Models, p: Predictions, dd: DiffData) -> 
     space, ho_age = cohort_space(dd.cohorts["train"]), dd.heldout_ages
     diffae, cnns = m.diffae, m.cnns
     networks = {"diffae": ("DiffAE", diffae, asdict(diffae.config), 0.0, 1.0,  # the DiffAE predicts years itself
-                           {"config": asdict(m.tcfg), "best_epoch": m.diff_res.best_epoch + 1}),
+                           {"config": asdict(m.tcfg), "best_epoch": m.diff_res.best_epoch + 1}, m.diff_res.stage_dir),
                 **{n: (arch, cnns[n].model, config, cnns[n].target_mean, cnns[n].target_sd,
-                       {"config": asdict(m.bcfg), "best_epoch": cnns[n].best_epoch + 1}) for n, arch, config in
-                   (("densenet121", "DenseNet121-2D", {"in_channels": 1, "out_channels": 1}),
-                    ("deepbrainnet", "DeepBrainNet2D", asdict(m.dbn_config)))}}
-    for n, (arch, net, config, mean, sd, training) in networks.items():
+                       {"config": asdict(m.bcfg), "best_epoch": cnns[n].best_epoch + 1}, cnns[n].stage_dir)
+                   for n, arch, config in (("densenet121", "DenseNet121-2D", {"in_channels": 1, "out_channels": 1}),
+                                           ("deepbrainnet", "DeepBrainNet2D", asdict(m.dbn_config)))}}
+    for n, (arch, net, config, mean, sd, training, stage_dir) in networks.items():
         bc = fitted_bias_correction(p.preds[n]["heldout"], ho_age, "the held-out healthy subjects")
-        print(save_model(cfg, rec, n, net, architecture=arch, config=config, transform=transform_spec(dd.transform),
+        print(save_model(cfg, rec, n, net, stage_dir, architecture=arch, config=config, transform=transform_spec(dd.transform),
                          inputs="slice", space=space, test_mae=p.ev[n]["test_mae"], target_mean=mean, target_sd=sd,
                          bias_correction=bc, training=training))
 

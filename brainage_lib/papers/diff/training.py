@@ -80,6 +80,7 @@ class DiffTrainResult:
     history: pd.DataFrame  # epoch, loss, noise_mse, age_mse, labelled, unlabelled, val_mae, lr, seconds
     best_epoch: int
     wall_time_s: float
+    stage_dir: Path | None = None  # the stage's checkpoint folder; a saved model takes in its final checkpoint
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def _fit_diffae(fabric, stage: Stage | None, config: DiffAEConfig, train: Datase
     if state["best_state"] is None:
         raise BrainAgeError("train_diffae: the validation MAE was never finite; the training diverged. Lower LR.")
     model.load_state_dict(state["best_state"])
-    return DiffTrainResult(model.eval(), history, best_epoch, trained_s)
+    return DiffTrainResult(model.eval(), history, best_epoch, trained_s, stage.dir if stage is not None else None)
 
 
 def _shard(batch: list[int], x: torch.Tensor, ages: np.ndarray, sched, gen: torch.Generator, rank: int, world: int,

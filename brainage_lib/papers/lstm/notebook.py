@@ -110,7 +110,7 @@ def save_models(cfg, rec: Recorder, trained: Mapping[tuple[str, str], TrainResul
         tf = LSTMSlices(atlas_shape=atlas, slice_size=cfg.SLICE_SIZE) if lstm else AtlasVolume(atlas_shape=atlas)
         mae = evals[DISC].mae(name) if regime == "0-22" else rec.get(f"young_discovery_test.young.{name}")
         label = f"{name}, trained {'0-22' if regime == '0-22' else young} y"
-        print(save_model(cfg, rec, f"{regime}_{name.replace('+', '_').replace(' ', '')}", res.model, model=label,
+        print(save_model(cfg, rec, f"{regime}_{name.replace('+', '_').replace(' ', '')}", res.model, res.stage_dir, model=label,
                          architecture="ResNetLSTM" if lstm else "ResNet3D", config=asdict(res.model.config),
                          transform=transform_spec(tf), inputs="slice_sequence" if lstm else "volume", space=space,
                          test_mae=mae, target_mean=res.target_mean, target_sd=res.target_sd, bias_correction=None,

@@ -252,7 +252,7 @@ def save_models(cfg, rec: Recorder, results: dict[str, TrainResult], gans: dict[
         bc = fitted_bias_correction(ev.val_preds[m], ev.val_age, "the validation subjects")
         training = {"config": asdict(c.reg_train), "best_epoch": results[m].best_epoch + 1,
                     "gan": {"config": asdict(c.gan_train), "best_epoch": gans[m].best_epoch + 1} if m in gans else None}
-        print(save_model(cfg, rec, m, results[m].model, architecture="TGBRegressor", config=asdict(c.reg),
+        print(save_model(cfg, rec, m, results[m].model, results[m].stage_dir, architecture="TGBRegressor", config=asdict(c.reg),
                          transform=transform_spec(TGBVolume(size=cfg.SIZE)), inputs="volume", space=space,
                          test_mae=rec.get(f"table1.{m}.mae_mean"), target_mean=results[m].target_mean,
                          target_sd=results[m].target_sd, bias_correction=bc, training=training))
