@@ -188,6 +188,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    from brainage_lib.inference.cards import describe_model, share_model
+
+    if args.share:
+        out = share_model(args.model, args.share)
+        print(f"wrote {out.resolve()}: weights and card only, for brainage predict")
+    print(describe_model(args.share or args.model))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from brainage_lib.bench import listing, run_benchmarks
 
@@ -296,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="CSV to write (default: <model>.predictions.csv in the current folder)")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda")
     pr.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("model", help="show a saved model's card; --share writes a copy with its weights and card only")
+    m.add_argument("model", help="a saved model: checkpoints/<notebook>/models/<model>.model.pt")
+    m.add_argument("--share", default=None, metavar="OUT",
+                   help="write a copy without the training state (smaller; brainage predict applies it the same)")
+    m.set_defaults(func=cmd_model)
 
     b = sub.add_parser("bench", help="measure simulator, cache and loader throughput (and models, where present)")
     b.add_argument("--n", type=int, default=40, help="subjects per measurement")

@@ -163,7 +163,7 @@ def test_a_saved_model_is_its_stage_final_checkpoint(tmp_path):
     it, and a model saved under the same name by another stage hands the first one's checkpoint back to its folder."""
     from dataclasses import asdict
 
-    from brainage_lib.inference.cards import ModelCard, export_model, load_model
+    from brainage_lib.inference.cards import ModelCard, export_model, load_model, share_model
 
     ds, stages, path = _data(8), tmp_path / "stages", tmp_path / "models" / "REG.model.pt"
     cfgs = {"a": TrainConfig(epochs=2, batch_size=4, seed=0), "b": TrainConfig(epochs=2, batch_size=4, seed=0, lr=3e-4)}
@@ -207,3 +207,9 @@ def test_a_saved_model_is_its_stage_final_checkpoint(tmp_path):
     save(forced, "a")
     assert sorted(files()) == sorted([f"stages/{b.stage_dir.name}/final.ckpt", "models/REG.model.pt"])
     assert load_model(path)[1].training_data == "a" and train("b")[1] == "loaded" and train("a")[1] == "loaded"
+
+    other = share_model(path, tmp_path / "other.model.pt")  # weights and card only
+    share_model(other, path)  # written over a's saved model: a's checkpoint goes back to its folder first
+    assert sorted(files()) == sorted([f"stages/{a.stage_dir.name}/final.ckpt", f"stages/{b.stage_dir.name}/final.ckpt",
+                                      "models/REG.model.pt", "other.model.pt"])
+    assert set(torch.load(path, weights_only=True)) == {"state_dict", "card"} and train("a")[1] == "loaded"

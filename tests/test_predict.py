@@ -46,6 +46,26 @@ def test_predict_reproduces_the_notebooks_test_predictions(tgb, tmp_path):
 
 
 @pytest.mark.notebook
+def test_a_shared_copy_predicts_the_same_and_leaves_the_notebooks_model_alone(tgb, tmp_path, capsys):
+    """`brainage model FILE --share OUT`: weights and card only, smaller, the same predictions."""
+    out, cohort, recorded = tgb
+    model = out / "checkpoints" / "01_tgb" / "models" / "REG.model.pt"
+    before = model.read_bytes()
+    assert main(["model", str(model)]) == 0
+    assert "training stage it came from" in capsys.readouterr().out
+    copy = tmp_path / "shared" / "REG.model.pt"
+    assert main(["model", str(model), "--share", str(copy)]) == 0
+    assert "weights and card" in capsys.readouterr().out
+    assert set(torch.load(copy, weights_only=True)) == {"state_dict", "card"} and copy.stat().st_size < len(before)
+    assert load_model(copy)[1] == load_model(model)[1]  # the card as it was
+    got = predict_cohort(copy, cohort, torch.device("cpu")).set_index("participant_id").loc[recorded["participant_id"]]
+    np.testing.assert_allclose(got["predicted_age"], recorded["REG"], rtol=0, atol=1e-3)
+    assert model.read_bytes() == before
+    assert main(["model", str(model), "--share", str(model)]) == 2  # never over the model itself
+    assert "is the model itself" in capsys.readouterr().err and model.read_bytes() == before
+
+
+@pytest.mark.notebook
 def test_predict_refuses_another_grid_or_pipeline(tgb, tmp_path, capsys):
     out, cohort, _ = tgb
     model = out / "checkpoints" / "01_tgb" / "models" / "REG.model.pt"

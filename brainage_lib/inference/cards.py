@@ -146,6 +146,31 @@ def save_model(cfg, rec, name: str, net: nn.Module, stage_dir: Path | None = Non
     return export_model(cfg.checkpoint_dir / "models" / f"{name}.model.pt", net, card, stage_dir)
 
 
+def describe_model(path: str | os.PathLike) -> str:
+    """A saved model's card, its parameter count and what its file holds."""
+    model, card = load_model(path)
+    path = Path(path)
+    staged = "stage" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return (card.text() + f"\n{sum(p.numel() for p in model.parameters()):,} parameters; {path.stat().st_size / 2**20:.1f} MiB, "
+            + ("weights, card and the final checkpoint of the training stage it came from" if staged else
+               "weights and card"))
+
+
+def share_model(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A copy of the saved model ``path`` with its weights and card only (no training state), to give to others.
+
+    ``brainage predict`` applies it as it applies the original; a notebook cannot load a training stage from it.
+    The card is copied as it is. ``out`` must not be ``path``; a notebook's saved model already at ``out`` keeps its
+    training stage (:func:`~brainage_lib.engine.fabric.keep_final`).
+    """
+    path, out = Path(path), Path(out)
+    if out.exists() and out.resolve() == path.resolve():
+        raise BrainAgeError(f"{out} is the model itself: give another file for the copy.")
+    load_model(path)  # a readable saved model, or a clear error
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return keep_final(None, out, {"state_dict": blob["state_dict"], "card": blob["card"]})
+
+
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
     """The network rebuilt from a saved model's card, with its weights, in eval mode on ``device``."""
     path = Path(path)
