@@ -15,8 +15,9 @@ becomes a one-device engine without checkpoints) and runs as a *stage*:
   order, and ``final.ckpt`` when it ends. A re-run with the same identity continues from
   ``last.ckpt``; a finished stage is loaded from ``final.ckpt`` and trains nothing, unless
   ``force``. A stage whose model a notebook saves hands its ``final.ckpt`` over to the saved
-  model's file (:func:`keep_final`): one file per trained model, which the stage loads from. A changed parameter, dataset or training code gives a new identity and never
-  reuses a stale checkpoint.
+  model's file (:func:`keep_final`): one file per trained model, which the stage loads from.
+  A changed parameter, dataset or training code gives a new identity and never reuses a
+  stale checkpoint.
 - The **data order** of an epoch is drawn from a seeded generator exactly as a shuffling
   ``DataLoader`` draws it, and split into global batches; with several processes each takes
   its share of every global batch, so a DDP run sees the same global batches as one device.
@@ -648,11 +649,13 @@ def keep_final(stage_dir: Path | None, path: Path, extra: dict[str, Any]) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(blob, tmp)
+    owner = None
     with contextlib.suppress(Exception):  # no file there, or not a stage's: it is simply replaced
         owner = (path.parent / torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stage_dir"]).resolve()
-        if (stage_dir is None or owner != stage_dir.resolve()) and (final_checkpoint(owner) or owner).resolve() == path.resolve():
-            os.replace(path, owner / "final.ckpt")
-            (owner / MOVED).unlink(missing_ok=True)
+    if owner is not None and (stage_dir is None or owner != stage_dir.resolve()) \
+            and (final_checkpoint(owner) or owner).resolve() == path.resolve():
+        os.replace(path, owner / "final.ckpt")
+        (owner / MOVED).unlink(missing_ok=True)
     os.replace(tmp, path)
     if stage_dir is not None:
         pointer = stage_dir / f".{MOVED}.{os.getpid()}.tmp"

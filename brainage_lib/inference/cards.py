@@ -4,8 +4,9 @@
 profile, architecture and its config, the input transform, the training data and its
 space and grid, the test MAE, the target scaling and the age-bias correction fitted in
 the notebook), together with the final checkpoint of the training stage that made it, from
-which a re-run of the notebook loads that stage. ``load_model`` rebuilds the network from the card alone and loads the
-weights with ``torch.load(..., weights_only=True)``; ``brainage predict`` applies it.
+which a re-run of the notebook loads that stage. ``load_model`` rebuilds the network from the
+card alone and loads the weights with ``torch.load(..., weights_only=True)``; ``brainage
+predict`` applies it. ``share_model`` writes a copy with the weights and card only.
 """
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def describe_model(path: str | os.PathLike) -> str:
     model, card = load_model(path)
     path = Path(path)
     staged = "stage" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return (card.text() + f"\n{sum(p.numel() for p in model.parameters()):,} parameters; {path.stat().st_size / 2**20:.1f} MiB, "
+    size = f"{sum(p.numel() for p in model.parameters()):,} parameters; {path.stat().st_size / 2**20:.1f} MiB"
+    return (f"{card.text()}\n{size}, "
             + ("weights, card and the final checkpoint of the training stage it came from" if staged else
                "weights and card"))
 
