@@ -191,10 +191,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     from brainage_lib.inference.cards import describe_model, share_model
 
+    shown = args.model
     if args.share:
-        out = share_model(args.model, args.share)
-        print(f"wrote {out.resolve()}: weights and card only, for brainage predict")
-    print(describe_model(args.share or args.model))
+        shown = share_model(args.model, args.share)
+        print(f"wrote {shown.resolve()}: weights and card only, for brainage predict")
+    print(describe_model(shown))
     return 0
 
 

@@ -58,6 +58,8 @@ def test_a_shared_copy_predicts_the_same_and_leaves_the_notebooks_model_alone(tg
     assert "weights and card" in capsys.readouterr().out
     assert set(torch.load(copy, weights_only=True)) == {"state_dict", "card"} and copy.stat().st_size < len(before)
     assert load_model(copy)[1] == load_model(model)[1]  # the card as it was
+    assert main(["model", str(model), "--share", str(copy.parent)]) == 0  # a folder: the copy keeps the file's name
+    assert f"wrote {copy.resolve()}" in capsys.readouterr().out
     got = predict_cohort(copy, cohort, torch.device("cpu")).set_index("participant_id").loc[recorded["participant_id"]]
     np.testing.assert_allclose(got["predicted_age"], recorded["REG"], rtol=0, atol=1e-3)
     assert model.read_bytes() == before

@@ -537,8 +537,8 @@ class Stage:
         self._last_save = time.monotonic()
         if self.dir is None:
             self.status = "trained"
-        elif self.done and not self.force:
-            fabric.load(self.final, state)
+        elif (final := self.final) is not None and not self.force:
+            fabric.load(final, state)
             self.status = "loaded"
         elif (self.dir / "last.ckpt").is_file() and not self.force:
             fabric.load(self.dir / "last.ckpt", state)
@@ -644,14 +644,14 @@ def keep_final(stage_dir: Path | None, path: Path, extra: dict[str, Any]) -> Pat
         if source is None:
             raise BrainAgeError(f"{stage_dir} holds no finished stage to save as {path}.")
         blob = torch.load(source, map_location="cpu", weights_only=True)
-        blob["stage_dir"] = os.path.relpath(stage_dir, path.parent)
+        blob["stage"]["dir"] = os.path.relpath(stage_dir, path.parent)  # whose checkpoint it is, from the file
     blob.update(extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(blob, tmp)
     owner = None
     with contextlib.suppress(Exception):  # no file there, or not a stage's: it is simply replaced
-        owner = (path.parent / torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stage_dir"]).resolve()
+        owner = (path.parent / torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stage"]["dir"]).resolve()
     if owner is not None and (stage_dir is None or owner != stage_dir.resolve()) \
             and (final_checkpoint(owner) or owner).resolve() == path.resolve():
         os.replace(path, owner / "final.ckpt")

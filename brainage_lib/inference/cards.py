@@ -149,12 +149,11 @@ def save_model(cfg, rec, name: str, net: nn.Module, stage_dir: Path | None = Non
 
 def describe_model(path: str | os.PathLike) -> str:
     """A saved model's card, its parameter count and what its file holds."""
-    model, card = load_model(path)
-    path = Path(path)
-    staged = "stage" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    size = f"{sum(p.numel() for p in model.parameters()):,} parameters; {path.stat().st_size / 2**20:.1f} MiB"
+    blob, card = _read(path)
+    model = _build(blob, card, path)
+    size = f"{sum(p.numel() for p in model.parameters()):,} parameters; {Path(path).stat().st_size / 2**20:.1f} MiB"
     return (f"{card.text()}\n{size}, "
-            + ("weights, card and the final checkpoint of the training stage it came from" if staged else
+            + ("weights, card and the final checkpoint of the training stage it came from" if "stage" in blob else
                "weights and card"))
 
 
@@ -162,19 +161,21 @@ def share_model(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """A copy of the saved model ``path`` with its weights and card only (no training state), to give to others.
 
     ``brainage predict`` applies it as it applies the original; a notebook cannot load a training stage from it.
-    The card is copied as it is. ``out`` must not be ``path``; a notebook's saved model already at ``out`` keeps its
-    training stage (:func:`~brainage_lib.engine.fabric.keep_final`).
+    The card is copied as it is. ``out``: a file or a folder (the copy then keeps the model's file name); never
+    ``path`` itself. A notebook's saved model already at ``out`` keeps its training stage
+    (:func:`~brainage_lib.engine.fabric.keep_final`).
     """
     path, out = Path(path), Path(out)
+    out = out / path.name if out.is_dir() else out
     if out.exists() and out.resolve() == path.resolve():
         raise BrainAgeError(f"{out} is the model itself: give another file for the copy.")
-    load_model(path)  # a readable saved model, or a clear error
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob, card = _read(path)
+    _build(blob, card, path)  # weights that fit the card's architecture, or a clear error
     return keep_final(None, out, {"state_dict": blob["state_dict"], "card": blob["card"]})
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
-    """The network rebuilt from a saved model's card, with its weights, in eval mode on ``device``."""
+def _read(path: str | os.PathLike) -> tuple[dict, ModelCard]:
+    """A saved model's file (read once) and its card; a clear error for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise BrainAgeError(f"No saved model at {path}. Notebooks write them to checkpoints/<notebook>/models/*.model.pt.")
@@ -183,6 +184,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
         card = ModelCard(**{f.name: blob["card"][f.name] for f in fields(ModelCard) if f.name in blob["card"]})
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
         raise BrainAgeError(f"{path} is not a saved model with a model card ({type(exc).__name__}: {exc}).") from None
+    return blob, card
+
+
+def _build(blob: dict, card: ModelCard, path: str | os.PathLike) -> nn.Module:
+    """The network the card names, with the file's weights."""
     known = architectures()
     if card.architecture not in known:
         raise BrainAgeError(f"{path}: its card names the architecture {card.architecture!r}, which no paper of this "
@@ -190,4 +196,10 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     build, _ = known[card.architecture]
     model = build({k: tuple(v) if isinstance(v, list) else v for k, v in card.config.items()})  # JSON lists were tuples
     model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), card
+    return model
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
+    """The network rebuilt from a saved model's card, with its weights, in eval mode on ``device``."""
+    blob, card = _read(path)
+    return _build(blob, card, path).to(device).eval(), card

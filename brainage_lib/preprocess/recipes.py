@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from brainage_lib import registry
 from brainage_lib.errors import BrainAgeError
+from brainage_lib.run.jsonable import to_jsonable
 from brainage_lib.simulation.anatomy import DEFAULT_SHAPE, Grid, resample_to_grid
 
 DILATE_MM = 6.0  # margin of the registration mask around the template brain (head-to-brain registration)
@@ -71,7 +72,7 @@ class Recipe:
         out = {"steps": list(self.steps), "transform": self.transform, "shape": list(self.shape),
                "registration_grid": list(REGISTRATION_GRID)}
         if self.transform == "SyN":
-            out["syn"] = {**{k: list(v) if isinstance(v, tuple) else v for k, v in SYN_AFFINE.items()}, "bins": SYN_BINS}
+            out["syn"] = to_jsonable({**SYN_AFFINE, "bins": SYN_BINS})  # as a scan's JSON record holds it
         return out
 
     def describe(self) -> list[str]:
